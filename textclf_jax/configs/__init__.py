@@ -1,0 +1,1 @@
+"""Preset configs. Each module has `get_config() -> ml_collections.ConfigDict`."""

@@ -1,0 +1,87 @@
+"""Fields shared by every preset: data, optimisation, evaluation, logging.
+
+Every key here can be overridden from the command line as `--config.KEY=VALUE`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  # --- data -----------------------------------------------------------------
+  # A built-in name (`bbc_news`), a benchmark name resolved under `data_dir`
+  # (`mr sst2 sst5 subj trec reuters21578 imdb`), a directory holding
+  # {train,dev,test}.{jsonl,jsonl.gz,csv,tsv} (or all.*), or `tfds:NAME`.
+  c.dataset = "bbc_news"
+  c.data_dir = ""  # falls back to $TEXTCLF_DATA_DIR
+  c.train_file = ""  # explicit files override the dataset's own
+  c.dev_file = ""
+  c.test_file = ""
+  c.text_key = "text"
+  c.label_key = "label"  # single-label rows
+  c.labels_key = "labels"  # multi-label rows (a list)
+  c.dev_fraction = 0.1  # dev = seeded, stratified 10% of train when missing
+  c.test_fraction = 0.2  # built-in datasets without splits (bbc_news)
+  c.num_folds = 10  # k-fold CV when there is no test split
+  c.fold = -1  # -1: every fold (one sub-run each); k: only fold k
+  c.max_train_examples = 0  # 0: all (quick looks, tests)
+
+  # --- text -----------------------------------------------------------------
+  c.lowercase = True
+  c.remove_stopwords = False
+  c.keep_negations = True  # with remove_stopwords: keep not/no/n't/never…
+  c.max_len = 64
+  c.min_count = 1
+  c.max_vocab = 0  # 0: no limit
+  c.bucket_lengths = (16, 32, 64, 128, 256, 512, 1024)
+
+  # --- embeddings -------------------------------------------------------------
+  c.embedding = "rand"  # rand | static | non-static | multichannel
+  c.embed_dim = 128
+  c.vectors = ""  # GloVe / word2vec (text or .bin) / fastText .vec, .gz ok
+  c.vectors_format = "auto"  # auto | glove | word2vec | word2vec_bin | fasttext
+  c.unk_init_scale = 0.25  # U[-s, s] for words missing from the vectors
+
+  # --- loss -----------------------------------------------------------------
+  c.loss = "auto"  # auto | softmax_ce | sigmoid_bce | focal
+  c.label_smoothing = 0.0
+  c.focal_gamma = 2.0
+  c.class_weights = "none"  # none | balanced | "w1,w2,…" (label-map order)
+
+  # --- optimisation ---------------------------------------------------------
+  c.batch_size = 50
+  c.num_epochs = 10
+  c.optimizer = "adam"  # sgd | adam | adamw | adadelta
+  c.learning_rate = 1e-3
+  c.momentum = 0.9  # sgd only
+  c.adadelta_rho = 0.95
+  c.adadelta_eps = 1e-6
+  c.schedule = "constant"  # constant | warmup_cosine | linear | exponential | plateau
+  c.warmup_steps = 0
+  c.decay_rate = 0.5  # exponential: factor per `decay_steps`
+  c.decay_steps = 1000
+  c.plateau_factor = 0.5
+  c.plateau_patience = 2  # epochs without dev improvement
+  c.weight_decay = 0.0
+  c.weight_decay_mode = "decoupled"  # decoupled | l2
+  c.clip_norm = 0.0  # 0: off
+  c.max_norm = 0.0  # Kim's s=3 on the output layer's weights; 0: off
+
+  # --- evaluation / early stopping -------------------------------------------
+  c.eval_every_steps = 0  # 0: once per epoch
+  c.early_stopping_metric = "auto"  # auto: accuracy (single) / micro_f1 (multi)
+  c.early_stopping_patience = 5  # evaluations without improvement; 0: off
+  c.multilabel_threshold = "per_label"  # global | per_label (tuned on dev)
+  c.multilabel_at_least_one = True  # predict the top label if none passes
+  c.eval_batch_size = 0  # 0: batch_size
+
+  # --- runs -----------------------------------------------------------------
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 200  # plus one at every epoch end
+  c.progress_bar = True
+  c.wandb = "auto"  # auto (offline without an API key) | online | offline | disabled
+  c.wandb_project = "textclf_jax"
+  c.wandb_group = ""
+  return c

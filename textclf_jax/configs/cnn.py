@@ -1,0 +1,23 @@
+"""Kim (2014) CNN: widths 3/4/5 x 100 maps, ReLU, max-over-time, dropout 0.5.
+
+    textclf train --config cnn                       # bbc_news, CNN-rand
+    textclf train --config cnn --config.dataset=sst2 \
+        --config.embedding=non-static \
+        --config.vectors=../shared/embeddings/glove.6B.100d.subset.txt.gz
+"""
+
+from textclf_jax.configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.model = "cnn"
+  c.filter_widths = (3, 4, 5)
+  c.num_filters = 100
+  c.dropout = 0.5
+  c.max_len = 400  # bbc_news articles: ~390 words on average
+  c.num_epochs = 12
+  c.optimizer = "adam"
+  c.learning_rate = 3e-3
+  c.max_norm = 3.0
+  return c

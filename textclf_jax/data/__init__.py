@@ -1,0 +1,1 @@
+"""Data: sources -> splits -> tokens -> vocabulary -> id arrays -> batches."""

@@ -1,0 +1,153 @@
+"""Id arrays and batches: length-bucketed, padded to a few fixed lengths, masked.
+
+Texts are tokenised and encoded once per run (`encode_tokens`). Training batches
+follow a plan that is a function of (seed, epoch) only; evaluation batches see
+every example exactly once — the last batch is padded with weight-0 rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+
+import numpy as np
+
+from textclf_jax.data.tokenize import Tokenizer
+from textclf_jax.data.vocab import PAD_ID, Vocab
+
+POOL_BATCHES = 50  # training batches sorted by length together, then shuffled
+
+
+@dataclasses.dataclass
+class Encoded:
+  """A split as arrays. ids [N, max_len] int32 (0-padded), lengths [N] int32,
+  labels [N] int32 (single-label) or [N, C] float32 (multi-hot)."""
+  ids: np.ndarray
+  lengths: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self):
+    return len(self.lengths)
+
+
+def encode_labels(labels: list, label_names: list, multi_label: bool) -> np.ndarray:
+  index = {n: i for i, n in enumerate(label_names)}
+  if multi_label:
+    out = np.zeros((len(labels), len(label_names)), dtype=np.float32)
+    for row, names in enumerate(labels):
+      for name in names:
+        if name in index:  # labels never seen in training cannot be predicted
+          out[row, index[name]] = 1.0
+    return out
+  return np.asarray([index[l] for l in labels], dtype=np.int32)
+
+
+def encode_tokens(token_lists: list, vocab: Vocab, max_len: int):
+  """Returns ids [N, max_len] int32 and lengths [N] int32 (at least 1)."""
+  ids = np.zeros((len(token_lists), max_len), dtype=np.int32)
+  lengths = np.zeros(len(token_lists), dtype=np.int32)
+  for row, tokens in enumerate(token_lists):
+    encoded = vocab.encode(tokens[:max_len])
+    ids[row, : len(encoded)] = encoded
+    lengths[row] = max(len(encoded), 1)  # an empty text is one padding token
+  return ids, lengths
+
+
+def encode_texts(texts: list, tokenizer: Tokenizer, vocab: Vocab, max_len: int):
+  """Tokenises and encodes raw texts (prediction): ids [N, max_len], lengths [N]."""
+  return encode_tokens([tokenizer(t) for t in texts], vocab, max_len)
+
+
+def padded_lengths(buckets, max_len: int, min_len: int = 1) -> np.ndarray:
+  """The fixed set of padded lengths: buckets below max_len, then max_len."""
+  return np.asarray(sorted({b for b in buckets if min_len <= b < max_len} | {max_len}))
+
+
+def round_up(n: int, multiple: int) -> int:
+  return -(-n // multiple) * multiple
+
+
+@dataclasses.dataclass
+class Batcher:
+  """Cuts Encoded splits into padded, masked numpy batches.
+
+  batch_size: examples per step (global). pad_to_multiple: the batch dimension
+  is rounded up to this (the device count) with weight-0 rows. buckets: the
+  allowed padded lengths (see `padded_lengths`).
+  """
+  batch_size: int
+  buckets: np.ndarray
+  pad_to_multiple: int = 1
+
+  def make_batch(self, data: Encoded, index: np.ndarray) -> dict:
+    """tokens [B, L] int32, lengths [B] int32, labels [B] or [B, C], weights [B] f32."""
+    rows = round_up(max(self.batch_size, len(index)), self.pad_to_multiple)
+    longest = int(data.lengths[index].max())
+    length = int(self.buckets[np.searchsorted(self.buckets, min(longest, self.buckets[-1]))])
+    tokens = np.full((rows, length), PAD_ID, dtype=np.int32)
+    tokens[: len(index)] = data.ids[index, :length]
+    lengths = np.ones(rows, dtype=np.int32)
+    lengths[: len(index)] = data.lengths[index]
+    labels = np.zeros((rows,) + data.labels.shape[1:], dtype=data.labels.dtype)
+    labels[: len(index)] = data.labels[index]
+    weights = np.zeros(rows, dtype=np.float32)
+    weights[: len(index)] = 1.0
+    return {"tokens": tokens, "lengths": lengths, "labels": labels, "weights": weights}
+
+  def train_plan(self, data: Encoded, seed: int, epoch: int) -> list:
+    """Index arrays, one per batch: a function of (seed, epoch) only.
+
+    Shuffle, sort pools of POOL_BATCHES batches by length (so batches hold
+    similar lengths and pad little), cut batches, shuffle the batch order.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(data))
+    pool = self.batch_size * POOL_BATCHES
+    batches = []
+    for start in range(0, len(order), pool):
+      chunk = order[start: start + pool]
+      chunk = chunk[np.argsort(data.lengths[chunk], kind="stable")]
+      batches += [chunk[i: i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+  def eval_plan(self, data: Encoded) -> list:
+    """Every example once, sorted by length; the last batch may be short."""
+    order = np.argsort(data.lengths, kind="stable")
+    return [order[i: i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+  def padding_fraction(self, data: Encoded, plan: list) -> float:
+    """Fraction of token slots that are padding (rows of padding included)."""
+    total = real = 0
+    for index in plan:
+      batch = self.make_batch(data, index)
+      total += batch["tokens"].size
+      real += int(data.lengths[index].sum())
+    return 1.0 - real / max(total, 1)
+
+
+def prefetch(iterator, size: int = 2):
+  """Runs `iterator` in a background thread, `size` items ahead."""
+  items: queue.Queue = queue.Queue(maxsize=size)
+  done = object()
+  errors = []
+
+  def worker():
+    try:
+      for item in iterator:
+        items.put(item)
+    except BaseException as e:  # re-raised in the consumer
+      errors.append(e)
+    finally:
+      items.put(done)
+
+  thread = threading.Thread(target=worker, daemon=True)
+  thread.start()
+  while True:
+    item = items.get()
+    if item is done:
+      break
+    yield item
+  thread.join()
+  if errors:
+    raise errors[0]

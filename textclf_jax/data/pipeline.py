@@ -1,0 +1,69 @@
+"""One call from config to encoded arrays: `prepare(config, fold)`.
+
+source -> splits -> tokens -> vocabulary (train only) -> ids, labels; plus the
+pretrained vectors matrix when the config names one. Runs reuse their saved
+vocabulary and label map (`vocab`, `label_names`) so eval sees what training saw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from textclf_jax.data import splits as splits_lib
+from textclf_jax.data.batching import Encoded, encode_labels, encode_tokens
+from textclf_jax.data.errors import DataError
+from textclf_jax.data.sources import RawDataset, load_source
+from textclf_jax.data.tokenize import Tokenizer
+from textclf_jax.data.vectors import load_vectors
+from textclf_jax.data.vocab import Vocab
+
+
+@dataclasses.dataclass
+class Prepared:
+  """Everything a run needs from the data, encoded once."""
+  name: str
+  multi_label: bool
+  label_names: list
+  vocab: Vocab
+  splits: dict  # name -> Encoded
+  vectors: np.ndarray | None
+  stats: dict
+
+
+def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab | None = None,
+            label_names: list | None = None, load_vectors_file: bool = True) -> Prepared:
+  raw = raw or load_source(config)
+  split_data = splits_lib.make_splits(raw, config, fold)
+  label_names = label_names or splits_lib.build_label_map(raw, split_data)
+  # Tokenised once per run, untruncated (to report truncation), cut at encode time.
+  tokenizer = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
+  tokens = {name: [tokenizer(t) for t in split.texts] for name, split in split_data.items()}
+  train_tokens = tokens["train"]
+  if sum(map(len, train_tokens)) == 0:
+    raise DataError(f"{raw.name}: every training text is empty after tokenisation "
+                    "(check text_key and the stop-word settings)")
+  vocab = vocab or Vocab.build(train_tokens, config.min_count, config.max_vocab)
+  encoded = {name: Encoded(*encode_tokens(tokens[name], vocab, config.max_len),
+                           encode_labels(split.labels, label_names, raw.multi_label))
+             for name, split in split_data.items()}
+  vectors, found = None, 0
+  if config.vectors and load_vectors_file:
+    vectors, found = load_vectors(config.vectors, vocab, config.embed_dim, config.vectors_format,
+                                  config.unk_init_scale, seed=config.seed)
+  elif config.embedding != "rand" and load_vectors_file:
+    raise DataError(f"embedding={config.embedding!r} needs pretrained vectors: "
+                    "set --config.vectors=PATH")
+  stats = {
+      "dataset": raw.name, "multi_label": raw.multi_label, "fold": fold,
+      "num_labels": len(label_names), "vocab_size": len(vocab),
+      **{f"num_{k}": len(v) for k, v in encoded.items()},
+      "mean_length_train": float(np.mean(encoded["train"].lengths)),
+      "truncated_train_fraction": float(np.mean(
+          [len(t) > config.max_len for t in train_tokens])),
+  }
+  if config.vectors:
+    stats.update(vectors=config.vectors, vectors_found=found,
+                 vectors_coverage=found / max(len(vocab) - 2, 1))
+  return Prepared(raw.name, raw.multi_label, label_names, vocab, encoded, vectors, stats)

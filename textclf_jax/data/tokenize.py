@@ -1,0 +1,56 @@
+"""Word/punctuation tokeniser that keeps contractions the way PTB does.
+
+"Don't stop, it's great!" -> ["do", "n't", "stop", ",", "it", "'s", "great", "!"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+_TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]", re.UNICODE)
+_TAGS = re.compile(r"<[^>]{0,20}>")  # <br /> in IMDB
+
+NEGATIONS = frozenset({
+    "no", "not", "nor", "never", "n't", "none", "nobody", "nothing", "neither",
+    "nowhere", "cannot", "without"})
+
+# English function words (the usual NLTK-style list, without its negations).
+STOPWORDS = frozenset("""
+a about above after again against ain all am an and any are aren as at be because
+been before being below between both but by can couldn d did didn do does doesn
+doing don down during each few for from further had hadn has hasn have haven having
+he her here hers herself him himself his how i if in into is isn it it's its itself
+just ll m ma me mightn more most mustn my myself needn now o of off on once only or
+other our ours ourselves out over own re s same shan she should shouldn so some such
+t than that the their theirs them themselves then there these they this those
+through to too under until up ve very was wasn we were weren what when where which
+while who whom why will with won wouldn y you your yours yourself yourselves 's 're
+'ve 'd 'll 'm
+""".split()) | NEGATIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenizer:
+  """Splits text into tokens; options are the config's text fields."""
+  lowercase: bool = True
+  remove_stopwords: bool = False
+  keep_negations: bool = True
+  max_len: int = 0  # 0: no truncation
+
+  @classmethod
+  def from_config(cls, config) -> "Tokenizer":
+    return cls(config.lowercase, config.remove_stopwords, config.keep_negations,
+               config.max_len)
+
+  def __call__(self, text: str) -> list:
+    text = _TAGS.sub(" ", text)
+    if self.lowercase:
+      text = text.lower()
+    tokens = _TOKEN.findall(text)
+    if self.remove_stopwords:
+      tokens = [t for t in tokens if t.lower() not in STOPWORDS
+                or (self.keep_negations and t.lower() in NEGATIONS)]
+    if self.max_len:
+      tokens = tokens[: self.max_len]
+    return tokens

@@ -1,0 +1,100 @@
+"""Per-example losses. logits [B, C]; labels [B] int (single) or [B, C] 0/1 (multi).
+
+Every loss returns [B]; `weighted_mean` averages with the batch's example
+weights (0 for padding rows), so padding never changes the loss.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+LOSSES = ("auto", "softmax_ce", "sigmoid_bce", "focal")
+
+
+def softmax_cross_entropy(logits, labels, label_smoothing=0.0, class_weights=None):
+  """-sum_c q_c log p_c with q = one-hot smoothed by `label_smoothing`; x w[label]."""
+  num_classes = logits.shape[-1]
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing) \
+      if label_smoothing else jax.nn.one_hot(labels, num_classes)
+  loss = optax.softmax_cross_entropy(logits, targets)
+  return loss if class_weights is None else loss * class_weights[labels]
+
+
+def softmax_focal(logits, labels, gamma=2.0, class_weights=None):
+  """Lin et al. (2017) focal loss on the softmax: -(1 - p_t)^gamma log p_t."""
+  log_p = jax.nn.log_softmax(logits)
+  log_pt = jnp.take_along_axis(log_p, labels[:, None], axis=-1)[:, 0]
+  loss = -((1.0 - jnp.exp(log_pt)) ** gamma) * log_pt
+  return loss if class_weights is None else loss * class_weights[labels]
+
+
+def sigmoid_binary_cross_entropy(logits, labels, pos_weight=None):
+  """Mean over labels of BCE; positives weighted by `pos_weight` [C] if given."""
+  log_p, log_not_p = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
+  pos = labels * log_p * (1.0 if pos_weight is None else pos_weight)
+  return -jnp.mean(pos + (1.0 - labels) * log_not_p, axis=-1)
+
+
+def sigmoid_focal(logits, labels, gamma=2.0, pos_weight=None):
+  loss = optax.sigmoid_focal_loss(logits, labels, alpha=None, gamma=gamma)
+  if pos_weight is not None:
+    loss = loss * jnp.where(labels > 0, pos_weight, 1.0)
+  return jnp.mean(loss, axis=-1)
+
+
+def weighted_mean(losses, weights):
+  return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1e-9)
+
+
+def resolve_loss_name(name: str, multi_label: bool) -> str:
+  if name not in LOSSES:
+    raise ValueError(f"config.loss={name!r}: expected one of {', '.join(LOSSES)}")
+  if name == "auto":
+    return "sigmoid_bce" if multi_label else "softmax_ce"
+  if name == "softmax_ce" and multi_label:
+    raise ValueError("config.loss=softmax_ce: the dataset is multi-label; use sigmoid_bce")
+  if name == "sigmoid_bce" and not multi_label:
+    raise ValueError("config.loss=sigmoid_bce: the dataset is single-label; use softmax_ce")
+  return name
+
+
+def make_loss_fn(config, multi_label: bool, class_weights=None):
+  """Returns loss(logits, labels) -> [B] for the config's loss and weights."""
+  name = resolve_loss_name(config.loss, multi_label)
+  weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
+  if multi_label:
+    if name == "focal":
+      return lambda logits, labels: sigmoid_focal(logits, labels, config.focal_gamma, weights)
+    return lambda logits, labels: sigmoid_binary_cross_entropy(logits, labels, weights)
+  if name == "focal":
+    return lambda logits, labels: softmax_focal(logits, labels, config.focal_gamma, weights)
+  return lambda logits, labels: softmax_cross_entropy(logits, labels, config.label_smoothing,
+                                                      weights)
+
+
+def class_weights_from_config(spec: str, train_labels: np.ndarray, num_classes: int,
+                              multi_label: bool):
+  """None, 'balanced' (from training counts) or 'w1,w2,…' -> float32 [C] or None.
+
+  Single-label balanced: N / (C * count_c). Multi-label balanced: the positive
+  weight negatives_c / positives_c of each label.
+  """
+  if spec in ("", "none"):
+    return None
+  if spec == "balanced":
+    if multi_label:
+      positives = train_labels.sum(axis=0)
+      return ((len(train_labels) - positives) / np.maximum(positives, 1)).astype(np.float32)
+    counts = np.bincount(train_labels, minlength=num_classes)
+    return (len(train_labels) / (num_classes * np.maximum(counts, 1))).astype(np.float32)
+  try:
+    weights = np.asarray([float(x) for x in str(spec).split(",")], dtype=np.float32)
+  except ValueError:
+    raise ValueError(f"config.class_weights={spec!r}: expected none, balanced or "
+                     "comma-separated numbers") from None
+  if len(weights) != num_classes:
+    raise ValueError(f"config.class_weights: {len(weights)} weights for {num_classes} labels")
+  return weights

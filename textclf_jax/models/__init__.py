@@ -1,0 +1,19 @@
+"""Flax NNX text classifiers, built by name from the config."""
+
+from textclf_jax.models.cnn import KimCNN
+from textclf_jax.models.embeddings import Embeddings, FrozenEmbedding
+from textclf_jax.models.hybrid import CNNLSTM
+from textclf_jax.models.lstm import LSTMClassifier
+
+MODELS = {"cnn": KimCNN, "lstm": LSTMClassifier, "hybrid": CNNLSTM}
+
+
+def build_model(config, vocab_size: int, num_classes: int, vectors=None, *, seed: int):
+  """Returns the NNX module for `config.model`; `vectors` [V, D] or None."""
+  from flax import nnx
+
+  if config.model not in MODELS:
+    raise ValueError(f"config.model={config.model!r}: expected one of {', '.join(MODELS)}")
+  rngs = nnx.Rngs(params=seed)
+  embeddings = Embeddings(vocab_size, config.embed_dim, config.embedding, vectors, rngs=rngs)
+  return MODELS[config.model].from_config(config, embeddings, num_classes, rngs=rngs)

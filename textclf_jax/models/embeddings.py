@@ -1,0 +1,52 @@
+"""Word embeddings in Kim's four flavours.
+
+rand: one trainable table, randomly initialised. static: pretrained, frozen.
+non-static: pretrained, fine-tuned. multichannel: a frozen and a fine-tuned copy,
+concatenated on the feature axis (a convolution over the two channels is a
+convolution over the concatenation).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+KINDS = ("rand", "static", "non-static", "multichannel")
+
+
+class FrozenEmbedding(nnx.Variable):
+  """An embedding table the optimiser never sees (split off with `nnx.Param`)."""
+
+
+class Embeddings(nnx.Module):
+  """tokens [B, L] int32 -> vectors [B, L, out_features]; padding rows are zero."""
+
+  def __init__(self, vocab_size: int, dim: int, kind: str = "rand",
+               vectors: np.ndarray | None = None, *, rngs: nnx.Rngs):
+    if kind not in KINDS:
+      raise ValueError(f"embedding={kind!r}: expected one of {', '.join(KINDS)}")
+    if kind != "rand" and vectors is None:
+      raise ValueError(f"embedding={kind!r} needs pretrained vectors: set --config.vectors")
+    if vectors is not None and vectors.shape != (vocab_size, dim):
+      raise ValueError(f"vectors shape {vectors.shape} != (vocab {vocab_size}, dim {dim})")
+    self.kind = kind
+    if kind == "rand":
+      init = jax.random.uniform(rngs.params(), (vocab_size, dim), minval=-0.25, maxval=0.25)
+      self.trainable = nnx.Param(init.at[0].set(0.0))
+    if kind in ("non-static", "multichannel"):
+      self.trainable = nnx.Param(jnp.asarray(vectors))
+    if kind in ("static", "multichannel"):
+      self.frozen = FrozenEmbedding(jnp.asarray(vectors))
+    self.out_features = dim * (2 if kind == "multichannel" else 1)
+
+  def __call__(self, tokens: jax.Array) -> jax.Array:
+    mask = (tokens != 0)[..., None]
+    tables = []
+    if self.kind in ("static", "multichannel"):
+      tables.append(self.frozen[...])
+    if self.kind != "static":
+      tables.append(self.trainable[...])
+    out = jnp.concatenate([jnp.take(t, tokens, axis=0) for t in tables], axis=-1)
+    return jnp.where(mask, out, 0.0)

@@ -1,0 +1,44 @@
+"""CNN -> LSTM: same-padded convolutions extract n-gram features per position, an
+LSTM reads them in order, its final state feeds the head."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from textclf_jax.models.cnn import split_key
+from textclf_jax.models.embeddings import Embeddings
+from textclf_jax.models.lstm import LSTMEncoder
+
+
+class CNNLSTM(nnx.Module):
+  """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
+
+  def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3,),
+               num_filters=128, hidden=128, layers=1, bidirectional=False, dropout=0.5,
+               *, rngs):
+    self.embed = embeddings
+    self.convs = nnx.List([
+        nnx.Conv(embeddings.out_features, num_filters, kernel_size=(int(w),),
+                 padding="SAME", rngs=rngs) for w in filter_widths])
+    self.encoder = LSTMEncoder(num_filters * len(filter_widths), hidden, layers,
+                               bidirectional, dropout, rngs=rngs)
+    self.dropout = nnx.Dropout(dropout)
+    self.head = nnx.Linear(self.encoder.out_features, num_classes, rngs=rngs)
+
+  @classmethod
+  def from_config(cls, config, embeddings, num_classes, *, rngs):
+    return cls(embeddings, num_classes, config.filter_widths, config.num_filters,
+               config.lstm_hidden, config.lstm_layers, config.bidirectional,
+               config.dropout, rngs=rngs)
+
+  def __call__(self, tokens, lengths, key=None):
+    k_in, k_enc, k_out = split_key(key, 3)
+    x = self.embed(tokens)
+    valid = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None])[..., None]
+    x = jnp.concatenate([jax.nn.relu(conv(x)) for conv in self.convs], axis=-1)
+    x = self.dropout(jnp.where(valid, x, 0.0), deterministic=k_in is None, rngs=k_in)
+    _, final = self.encoder(x, lengths, k_enc)
+    final = self.dropout(final, deterministic=k_out is None, rngs=k_out)
+    return self.head(final)
