@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.vectors = ""  # GloVe / word2vec (text or .bin) / fastText .vec, .gz ok
   c.vectors_format = "auto"  # auto | glove | word2vec | word2vec_bin | fasttext
   c.unk_init_scale = 0.25  # U[-s, s] for words missing from the vectors
+  # Words of dev/test texts that have a pretrained vector join the vocabulary
+  # (Kim 2014 did this; no labels are read). Off: train-split words only.
+  c.vectors_extend_vocab = True
 
   # --- loss -----------------------------------------------------------------
   c.loss = "auto"  # auto | softmax_ce | sigmoid_bce | focal

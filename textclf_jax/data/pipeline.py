@@ -44,17 +44,29 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
   if sum(map(len, train_tokens)) == 0:
     raise DataError(f"{raw.name}: every training text is empty after tokenisation "
                     "(check text_key and the stop-word settings)")
-  vocab = vocab or Vocab.build(train_tokens, config.min_count, config.max_vocab)
+  vectors, found = None, None
+  if config.embedding != "rand" and load_vectors_file and not config.vectors:
+    raise DataError(f"embedding={config.embedding!r} needs pretrained vectors: "
+                    "set --config.vectors=PATH")
+  if vocab is None:
+    vocab = Vocab.build(train_tokens, config.min_count, config.max_vocab)
+    if config.vectors and load_vectors_file and config.vectors_extend_vocab:
+      # Dev/test words that have a pretrained vector join the vocabulary, as in
+      # Kim (2014); no labels are involved.
+      known = len(vocab)
+      vocab = Vocab(vocab.words + sorted({t for name in ("dev", "test") for text in tokens[name]
+                                          for t in text if t not in vocab.index}))
+      vectors, found = load_vectors(config.vectors, vocab, config.embed_dim,
+                                    config.vectors_format, config.unk_init_scale, config.seed)
+      keep = (np.arange(len(vocab)) < known) | found
+      vocab = Vocab([w for w, k in zip(vocab.words, keep) if k])
+      vectors, found = vectors[keep], found[keep]
+  if config.vectors and load_vectors_file and vectors is None:
+    vectors, found = load_vectors(config.vectors, vocab, config.embed_dim, config.vectors_format,
+                                  config.unk_init_scale, seed=config.seed)
   encoded = {name: Encoded(*encode_tokens(tokens[name], vocab, config.max_len),
                            encode_labels(split.labels, label_names, raw.multi_label))
              for name, split in split_data.items()}
-  vectors, found = None, 0
-  if config.vectors and load_vectors_file:
-    vectors, found = load_vectors(config.vectors, vocab, config.embed_dim, config.vectors_format,
-                                  config.unk_init_scale, seed=config.seed)
-  elif config.embedding != "rand" and load_vectors_file:
-    raise DataError(f"embedding={config.embedding!r} needs pretrained vectors: "
-                    "set --config.vectors=PATH")
   stats = {
       "dataset": raw.name, "multi_label": raw.multi_label, "fold": fold,
       "num_labels": len(label_names), "vocab_size": len(vocab),
@@ -63,7 +75,8 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
       "truncated_train_fraction": float(np.mean(
           [len(t) > config.max_len for t in train_tokens])),
   }
-  if config.vectors:
-    stats.update(vectors=config.vectors, vectors_found=found,
-                 vectors_coverage=found / max(len(vocab) - 2, 1))
+  if found is not None:
+    stats.update(vectors=config.vectors, vectors_found=int(found[2:].sum()),
+                 vectors_coverage=float(found[2:].mean()))
   return Prepared(raw.name, raw.multi_label, label_names, vocab, encoded, vectors, stats)
+

@@ -1,6 +1,6 @@
 """Pretrained word vectors: GloVe text, word2vec text/binary, fastText .vec.
 
-`load_vectors(path, vocab, dim)` -> (matrix [V, dim] float32, words found).
+`load_vectors(path, vocab, dim)` -> (matrix [V, dim] float32, found [V] bool).
 Only rows for vocabulary words are kept; missing words get a seeded uniform
 init U[-scale, scale] (Kim 2014 used 0.25); the padding row is zero.
 """
@@ -116,7 +116,7 @@ def vector_words(path: str, fmt: str = "auto") -> set:
 
 def load_vectors(path: str, vocab: Vocab, dim: int, fmt: str = "auto",
                  scale: float = 0.25, seed: int = 0):
-  """Returns (matrix [len(vocab), dim] float32, number of vocab words found)."""
+  """Returns (matrix [len(vocab), dim] float32, found [len(vocab)] bool)."""
   rng = np.random.default_rng(seed)
   matrix = rng.uniform(-scale, scale, size=(len(vocab), dim)).astype(np.float32)
   matrix[PAD_ID] = 0.0
@@ -134,4 +134,4 @@ def load_vectors(path: str, vocab: Vocab, dim: int, fmt: str = "auto",
     except ValueError:
       raise DataError(f"{path}:{where}: values of {word[:40]!r} are not numbers") from None
     found[i] = True
-  return matrix, int(found[2:].sum())
+  return matrix, found

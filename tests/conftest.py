@@ -1,0 +1,84 @@
+"""Shared fixtures: small synthetic datasets written by the tests themselves."""
+
+import json
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
+SHARED_DATASETS = os.path.join(SHARED, "datasets")
+GLOVE = os.path.join(SHARED, "embeddings", "glove.6B.100d.subset.txt.gz")
+
+TOPICS = {
+    "sport": "match goal team coach season player score win league cup".split(),
+    "tech": "software chip computer phone internet data code robot cloud app".split(),
+    "money": "bank market stock price profit trade shares economy fund tax".split(),
+}
+FILLER = "the a of and to in is it that was for on with as at by this from".split()
+
+
+def make_rows(n, seed, multi_label=False, with_fold=False):
+  """Texts of filler words plus 2-4 topic words; the label is the topic."""
+  rng = random.Random(seed)
+  names = sorted(TOPICS)
+  rows = []
+  for i in range(n):
+    topic = names[i % len(names)]
+    words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
+    for _ in range(rng.randint(2, 4)):
+      words.insert(rng.randrange(len(words) + 1), rng.choice(TOPICS[topic]))
+    row = {"text": " ".join(words)}
+    if multi_label:
+      labels = [topic]
+      if rng.random() < 0.4:
+        other = rng.choice([t for t in names if t != topic])
+        words.append(rng.choice(TOPICS[other]))
+        row["text"] = " ".join(words)
+        labels.append(other)
+      row["labels"] = sorted(labels)
+    else:
+      row["label"] = topic
+    if with_fold:
+      row["fold"] = i % 5
+    rows.append(row)
+  return rows
+
+
+def write_jsonl(path, rows):
+  with open(path, "w", encoding="utf-8") as f:
+    for row in rows:
+      f.write(json.dumps(row) + "\n")
+  return str(path)
+
+
+@pytest.fixture
+def topic_dir(tmp_path):
+  """A directory with train/dev/test.jsonl of the 3-topic toy task."""
+  d = tmp_path / "topics"
+  d.mkdir()
+  write_jsonl(d / "train.jsonl", make_rows(300, 1))
+  write_jsonl(d / "dev.jsonl", make_rows(60, 2))
+  write_jsonl(d / "test.jsonl", make_rows(90, 3))
+  return str(d)
+
+
+def tiny_config(preset="cnn", **overrides):
+  """A preset shrunk to train in seconds on the CPU."""
+  from textclf_jax import config as config_lib
+  config = config_lib.load_preset(preset)
+  small = dict(max_len=24, embed_dim=16, batch_size=16, num_epochs=3, log_every_steps=5,
+               checkpoint_every_steps=1000, progress_bar=False, wandb="disabled",
+               bucket_lengths=(8, 16, 24), learning_rate=5e-3)
+  if "num_filters" in config:
+    small["num_filters"] = 8
+  if "lstm_hidden" in config:
+    small["lstm_hidden"] = 12
+  small.update(overrides)
+  with config.unlocked():
+    for k, v in small.items():
+      config[k] = v
+  return config

@@ -1,0 +1,46 @@
+import pytest
+
+from textclf_jax import config as config_lib
+
+
+def test_presets_load_and_lock():
+  for name in config_lib.PRESETS:
+    config = config_lib.load_preset(name)
+    assert config.model in ("cnn", "lstm", "hybrid")
+    with pytest.raises(AttributeError):
+      config.not_a_key = 1
+
+
+def test_overrides_parse_types():
+  config = config_lib.apply_overrides(config_lib.load_preset("cnn"), [
+      "learning_rate=0.5", "num_epochs=3", "lowercase=false", "filter_widths=(2,3)",
+      "dataset=sst2"])
+  assert config.learning_rate == 0.5 and config.num_epochs == 3
+  assert config.lowercase is False and config.filter_widths == (2, 3)
+  assert config.dataset == "sst2"
+
+
+def test_unknown_key_is_named():
+  with pytest.raises(config_lib.ConfigError, match="learnig_rate"):
+    config_lib.apply_overrides(config_lib.load_preset("cnn"), ["learnig_rate=1"])
+
+
+def test_bad_value_is_named():
+  with pytest.raises(config_lib.ConfigError, match="num_epochs"):
+    config_lib.apply_overrides(config_lib.load_preset("cnn"), ["num_epochs=many"])
+
+
+def test_config_file_and_json_round_trip(tmp_path):
+  path = tmp_path / "my.py"
+  path.write_text("from textclf_jax.configs import cnn\n"
+                  "def get_config():\n  c = cnn.get_config()\n  c.num_filters = 7\n  return c\n")
+  config = config_lib.load_preset(str(path))
+  assert config.num_filters == 7
+  (tmp_path / "config.json").write_text(config_lib.to_json(config))
+  again = config_lib.from_json(str(tmp_path / "config.json"))
+  assert again == config
+
+
+def test_missing_config_file():
+  with pytest.raises(config_lib.ConfigError, match="nope.py"):
+    config_lib.load_preset("nope.py")
