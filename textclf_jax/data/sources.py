@@ -116,10 +116,16 @@ def load_tfds(name: str, config) -> RawDataset:
   names = features[label_key].names
   wanted = {"train": "train", "dev": "validation", "test": "test"}
   splits = {}
+  known = set(builder.info.splits)  # empty for datasets that are not prepared yet
   for ours, theirs in wanted.items():
-    if theirs not in builder.info.splits:
+    if known and theirs not in known:
       continue
-    source = tfds.data_source(name, split=theirs, data_dir=data_dir(config) or None)
+    try:
+      source = tfds.data_source(name, split=theirs, data_dir=data_dir(config) or None)
+    except (ValueError, KeyError) as e:  # the dataset has no such split
+      if known:
+        raise DataError(f"tfds:{name}: cannot read split {theirs!r}: {e}") from None
+      continue
     texts, labels = [], []
     for example in source:
       text = example[text_key]

@@ -1,0 +1,155 @@
+"""Whole runs on data the tests write: accuracy, eval reproduction, predict, CV,
+kill -9 and resume, divergence, and the run directory's contract."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import REPO, make_rows, tiny_config, write_jsonl
+from textclf_jax import cli, runs, train
+from textclf_jax.data.errors import DataError
+
+
+def _run(args, **kw):
+  env = dict(os.environ, WANDB_MODE="disabled", JAX_PLATFORMS="cpu")
+  return subprocess.Popen([sys.executable, "-m", "textclf_jax", *args], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_train_eval_predict_single_label(topic_dir, tmp_path, capsys):
+  workdir = str(tmp_path / "run")
+  results = train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=4), workdir)
+  assert results["test"]["accuracy"] >= 0.9, results["test"]
+  assert results["test"]["num_examples"] == 90
+  for name in ("config.json", "vocab.json", "labels.json", "data.json", "metrics.jsonl",
+               "results.json"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert any("train" in l for l in lines) and sum("dev" in l for l in lines) == 4
+  # eval reproduces results.json exactly, via the CLI.
+  cli.main(["eval", workdir, "--split", "test"])
+  assert "matches results.json test metrics exactly: yes" in capsys.readouterr().out
+  assert runs.evaluate_run(workdir, "dev")["matches_results"]
+  rows = runs.predict_texts(workdir, ["the goal of the match", "a chip in the phone"], top_k=2)
+  assert [r["label"] for r in rows] == ["sport", "tech"]
+  assert list(rows[0]["probabilities"]) == ["sport", "tech"]  # top 2, most probable first
+
+
+def test_train_refuses_to_overwrite_a_run(topic_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=1), workdir)
+  before = open(os.path.join(workdir, "results.json")).read()
+  with pytest.raises(FileExistsError, match="already holds"):
+    train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=1), workdir)
+  assert open(os.path.join(workdir, "results.json")).read() == before
+
+
+def test_multi_label_run_tunes_and_saves_thresholds(tmp_path):
+  d = tmp_path / "ml"
+  d.mkdir()
+  write_jsonl(d / "train.jsonl", make_rows(400, 1, multi_label=True))
+  write_jsonl(d / "test.jsonl", make_rows(90, 3, multi_label=True))
+  workdir = str(tmp_path / "run")
+  config = tiny_config(dataset=str(d), num_epochs=6, multilabel_threshold="per_label")
+  results = train.train_and_evaluate(config, workdir)
+  assert results["test"]["micro_f1"] >= 0.8, results["test"]
+  saved = json.load(open(os.path.join(workdir, "thresholds.json")))
+  assert saved["mode"] == "per_label" and len(saved["thresholds"]) == 3
+  assert runs.evaluate_run(workdir, "test")["matches_results"]
+  row = runs.predict_texts(workdir, ["goal chip"])[0]
+  assert set(row["labels"]) <= {"money", "sport", "tech"} and row["labels"]
+
+
+def test_cross_validation_runs_every_fold(tmp_path):
+  d = tmp_path / "cv"
+  d.mkdir()
+  rows = make_rows(90, 1)
+  for i, row in enumerate(rows):
+    row["fold"] = (i // 3) % 3  # every fold holds every label
+  write_jsonl(d / "all.jsonl", rows)
+  workdir = str(tmp_path / "run")
+  summary = train.train_all_folds(tiny_config(dataset=str(d), num_epochs=2), workdir)
+  assert summary["folds"] == [0, 1, 2]
+  assert set(summary["test_mean"]) >= {"accuracy", "macro_f1"}
+  per_fold = [json.load(open(os.path.join(workdir, f"fold_{k}", "results.json")))
+              for k in range(3)]
+  assert sum(r["test"]["num_examples"] for r in per_fold) == 90
+  np.testing.assert_allclose(summary["test_mean"]["accuracy"],
+                             np.mean([r["test"]["accuracy"] for r in per_fold]))
+  with pytest.raises(DataError, match="cross-validation run"):
+    runs.load_config(workdir)
+
+
+def test_not_a_run_directory(tmp_path):
+  with pytest.raises(DataError, match="not a run directory"):
+    runs.load_run(str(tmp_path))
+  with pytest.raises(DataError, match="not a directory"):
+    runs.load_run(str(tmp_path / "missing"))
+
+
+def test_divergence_stops_naming_the_step_and_keeps_last_checkpoint(topic_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(dataset=topic_dir, optimizer="sgd", momentum=0.0, learning_rate=1e30,
+                       num_epochs=2, max_norm=0.0, log_every_steps=1)
+  with pytest.raises(train.TrainingDiverged, match=r"NaN/Inf at step \d+"):
+    train.train_and_evaluate(config, workdir)
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def _params(workdir):
+  """Final parameters from the latest checkpoint, as numpy."""
+  path = os.path.join(workdir, "checkpoints", "latest")
+  manager = ocp.CheckpointManager(path)
+  step = manager.latest_step()
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  manager.close()
+  return step, restored["state"]["params"]
+
+
+def test_kill_and_resume_is_bitwise_identical(topic_dir, tmp_path):
+  """A run killed with SIGKILL mid-epoch and resumed ends with the same bits as a run
+  that was never interrupted."""
+  args = ["--config", "lstm", f"--config.dataset={topic_dir}", "--config.max_len=24",
+          "--config.embed_dim=16", "--config.lstm_hidden=16", "--config.batch_size=8",
+          "--config.num_epochs=3", "--config.checkpoint_every_steps=4",
+          "--config.log_every_steps=4", "--config.progress_bar=False",
+          "--config.bucket_lengths=(8,16,24)"]
+  straight = str(tmp_path / "straight")
+  proc = _run(["train", *args, "--workdir", straight])
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err[-2000:]
+
+  killed = str(tmp_path / "killed")
+  proc = _run(["train", *args, "--workdir", killed])
+  latest = os.path.join(killed, "checkpoints", "latest")
+  deadline = time.time() + 300
+  while time.time() < deadline:
+    names = os.listdir(latest) if os.path.isdir(latest) else []
+    if any(int(n) >= 12 for n in names if n.isdigit()):
+      break
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.communicate()
+  assert proc.returncode == -signal.SIGKILL
+  assert not os.path.exists(os.path.join(killed, "results.json")), "killed too late"
+
+  proc = _run(["train", "--resume", killed])
+  out, err = proc.communicate(timeout=600)
+  assert proc.returncode == 0, err[-2000:]
+  step_a, params_a = _params(straight)
+  step_b, params_b = _params(killed)
+  assert step_a == step_b
+  import jax
+  same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), params_a,
+                      params_b)
+  assert all(jax.tree.leaves(same))
+  results_a = json.load(open(os.path.join(straight, "results.json")))
+  results_b = json.load(open(os.path.join(killed, "results.json")))
+  assert results_a["test"] == results_b["test"] and results_a["dev"] == results_b["dev"]
