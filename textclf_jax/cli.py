@@ -85,7 +85,7 @@ def cmd_train(args, overrides):
     if overrides:
       raise SystemExit("textclf: --resume continues a run with its own config; "
                        "--config.* overrides are not allowed")
-    config = runs.load_config(args.resume)
+    config = runs.load_config(args.resume, allow_cv=True)
     workdir = args.resume
   else:
     config = config_lib.apply_overrides(config_lib.load_preset(args.config), overrides)

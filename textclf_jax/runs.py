@@ -26,7 +26,7 @@ RUN_FILES = ("config.json", "vocab.json", "labels.json")
 def check_run_dir(run: str):
   if not os.path.isdir(run):
     raise DataError(f"{run}: not a directory")
-  if os.path.exists(os.path.join(run, "cv_results.json")):
+  if is_cv_run(run):
     folds = sorted(d for d in os.listdir(run) if d.startswith("fold_"))
     raise DataError(f"{run}: a cross-validation run; give one fold's directory, e.g. "
                     f"{os.path.join(run, folds[0] if folds else 'fold_0')}")
@@ -36,8 +36,14 @@ def check_run_dir(run: str):
                     f"{', '.join(missing or ['checkpoints/'])})")
 
 
-def load_config(run: str):
-  check_run_dir(run)
+def is_cv_run(run: str) -> bool:
+  return os.path.isdir(run) and any(d.startswith("fold_") for d in os.listdir(run))
+
+
+def load_config(run: str, allow_cv: bool = False):
+  """The config of a run (or, with allow_cv, of a cross-validation parent directory)."""
+  if not (allow_cv and is_cv_run(run)):
+    check_run_dir(run)
   return config_lib.from_json(os.path.join(run, "config.json"))
 
 

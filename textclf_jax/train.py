@@ -300,6 +300,9 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
     return train_and_evaluate(config, workdir, resume, raw=raw)
   folds = range(splits_lib.num_folds_of(raw, config.num_folds)) if config.fold < 0 \
       else [config.fold]
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
   per_fold = []
   for k in folds:
     sub = os.path.join(workdir, f"fold_{k}")
@@ -318,7 +321,5 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
       "train_seconds": float(sum(r["train_seconds"] for r in per_fold)),
   }
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
     write_json(os.path.join(workdir, "cv_results.json"), summary)
   return summary
