@@ -116,9 +116,9 @@ def _params(workdir):
 def test_kill_and_resume_is_bitwise_identical(topic_dir, tmp_path):
   """A run killed with SIGKILL mid-epoch and resumed ends with the same bits as a run
   that was never interrupted."""
-  args = ["--config", "lstm", f"--config.dataset={topic_dir}", "--config.max_len=24",
-          "--config.embed_dim=16", "--config.lstm_hidden=16", "--config.batch_size=8",
-          "--config.num_epochs=3", "--config.checkpoint_every_steps=4",
+  args = ["--config", "cnn", f"--config.dataset={topic_dir}", "--config.max_len=24",
+          "--config.embed_dim=16", "--config.num_filters=16", "--config.batch_size=8",
+          "--config.num_epochs=2", "--config.checkpoint_every_steps=6",
           "--config.log_every_steps=4", "--config.progress_bar=False",
           "--config.bucket_lengths=(8,16,24)"]
   straight = str(tmp_path / "straight")

@@ -14,15 +14,15 @@ def split_key(key, n):
 
 
 class KimCNN(nnx.Module):
-  """tokens [B, L], lengths [B] -> logits [B, num_classes]. Needs L >= max(widths)."""
+  """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
 
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3, 4, 5),
                num_filters: int = 100, dropout: float = 0.5, *, rngs: nnx.Rngs):
     self.embed = embeddings
     self.widths = tuple(int(w) for w in filter_widths)
     self.convs = nnx.List([
-        nnx.Conv(embeddings.out_features, num_filters, kernel_size=(w,), padding="VALID",
-                 rngs=rngs) for w in self.widths])
+        nnx.Conv(embeddings.out_features, num_filters, kernel_size=(w,),
+                 padding=[(w - 1, w - 1)], rngs=rngs) for w in self.widths])
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(num_filters * len(self.widths), num_classes, rngs=rngs)
 
@@ -32,15 +32,17 @@ class KimCNN(nnx.Module):
                config.dropout, rngs=rngs)
 
   def features(self, tokens, lengths):
-    """Max-over-time features [B, num_filters * len(widths)], ignoring padding."""
+    """Max-over-time features [B, num_filters * len(widths)], ignoring padding.
+
+    Wide convolution as in Kim's code: w - 1 zero vectors on each side of the
+    text, so n-grams that overlap its start or end are seen too. Window t covers
+    positions t - w + 1 .. t; it is valid while it overlaps the text (t < length + w - 1).
+    """
     x = self.embed(tokens)
     pooled = []
     for width, conv in zip(self.widths, self.convs):
-      h = jax.nn.relu(conv(x))  # [B, L - w + 1, F]
-      # A window is valid if it ends inside the text; a text shorter than the
-      # window keeps position 0 (padding embeddings are zero).
-      last = jnp.maximum(lengths - width + 1, 1)
-      valid = jnp.arange(h.shape[1])[None, :] < last[:, None]
+      h = jax.nn.relu(conv(x))  # [B, L + w - 1, F]
+      valid = jnp.arange(h.shape[1])[None, :] < (lengths + width - 1)[:, None]
       pooled.append(jnp.max(jnp.where(valid[..., None], h, 0.0), axis=1))  # ReLU >= 0
     return jnp.concatenate(pooled, axis=-1)
 
