@@ -21,8 +21,8 @@ class KimCNN(nnx.Module):
     self.embed = embeddings
     self.widths = tuple(int(w) for w in filter_widths)
     self.convs = nnx.List([
-        nnx.Conv(embeddings.out_features, num_filters, kernel_size=(w,),
-                 padding=[(w - 1, w - 1)], rngs=rngs) for w in self.widths])
+        nnx.Conv(embeddings.out_features, num_filters, kernel_size=(w,), padding="VALID",
+                 rngs=rngs) for w in self.widths])
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(num_filters * len(self.widths), num_classes, rngs=rngs)
 
@@ -41,7 +41,10 @@ class KimCNN(nnx.Module):
     x = self.embed(tokens)
     pooled = []
     for width, conv in zip(self.widths, self.convs):
-      h = jax.nn.relu(conv(x))  # [B, L + w - 1, F]
+      # Padding the input, not the convolution: XLA:CPU runs a padded
+      # convolution ~10x slower than a VALID one on a padded input.
+      padded = jnp.pad(x, ((0, 0), (width - 1, width - 1), (0, 0)))
+      h = jax.nn.relu(conv(padded))  # [B, L + w - 1, F]
       valid = jnp.arange(h.shape[1])[None, :] < (lengths + width - 1)[:, None]
       pooled.append(jnp.max(jnp.where(valid[..., None], h, 0.0), axis=1))  # ReLU >= 0
     return jnp.concatenate(pooled, axis=-1)
