@@ -78,8 +78,8 @@ def main():
   parser.add_argument("--embed_dim", type=int, default=100)
   args = parser.parse_args()
   print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}")
-  print(f"| model | shape | batch x length | embedding | params | compile s | examples/s "
-        f"| tokens/s |")
+  print("| model | shape | batch x length | embedding | params | compile s | examples/s "
+        "| tokens/s |")
   print("|---|---|---|---|---|---|---|---|")
   for model in args.models.split(","):
     for shape in args.shapes.split(","):

@@ -16,7 +16,7 @@ from textclf_jax import config as config_lib
 from textclf_jax import metrics as metrics_lib, parallel, train
 from textclf_jax.data.batching import Encoded, encode_texts
 from textclf_jax.data.errors import DataError
-from textclf_jax.data.pipeline import Prepared, prepare
+from textclf_jax.data.pipeline import prepare
 from textclf_jax.data.tokenize import Tokenizer
 from textclf_jax.data.vocab import Vocab
 

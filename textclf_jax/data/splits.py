@@ -17,7 +17,6 @@ import collections
 import numpy as np
 
 from textclf_jax.data.errors import DataError
-from textclf_jax.data.readers import Split
 from textclf_jax.data.sources import BUILTIN, RawDataset
 
 SPLIT_SEED = 12345

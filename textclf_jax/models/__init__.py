@@ -5,6 +5,8 @@ from textclf_jax.models.embeddings import Embeddings, FrozenEmbedding
 from textclf_jax.models.hybrid import CNNLSTM
 from textclf_jax.models.lstm import LSTMClassifier
 
+__all__ = ["CNNLSTM", "Embeddings", "FrozenEmbedding", "KimCNN", "LSTMClassifier", "build_model"]
+
 MODELS = {"cnn": KimCNN, "lstm": LSTMClassifier, "hybrid": CNNLSTM}
 
 
