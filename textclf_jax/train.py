@@ -163,7 +163,8 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
           f"vocab {len(prepared.vocab)}"
           + (f", vectors found for {prepared.stats['vectors_found']} words"
              if config.vectors else "")
-          + f"; {mesh.size} device(s): {jax.devices()[0].platform}", flush=True)
+          + f"; mesh {dict(mesh.shape)} over {mesh.size} {jax.devices()[0].platform} "
+          "device(s)", flush=True)
 
   def evaluate(step):
     """Dev evaluation, early-stopping bookkeeping, best checkpoint. True: stop."""
