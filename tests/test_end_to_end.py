@@ -85,6 +85,10 @@ def test_cross_validation_runs_every_fold(tmp_path):
                              np.mean([r["test"]["accuracy"] for r in per_fold]))
   with pytest.raises(DataError, match="cross-validation run"):
     runs.load_config(workdir)
+  with pytest.raises(FileExistsError, match="already holds a run"):
+    train.train_all_folds(tiny_config(dataset=str(d), num_epochs=1), workdir)
+  again = train.train_all_folds(tiny_config(dataset=str(d), num_epochs=2), workdir, resume=True)
+  assert again["test_mean"] == summary["test_mean"]  # finished folds are read, not re-run
 
 
 def test_not_a_run_directory(tmp_path):

@@ -301,6 +301,9 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
     return train_and_evaluate(config, workdir, resume, raw=raw)
   folds = range(splits_lib.num_folds_of(raw, config.num_folds)) if config.fold < 0 \
       else [config.fold]
+  if not resume and os.path.exists(os.path.join(workdir, "config.json")):
+    raise FileExistsError(f"{workdir}: already holds a run; continue it with "
+                          f"`textclf train --resume {workdir}` or choose another --workdir")
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
