@@ -298,3 +298,14 @@ def test_prepare_reports_vectors_found(topic_dir, tmp_path):
   assert prepared.stats["vectors_found"] == 3
   row = prepared.vocab.index["chip"]
   np.testing.assert_array_equal(prepared.vectors[row], [0, 1, 0, 0])
+
+
+def test_max_train_examples_is_a_stratified_sample(tmp_path):
+  d = tmp_path / "sorted"
+  d.mkdir()
+  rows = sorted(make_rows(200, 1), key=lambda r: r["label"])  # sorted by label, like MR
+  write_jsonl(d / "train.jsonl", rows)
+  write_jsonl(d / "test.jsonl", make_rows(30, 2))
+  config = tiny_config(dataset=str(d), max_train_examples=60)
+  train = splits_lib.make_splits(load_source(config), config)["train"]
+  assert 55 <= len(train) <= 65 and len(set(train.labels)) == 3

@@ -3,9 +3,14 @@
 import csv
 import os
 
-from conftest import make_rows, write_jsonl
+import pytest
+
+from conftest import SHARED_DATASETS, make_rows, write_jsonl
 from experiments.runner import Experiment, plan_cells, run_experiment
 from textclf_jax import train
+
+needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATASETS),
+                                  reason=f"benchmark copies not found at {SHARED_DATASETS}")
 
 TINY = ("max_len=24", "embed_dim=16", "num_filters=8", "batch_size=16", "num_epochs=2",
         "bucket_lengths=(8,16,24)", "wandb=disabled", "log_every_steps=5")
@@ -60,3 +65,19 @@ def test_quick_mode_runs_one_dataset_one_unit(tmp_path):
   exp = _experiment(tmp_path)
   out = run_experiment(exp, str(tmp_path / "quick"), quick=True)
   assert {r["dataset"] for r in out["rows"]} == {"fixed"} and len(out["rows"]) == 2
+
+
+@needs_shared
+def test_kim2014_quick_mode(tmp_path):
+  import subprocess
+  import sys
+  from conftest import REPO
+  root = str(tmp_path / "kim")
+  proc = subprocess.run([sys.executable, "-m", "experiments.kim2014", "--quick", "--root", root],
+                        cwd=REPO, capture_output=True, text=True, timeout=900,
+                        env=dict(os.environ, WANDB_MODE="disabled"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  table = open(os.path.join(root, "table.md")).read()
+  for variant in ("rand", "static", "non-static", "multichannel"):
+    assert f"| {variant} |" in table
+  assert "paper 76.1" in table  # CNN-rand on MR

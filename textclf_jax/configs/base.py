@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.test_fraction = 0.2  # built-in datasets without splits (bbc_news)
   c.num_folds = 10  # k-fold CV when there is no test split
   c.fold = -1  # -1: every fold (one sub-run each); k: only fold k
-  c.max_train_examples = 0  # 0: all (quick looks, tests)
+  c.max_train_examples = 0  # 0: all; else a seeded stratified sample (quick looks)
 
   # --- text -----------------------------------------------------------------
   c.lowercase = True

@@ -93,9 +93,12 @@ def make_splits(raw: RawDataset, config, fold: int = -1) -> dict:
     dev = stratified_holdout(train.labels, config.dev_fraction, SPLIT_SEED + 1)
     splits["dev"] = train.subset(np.flatnonzero(dev))
     splits["train"] = train.subset(np.flatnonzero(~dev))
-  if config.max_train_examples:
-    splits["train"] = splits["train"].subset(np.arange(min(config.max_train_examples,
-                                                           len(splits["train"]))))
+  train = splits["train"]
+  if config.max_train_examples and config.max_train_examples < len(train):
+    # A seeded stratified sample, not the head: files are often sorted by label.
+    keep = stratified_holdout(train.labels, config.max_train_examples / len(train),
+                              SPLIT_SEED + 2)
+    splits["train"] = train.subset(np.flatnonzero(keep))
   for name in ("train", "dev", "test"):
     if len(splits[name]) == 0:
       raise DataError(f"{raw.name}: the {name} split is empty")
