@@ -52,7 +52,7 @@ class RunLogger:
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps({"step": int(step), **values}) + "\n")
     if self.wandb is not None:
-      self.wandb.log({k: v for k, v in _flatten(values).items()}, step=int(step))
+      self.wandb.log(_flatten(values), step=int(step))
 
   def summary(self, results: dict):
     if self.wandb is not None:

@@ -23,14 +23,8 @@ from textclf_jax.models import FrozenEmbedding
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
 
 
-def split_model(model):
-  """model -> (graphdef, params, frozen) with params the trainable nnx.Param."""
-  graphdef, params, frozen = nnx.split(model, nnx.Param, FrozenEmbedding)
-  return graphdef, params, frozen
-
-
 def init_state(model, tx: optax.GradientTransformation, seed: int) -> tuple:
-  graphdef, params, frozen = split_model(model)
+  graphdef, params, frozen = nnx.split(model, nnx.Param, FrozenEmbedding)
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "frozen": frozen,
            "opt_state": tx.init(params), "rng": jax.random.PRNGKey(seed)}
   return graphdef, state

@@ -23,8 +23,8 @@ SPLIT_SEED = 12345
 
 
 def _strata(labels) -> list:
-  return [l[0] if isinstance(l, list) and l else (tuple(l) if isinstance(l, list) else l)
-          for l in labels]
+  """The label to stratify on: itself, or a multi-label row's first label ("" if none)."""
+  return [(l[0] if l else "") if isinstance(l, list) else l for l in labels]
 
 
 def stratified_holdout(labels, fraction: float, seed: int) -> np.ndarray:
