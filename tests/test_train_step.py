@@ -19,12 +19,12 @@ def _setup(topic_dir, tmp_path, preset, **overrides):
   vectors.write_text("goal 1 0 0 0\nchip 0 1 0 0\nbank 0 0 1 0\nthe 1 1 1 1\n")
   config = tiny_config(preset, dataset=topic_dir, embed_dim=4, vectors=str(vectors), **overrides)
   prepared = prepare(config)
-  mesh = parallel.make_mesh(1)
+  mesh = parallel.make_mesh(num_devices=1)
   steps, state = train.make_steps(config, len(prepared.vocab), len(prepared.label_names),
                                   prepared.multi_label, mesh, 100, prepared.vectors)
   batcher = train.make_batcher(config, mesh)
   data = prepared.splits["train"]
-  batch = parallel.put_batch(batcher.make_batch(data, np.arange(16)), mesh)
+  batch = train.device_batch(batcher, data, np.arange(16), mesh)
   return steps, state, batch
 
 
@@ -55,6 +55,34 @@ def test_max_norm_caps_output_columns(topic_dir, tmp_path):
   assert np.linalg.norm(kernel, axis=0).max() <= 0.05 + 1e-6
 
 
+def test_bfloat16_compute_keeps_float32_params_and_tracks_float32_loss(topic_dir, tmp_path):
+  """bf16 forward/backward on float32 parameters: the loss stays near the float32
+  loss, the parameters and the optimiser state stay float32, and every one moves."""
+  losses = {}
+  for dtype in ("float32", "bfloat16"):
+    steps, state, batch = _setup(topic_dir, tmp_path, "cnn", embedding="multichannel",
+                                 compute_dtype=dtype, dropout=0.0)
+    before = jax.device_get(state["params"])
+    state, metrics = steps.train_step(state, batch, train.steps_lib.init_metrics())
+    m = jax.device_get(metrics)
+    losses[dtype] = float(m["loss_sum"] / m["count"])
+    leaves = jax.tree.leaves(state["params"]) + jax.tree.leaves(state["opt_state"])
+    assert all(x.dtype != np.dtype("bfloat16") for x in leaves), dtype
+    moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), before,
+                         jax.device_get(state["params"]))
+    assert all(jax.tree.leaves(moved)), dtype
+  assert np.isfinite(losses["bfloat16"])
+  assert abs(losses["bfloat16"] - losses["float32"]) < 2e-2 * abs(losses["float32"]), losses
+  assert losses["bfloat16"] != losses["float32"]  # the bf16 path really ran
+
+
+def test_embedding_rows_are_padded_to_split_over_the_model_axis():
+  assert parallel.table_rows(301, 1) == 301
+  assert parallel.table_rows(301, 2) == 302
+  assert parallel.table_rows(301, 4, multiple=8) == 304
+  assert parallel.table_rows(8, 4, multiple=8) == 8
+
+
 EIGHT_DEVICES = textwrap.dedent("""
     import json, sys
     import numpy as np
@@ -64,34 +92,47 @@ EIGHT_DEVICES = textwrap.dedent("""
     from textclf_jax import parallel, train
     from textclf_jax.data.pipeline import prepare
     assert jax.device_count() == 8, jax.devices()
-    config = tiny_config({preset!r}, dataset={data!r}, batch_size=12, dropout=0.0)
-    prepared = prepare(config)
     out = {{}}
-    for n in (1, 8):
-      mesh = parallel.make_mesh(n)
+    for devices, model_axis in ((1, 1), (8, 1), (8, 2), (8, 4)):
+      config = tiny_config({preset!r}, dataset={data!r}, batch_size={batch_size}, dropout=0.0,
+                           embedding="non-static", vectors={vectors!r}, embed_dim=4,
+                           mesh_model=model_axis)
+      prepared = prepare(config)
+      mesh = parallel.make_mesh(model_axis, num_devices=devices)
       steps, state = train.make_steps(config, len(prepared.vocab), len(prepared.label_names),
-                                      prepared.multi_label, mesh, 100)
+                                      prepared.multi_label, mesh, 100, prepared.vectors)
       batcher = train.make_batcher(config, mesh)
       data = prepared.splits["train"]
-      losses = []
-      for index in batcher.train_plan(data, seed=0, epoch=0)[:6]:
+      losses, count = [], 0
+      for index in batcher.train_plan(data, seed=0, epoch=0)[:5]:
         metrics = train.steps_lib.init_metrics()
-        batch = parallel.put_batch(batcher.make_batch(data, index), mesh)
+        batch = train.device_batch(batcher, data, index, mesh)
         state, metrics = steps.train_step(state, batch, metrics)
         m = jax.device_get(metrics)
         losses.append(float(m["loss_sum"] / m["count"]))
+        count += int(m["count"])
       probs = train.predict_probs(steps, state, prepared.splits["test"], batcher)
-      out[n] = {{"losses": losses, "probs_sum": float(probs.sum()), "rows": len(probs),
-                 "shape": list(batch["tokens"].sharding.shard_shape(batch["tokens"].shape))}}
+      table = state["params"]["embed"]["trainable"][...]
+      out[f"{{devices}}x{{model_axis}}"] = {{
+          "losses": losses, "count": count, "probs_sum": float(probs.sum()), "rows": len(probs),
+          "batch_shard": list(batch["tokens"].sharding.shard_shape(batch["tokens"].shape)),
+          "batch_rows": batch["tokens"].shape[0],
+          "table_shard": list(table.sharding.shard_shape(table.shape)),
+          "table_rows": table.shape[0], "vocab": len(prepared.vocab)}}
     print(json.dumps(out))
 """)
 
 
-@pytest.mark.parametrize("preset", ["cnn", "lstm"])
-def test_eight_simulated_devices_match_one(topic_dir, preset):
-  """Losses of the same steps on a 1-device and an 8-device mesh agree (batch 12 is
-  padded to 16 rows on 8 devices, with weight-0 rows)."""
-  script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), preset=preset, data=topic_dir)
+@pytest.mark.parametrize("preset, batch_size", [("cnn", 50), ("lstm", 12)])
+def test_eight_simulated_devices_match_one(topic_dir, tmp_path, preset, batch_size):
+  """The same steps on 1 device, on 8 (data-parallel) and on 8 with the embedding
+  table split over a `model` axis of 2 or 4 give the same losses. A batch of 50 (or
+  12) is padded to 56 (16) rows on 8 devices, with weight-0 rows; every test example
+  is scored once."""
+  vectors = tmp_path / "v.txt"
+  vectors.write_text("goal 1 0 0 0\nchip 0 1 0 0\nbank 0 0 1 0\nthe 1 1 1 1\n")
+  script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), preset=preset, data=topic_dir,
+                                batch_size=batch_size, vectors=str(vectors))
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
@@ -99,8 +140,22 @@ def test_eight_simulated_devices_match_one(topic_dir, preset):
   assert proc.returncode == 0, proc.stderr[-3000:]
   import json
   out = json.loads(proc.stdout.strip().splitlines()[-1])
-  one, eight = out["1"], out["8"]
-  np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-6, atol=1e-6)
-  assert eight["rows"] == one["rows"] == 90  # every test example scored once
-  np.testing.assert_allclose(eight["probs_sum"], one["probs_sum"], rtol=1e-5)
-  assert eight["shape"][0] == 2 and one["shape"][0] == 12  # per-device rows
+  one = out["1x1"]
+  assert one["count"] == 5 * batch_size  # padding rows carry no weight
+  for layout in ("8x1", "8x2", "8x4"):
+    got = out[layout]
+    np.testing.assert_allclose(got["losses"], one["losses"], rtol=1e-6, atol=1e-6,
+                               err_msg=layout)
+    assert got["count"] == one["count"], layout
+    assert got["rows"] == one["rows"] == 90, layout  # every test example scored once
+    np.testing.assert_allclose(got["probs_sum"], one["probs_sum"], rtol=1e-5, err_msg=layout)
+  padded = -(-batch_size // 8) * 8
+  assert out["8x1"]["batch_rows"] == padded and out["8x1"]["batch_shard"][0] == padded // 8
+  assert out["8x2"]["batch_rows"] == -(-batch_size // 4) * 4
+  assert out["8x2"]["batch_shard"][0] == out["8x2"]["batch_rows"] // 4
+  assert one["batch_shard"][0] == batch_size
+  # the table's rows are split over the model axis (padded to divide evenly)
+  assert out["8x1"]["table_shard"][0] == out["8x1"]["table_rows"] == one["vocab"]
+  assert out["8x2"]["table_rows"] % 2 == 0 and out["8x2"]["table_shard"][0] * 2 == \
+      out["8x2"]["table_rows"]
+  assert out["8x4"]["table_shard"][0] * 4 == out["8x4"]["table_rows"] >= one["vocab"]

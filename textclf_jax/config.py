@@ -118,6 +118,10 @@ def from_json(path: str) -> ml_collections.ConfigDict:
       return {k: fix(v) for k, v in value.items()}
     return value
 
+  from textclf_jax.configs import base
+  defaults = base.get_config().to_dict()
+  # Keys added to the base config after the run was made take their defaults.
+  raw = {**{k: v for k, v in defaults.items() if k not in raw}, **raw}
   config = ml_collections.ConfigDict(fix(raw))
   config.lock()
   return config

@@ -67,7 +67,7 @@ def load_run(run: str, batch_size: int = 0) -> LoadedRun:
   thresholds = None
   if labels["multi_label"]:
     thresholds = train.read_json(os.path.join(run, "thresholds.json"))["thresholds"]
-  mesh = parallel.make_mesh()
+  mesh = train.make_mesh(config)
   vectors = None
   if config.embedding != "rand":  # shapes only: the values come from the checkpoint
     vectors = np.zeros((len(vocab), config.embed_dim), np.float32)
@@ -75,11 +75,12 @@ def load_run(run: str, batch_size: int = 0) -> LoadedRun:
                                   labels["multi_label"], mesh, total_steps=1, vectors=vectors)
   from textclf_jax.checkpoint import Checkpoints
   ckpt = Checkpoints(run)
-  restored = ckpt.restore_best(state) or ckpt.restore_latest(state)
+  target = parallel.abstract_like(state)
+  restored = ckpt.restore_best(target) or ckpt.restore_latest(target)
   ckpt.close()
   if restored is None:
     raise DataError(f"{run}: has no checkpoint yet (checkpoints/best and latest are empty)")
-  state = parallel.put_replicated(restored[0], mesh)
+  state = restored[0]
   batcher = train.make_batcher(config, mesh, batch_size or config.eval_batch_size
                                or config.batch_size)
   return LoadedRun(config, vocab, labels["labels"], labels["multi_label"], thresholds,

@@ -2,9 +2,13 @@
 
 State is a dict pytree: step, params (trainable `nnx.Param`), frozen (static
 embeddings), opt_state, rng. The batch is sharded over the mesh's `data` axis;
-the state is replicated. The loss is a weighted mean over the *global* batch,
-so it does not depend on how many devices share it. Training metrics accumulate
-on device; the host reads them only at logging intervals.
+the embedding tables over its `model` axis; the rest of the state is
+replicated (`parallel.state_shardings`). The loss is a weighted mean over the
+*global* batch, so it does not depend on how many devices or processes share
+it. Training metrics accumulate on device; the host reads them only at logging
+intervals. With `compute_dtype=bfloat16` the forward and backward passes run
+on bf16 copies of the float32 parameters; the loss, the gradients' updates and
+the parameters stay float32.
 """
 
 from __future__ import annotations
@@ -21,6 +25,21 @@ from textclf_jax import losses, optim, parallel
 from textclf_jax.models import FrozenEmbedding
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"config.compute_dtype={name!r}: expected one of {', '.join(COMPUTE_DTYPES)}")
+  return COMPUTE_DTYPES[name]
+
+
+def cast_floats(tree, dtype):
+  """Floating leaves of `tree` as `dtype` (a no-op for float32)."""
+  if dtype == jnp.float32:
+    return tree
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                      tree)
 
 
 def init_state(model, tx: optax.GradientTransformation, seed: int) -> tuple:
@@ -46,22 +65,32 @@ class Steps:
   multi_label: bool
   max_norm: float
   mesh: jax.sharding.Mesh
+  state_sharding: object  # pytree of NamedSharding, the structure of the state
+  dtype: object = jnp.float32  # compute dtype
 
   def __post_init__(self):
     rep, data = parallel.replicated(self.mesh), parallel.data_sharding(self.mesh)
-    self.train_step = jax.jit(self._train_step, in_shardings=(rep, data, rep),
-                              out_shardings=(rep, rep), donate_argnums=(0, 2))
-    self.predict_step = jax.jit(self._predict_step, in_shardings=(rep, data),
+    state = self.state_sharding
+    self.train_step = jax.jit(self._train_step, in_shardings=(state, data, rep),
+                              out_shardings=(state, rep), donate_argnums=(0, 2))
+    self.predict_step = jax.jit(self._predict_step, in_shardings=(state, data),
                                 out_shardings=rep)
+    self.set_plateau_scale = jax.jit(self._set_plateau_scale, in_shardings=(state, rep),
+                                     out_shardings=state, donate_argnums=(0,))
 
   def model(self, params, frozen):
-    return nnx.merge(self.graphdef, params, frozen)
+    return nnx.merge(self.graphdef, cast_floats(params, self.dtype),
+                     cast_floats(frozen, self.dtype))
+
+  def _set_plateau_scale(self, state, scale):
+    return {**state, "opt_state": optim.set_plateau_scale(state["opt_state"], scale)}
 
   def _train_step(self, state, batch, metrics):
     key = jax.random.fold_in(state["rng"], state["step"])
 
     def loss_of(params):
       logits = self.model(params, state["frozen"])(batch["tokens"], batch["lengths"], key)
+      logits = logits.astype(jnp.float32)
       per_example = self.loss_fn(logits, batch["labels"])
       return losses.weighted_mean(per_example, batch["weights"]), logits
 
@@ -87,4 +116,5 @@ class Steps:
   def _predict_step(self, state, batch):
     """Probabilities [B, C]: softmax (single-label) or sigmoid (multi-label)."""
     logits = self.model(state["params"], state["frozen"])(batch["tokens"], batch["lengths"])
+    logits = logits.astype(jnp.float32)
     return jax.nn.sigmoid(logits) if self.multi_label else jax.nn.softmax(logits)

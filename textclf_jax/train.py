@@ -50,28 +50,62 @@ def read_json(path: str):
 # --- pieces shared by training, eval and predict ------------------------------
 
 
+def make_mesh(config):
+  return parallel.make_mesh(config.mesh_model)
+
+
 def make_batcher(config, mesh, batch_size: int | None = None) -> Batcher:
   min_len = max(config.filter_widths) if "filter_widths" in config else 1
   buckets = padded_lengths(config.bucket_lengths, max(config.max_len, min_len), min_len)
-  return Batcher(batch_size or config.batch_size, buckets, pad_to_multiple=mesh.size)
+  return Batcher(batch_size or config.batch_size, buckets,
+                 pad_to_multiple=parallel.data_size(mesh))
+
+
+def device_batch(batcher: Batcher, data, index: np.ndarray, mesh) -> dict:
+  """The batch of examples `index` as global arrays; this process builds only its rows."""
+  rows = batcher.num_rows(len(index))
+  return parallel.put_batch(batcher.make_batch(data, index, parallel.local_rows(mesh, rows)),
+                            mesh, rows)
 
 
 def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh,
                total_steps: int, vectors=None, class_weights=None):
-  """Builds the model, optimiser and loss; returns (Steps, replicated initial state)."""
-  model = build_model(config, vocab_size, num_labels, vectors, seed=config.seed)
+  """Builds the model, optimiser and loss; returns (Steps, initial state on the mesh).
+
+  The state is created by a jitted function with `out_shardings` (so every
+  process creates its own shards); pretrained vectors [V, D] enter it as a
+  replicated global array. Embedding tables have `parallel.table_rows` rows.
+  """
   tx = optim.make_optimizer(config, total_steps)
   loss_fn = losses.make_loss_fn(config, multi_label, class_weights)
-  graphdef, state = steps_lib.init_state(model, tx, config.seed)
-  steps = steps_lib.Steps(graphdef, tx, loss_fn, multi_label, config.max_norm, mesh)
-  return steps, parallel.put_replicated(state, mesh)
+  rows = parallel.table_rows(vocab_size, mesh.shape["model"], config.vocab_multiple)
+  if vectors is not None and len(vectors) < rows:
+    vectors = np.concatenate([vectors, np.zeros((rows - len(vectors), vectors.shape[1]),
+                                                vectors.dtype)])
+  graphdefs = []
+
+  def init(vectors=None):
+    model = build_model(config, rows, num_labels, vectors, seed=config.seed)
+    graphdef, state = steps_lib.init_state(model, tx, config.seed)
+    graphdefs.append(graphdef)
+    return state
+
+  args = () if vectors is None else (parallel.host_array(vectors.astype(np.float32), mesh),)
+  abstract = jax.eval_shape(init, *args)
+  sharding = parallel.state_shardings(abstract, mesh, rows)
+  state = jax.jit(init, out_shardings=sharding)(*args)
+  steps = steps_lib.Steps(graphdefs[0], tx, loss_fn, multi_label, config.max_norm, mesh,
+                          sharding, steps_lib.compute_dtype(config.compute_dtype))
+  return steps, state
 
 
 def predict_probs(steps: steps_lib.Steps, state, data, batcher: Batcher) -> np.ndarray:
-  """Probabilities [N, C] for every example of `data`, in its original order."""
+  """Probabilities [N, C] for every example of `data`, in its original order.
+
+  The step's output is replicated, so every process sees every example once.
+  """
   plan = batcher.eval_plan(data)
-  outputs = [steps.predict_step(state, parallel.put_batch(batcher.make_batch(data, index),
-                                                          steps.mesh))
+  outputs = [steps.predict_step(state, device_batch(batcher, data, index, steps.mesh))
              for index in plan]
   probs = np.zeros((len(data), outputs[0].shape[-1]), dtype=np.float32)
   for index, out in zip(plan, outputs):
@@ -131,11 +165,14 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   if os.path.exists(os.path.join(workdir, "config.json")) and not resume:
     raise FileExistsError(f"{workdir}: already holds a run; continue it with "
                           f"`textclf train --resume {workdir}` or choose another --workdir")
+  parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   prepared = prepare(config, fold, raw=raw)
-  is_main = jax.process_index() == 0
-  if not resume and is_main:
+  is_main = parallel.is_main_process()
+  if is_main and not resume:
     init_run_dir(config, workdir, prepared)
-  mesh = parallel.make_mesh()
+  elif is_main:  # a resumed run may train longer (`--resume RUN --config.num_epochs=N`)
+    write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
+  mesh = make_mesh(config)
   batcher = make_batcher(config, mesh)
   eval_batcher = make_batcher(config, mesh, config.eval_batch_size or config.batch_size)
   train, dev, test = (prepared.splits[k] for k in ("train", "dev", "test"))
@@ -152,10 +189,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
           "plateau_scale": 1.0, "plateau_bad": 0, "stopped_early": False, "train_seconds": 0.0,
           "train_examples": 0}
   if resume:
-    restored = ckpt.restore_latest(state)
+    restored = ckpt.restore_latest(parallel.abstract_like(state))
     if restored is not None:
       state, meta = restored
-      state = parallel.put_replicated(state, mesh)
   logger = runlog.RunLogger(workdir, config, resume_step=int(state["step"]) if resume else None)
   if is_main:
     print(f"[textclf] {prepared.name}: {len(train)} train / {len(dev)} dev / {len(test)} test, "
@@ -163,8 +199,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
           f"vocab {len(prepared.vocab)}"
           + (f", vectors found for {prepared.stats['vectors_found']} words"
              if config.vectors else "")
-          + f"; mesh {dict(mesh.shape)} over {mesh.size} {jax.devices()[0].platform} "
-          "device(s)", flush=True)
+          + f"; {parallel.describe(mesh)}", flush=True)
 
   def evaluate(step):
     """Dev evaluation, early-stopping bookkeeping, best checkpoint. True: stop."""
@@ -187,8 +222,8 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   def apply_plateau(state):
     if config.schedule != "plateau":
       return state
-    state["opt_state"] = optim.set_plateau_scale(state["opt_state"], meta["plateau_scale"])
-    return parallel.put_replicated(state, mesh)
+    return steps.set_plateau_scale(
+        state, parallel.host_array(np.float32(meta["plateau_scale"]), mesh))
 
   state = apply_plateau(state)
   device_metrics = steps_lib.init_metrics()
@@ -199,7 +234,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
       break
     plan = batcher.train_plan(train, config.seed, epoch)
     start = meta["position"] if epoch == meta["epoch"] else 0
-    batches = prefetch(parallel.put_batch(batcher.make_batch(train, plan[i]), mesh)
+    batches = prefetch(device_batch(batcher, train, plan[i], mesh)
                        for i in range(start, len(plan)))
     bar = tqdm.tqdm(total=len(plan), initial=start, desc=f"epoch {epoch + 1}/{config.num_epochs}",
                     disable=not (config.progress_bar and is_main), leave=False, dynamic_ncols=True)
@@ -257,16 +292,16 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
 def finish(config, workdir, prepared, steps, state, ckpt, batcher, meta, started) -> dict:
   """Scores dev and test with the best checkpoint; tunes multi-label thresholds on dev."""
   final_step = int(state["step"])
-  best = ckpt.restore_best(state)
+  best = ckpt.restore_best(parallel.abstract_like(state))
   if best is not None:
-    state = parallel.put_replicated(best[0], steps.mesh)
+    state = best[0]
   dev, test = prepared.splits["dev"], prepared.splits["test"]
   dev_probs = predict_probs(steps, state, dev, batcher)
   thresholds = None
   if prepared.multi_label:
     thresholds = metrics_lib.tune_thresholds(dev_probs, dev.labels, config.multilabel_threshold,
                                              config.multilabel_at_least_one)
-    if jax.process_index() == 0:
+    if parallel.is_main_process():
       write_json(os.path.join(workdir, "thresholds.json"),
                  {"mode": config.multilabel_threshold, "thresholds": thresholds})
   test_probs = predict_probs(steps, state, test, batcher)
@@ -283,10 +318,11 @@ def finish(config, workdir, prepared, steps, state, ckpt, batcher, meta, started
       "train_examples_per_second": meta["train_examples"] / max(meta["train_seconds"], 1e-9),
       "wall_seconds": time.time() - started,
       "num_devices": steps.mesh.size,
+      "num_processes": jax.process_count(),
       "platform": jax.devices()[0].platform,
       "data": prepared.stats,
   }
-  if jax.process_index() == 0:
+  if parallel.is_main_process():
     write_json(os.path.join(workdir, "results.json"), results)
   return results
 
@@ -304,7 +340,8 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
   if not resume and os.path.exists(os.path.join(workdir, "config.json")):
     raise FileExistsError(f"{workdir}: already holds a run; continue it with "
                           f"`textclf train --resume {workdir}` or choose another --workdir")
-  if jax.process_index() == 0:
+  parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
+  if parallel.is_main_process():
     os.makedirs(workdir, exist_ok=True)
     write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
   per_fold = []
@@ -313,7 +350,7 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
     if os.path.exists(os.path.join(sub, "results.json")):
       per_fold.append(read_json(os.path.join(sub, "results.json")))
       continue
-    if jax.process_index() == 0:
+    if parallel.is_main_process():
       print(f"[textclf] cross-validation fold {k}", flush=True)
     per_fold.append(train_and_evaluate(config, sub, resume and os.path.exists(sub), fold=k,
                                        raw=raw))
@@ -324,6 +361,6 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
       "test_std": {k: float(np.std([r["test"][k] for r in per_fold])) for k in keys},
       "train_seconds": float(sum(r["train_seconds"] for r in per_fold)),
   }
-  if jax.process_index() == 0:
+  if parallel.is_main_process():
     write_json(os.path.join(workdir, "cv_results.json"), summary)
   return summary

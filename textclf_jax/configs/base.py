@@ -80,6 +80,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.multilabel_at_least_one = True  # predict the top label if none passes
   c.eval_batch_size = 0  # 0: batch_size
 
+  # --- devices ----------------------------------------------------------------
+  # The mesh is (data, model) over every device of every process. `model` > 1
+  # splits the embedding tables' rows over that many devices (huge
+  # vocabularies); the batch is split over the rest (data = devices / model).
+  c.mesh_model = 1
+  c.vocab_multiple = 1  # embedding rows rounded up to a multiple of this (and of mesh_model)
+  c.compute_dtype = "float32"  # float32 | bfloat16 (parameters and updates stay float32)
+
   # --- runs -----------------------------------------------------------------
   c.log_every_steps = 50
   c.checkpoint_every_steps = 200  # plus one at every epoch end

@@ -80,19 +80,31 @@ class Batcher:
   buckets: np.ndarray
   pad_to_multiple: int = 1
 
-  def make_batch(self, data: Encoded, index: np.ndarray) -> dict:
-    """tokens [B, L] int32, lengths [B] int32, labels [B] or [B, C], weights [B] f32."""
-    rows = round_up(max(self.batch_size, len(index)), self.pad_to_multiple)
+  def num_rows(self, num_examples: int) -> int:
+    """Rows of a batch holding `num_examples`: batch_size rounded up to the multiple."""
+    return round_up(max(self.batch_size, num_examples), self.pad_to_multiple)
+
+  def make_batch(self, data: Encoded, index: np.ndarray, part: slice | None = None) -> dict:
+    """tokens [B, L] int32, lengths [B] int32, labels [B] or [B, C], weights [B] f32.
+
+    B = `num_rows(len(index))`; rows past the examples are padding with weight 0.
+    `part`: build only these rows of the batch (a process's share); the padded
+    length L still follows the whole batch, so every process agrees on it.
+    """
+    rows = self.num_rows(len(index))
+    start, stop, _ = (part or slice(None)).indices(rows)
     longest = int(data.lengths[index].max())
     length = int(self.buckets[np.searchsorted(self.buckets, min(longest, self.buckets[-1]))])
-    tokens = np.full((rows, length), PAD_ID, dtype=np.int32)
-    tokens[: len(index)] = data.ids[index, :length]
-    lengths = np.ones(rows, dtype=np.int32)
-    lengths[: len(index)] = data.lengths[index]
-    labels = np.zeros((rows,) + data.labels.shape[1:], dtype=data.labels.dtype)
-    labels[: len(index)] = data.labels[index]
-    weights = np.zeros(rows, dtype=np.float32)
-    weights[: len(index)] = 1.0
+    mine = index[start:stop]  # the examples among this part's rows
+    n = len(mine)
+    tokens = np.full((stop - start, length), PAD_ID, dtype=np.int32)
+    tokens[:n] = data.ids[mine, :length]
+    lengths = np.ones(stop - start, dtype=np.int32)
+    lengths[:n] = data.lengths[mine]
+    labels = np.zeros((stop - start,) + data.labels.shape[1:], dtype=data.labels.dtype)
+    labels[:n] = data.labels[mine]
+    weights = np.zeros(stop - start, dtype=np.float32)
+    weights[:n] = 1.0
     return {"tokens": tokens, "lengths": lengths, "labels": labels, "weights": weights}
 
   def train_plan(self, data: Encoded, seed: int, epoch: int) -> list:
