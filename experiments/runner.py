@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax import train
+from textclf_jax import parallel, train
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.sources import load_source
 
@@ -93,7 +93,8 @@ def run_cell(exp: Experiment, cell: Cell, root: str, extra=()) -> dict:
       return json.load(f)
   config = make_config(exp, cell.overrides, [*extra, f"wandb_group={exp.name}",
                                              "progress_bar=False"])
-  print(f"[{exp.name}] {cell.dataset} / {cell.variant} / {cell.unit}", flush=True)
+  if parallel.is_main_process():
+    print(f"[{exp.name}] {cell.dataset} / {cell.variant} / {cell.unit}", flush=True)
   resume = os.path.exists(os.path.join(workdir, "config.json"))
   fold = config.fold if cell.unit.startswith("fold_") else -1
   return train.train_and_evaluate(config, workdir, resume=resume, fold=fold)
@@ -108,7 +109,8 @@ def summarise(exp: Experiment, rows: list) -> dict:
   return {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in groups.items()}
 
 
-def write_table(exp: Experiment, summary: dict, path: str) -> str:
+def format_table(exp: Experiment, summary: dict) -> str:
+  """The markdown table: variants x datasets, mean ± std (n), published number and Δ."""
   variants = list(dict.fromkeys(v for v, _ in summary))
   datasets = list(dict.fromkeys(d for _, d in summary))
   lines = [f"| {exp.name} | " + " | ".join(datasets) + " |",
@@ -126,10 +128,7 @@ def write_table(exp: Experiment, summary: dict, path: str) -> str:
         text += f" · paper {published:.1f} · Δ {mean - published:+.1f}"
       cells.append(text)
     lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-  table = "\n".join(lines) + (f"\n\n{exp.published_note}\n" if exp.published_note else "\n")
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(table)
-  return table
+  return "\n".join(lines) + (f"\n\n{exp.published_note}\n" if exp.published_note else "\n")
 
 
 def write_plot(exp: Experiment, summary: dict, path: str):
@@ -159,7 +158,12 @@ def write_plot(exp: Experiment, summary: dict, path: str):
 
 def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(),
                    max_units=0, quick=False) -> dict:
-  """Runs (or reads) every cell, then writes results.csv, table.md and plot.png."""
+  """Runs (or reads) every cell, then writes results.csv, table.md and plot.png.
+
+  Under a multi-process launch (launch/: JAX_* variables or TEXTCLF_DISTRIBUTED=1)
+  every process runs every cell together; process 0 writes the outputs.
+  """
+  parallel.initialize()
   extra = list(QUICK) if quick else []
   if quick:
     only_datasets = only_datasets or [next(iter(exp.datasets))]
@@ -172,13 +176,16 @@ def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(
                  exp.metric: results["test"][exp.metric],
                  "train_seconds": results["train_seconds"],
                  "workdir": cell.workdir(root)})
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, "results.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
   summary = summarise(exp, rows)
-  table = write_table(exp, summary, os.path.join(root, "table.md"))
-  write_plot(exp, summary, os.path.join(root, "plot.png"))
-  print(table)
+  table = format_table(exp, summary)
+  if parallel.is_main_process():
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "results.csv"), "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
+    with open(os.path.join(root, "table.md"), "w", encoding="utf-8") as f:
+      f.write(table)
+    write_plot(exp, summary, os.path.join(root, "plot.png"))
+    print(table)
   return {"rows": rows, "summary": summary, "table": table}

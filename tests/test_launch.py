@@ -131,3 +131,43 @@ def test_tpu_script_runs_the_same_command_on_every_worker(tmp_path):
   command = args[args.index("--command") + 1]
   assert command == ("cd textclf_jax && python -m textclf_jax train --distributed --config cnn "
                      "--config.dataset=my\\ data --workdir /mnt/runs/a ")
+
+
+TOY_EXPERIMENT = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import make_rows, write_jsonl
+from experiments.runner import Experiment, run_experiment
+
+data = {data!r}
+write_jsonl(data + "/train.jsonl", make_rows(120, 1))
+write_jsonl(data + "/test.jsonl", make_rows(40, 2))
+exp = Experiment(name="toy", preset="cnn",
+                 overrides=("max_len=24", "embed_dim=16", "num_filters=8", "batch_size=20",
+                            "num_epochs=1", "bucket_lengths=(8,16,24)", "wandb=disabled"),
+                 variants={{"w2": ["filter_widths=(2,)"], "w3": ["filter_widths=(3,)"]}},
+                 datasets={{"toy": [f"dataset={{data}}"]}}, seeds=(0, 1))
+run_experiment(exp, {root!r})
+"""
+
+
+def test_an_experiment_script_runs_unchanged_on_two_processes(tmp_path):
+  """`launch/local_processes.sh 2 2 -m MODULE`: the sweep runner trains every cell on
+  the 2-process job; process 0 alone writes the table."""
+  data, root = tmp_path / "data", tmp_path / "sweep"
+  data.mkdir()
+  (tmp_path / "toy_sweep.py").write_text(TOY_EXPERIMENT.format(
+      tests=os.path.join(REPO, "tests"), data=str(data), root=str(root)))
+  env = dict(os.environ, WANDB_MODE="disabled", PYTHON=sys.executable,
+             PYTHONPATH=os.pathsep.join([REPO, str(tmp_path)]))
+  proc = subprocess.run(["bash", os.path.join(REPO, "launch", "local_processes.sh"), "2", "2",
+                         "-m", "toy_sweep"], cwd=tmp_path, env=env, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+  assert proc.stdout.count("| toy | toy |") == 1  # the table, printed by process 0 only
+  with open(root / "results.csv") as f:
+    assert len(f.readlines()) == 1 + 4
+  for variant in ("w2", "w3"):
+    for seed in (0, 1):
+      results = json.load(open(root / "toy" / variant / f"seed_{seed}" / "results.json"))
+      assert results["num_processes"] == 2 and results["num_devices"] == 4

@@ -33,11 +33,14 @@ def initialize(distributed: bool = False, coordinator_address: str = "",
   """Joins a multi-process JAX job; call before anything touches a device.
 
   Explicit values win; then the environment: JAX_COORDINATOR_ADDRESS (read by
-  JAX itself), JAX_NUM_PROCESSES, JAX_PROCESS_ID. With `distributed` and
-  values left unset, JAX detects them itself (SLURM, Cloud TPU, Open MPI,
-  Kubernetes). Nothing set and not `distributed`: a single process, no-op.
-  Returns True when this process joined a job.
+  JAX itself), JAX_NUM_PROCESSES, JAX_PROCESS_ID. With `distributed` (or
+  TEXTCLF_DISTRIBUTED=1) and values left unset, JAX detects them itself
+  (SLURM, Cloud TPU, Open MPI, Kubernetes). Nothing set: a single process,
+  no-op. Returns True when this process is part of a job.
   """
+  if jax.distributed.is_initialized():
+    return True
+  distributed = distributed or os.environ.get("TEXTCLF_DISTRIBUTED", "") not in ("", "0")
   address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS", "")
   count = num_processes or int(os.environ.get("JAX_NUM_PROCESSES", "0") or 0)
   index = process_id if process_id >= 0 else int(os.environ.get("JAX_PROCESS_ID", "-1") or -1)
