@@ -157,8 +157,11 @@ def write_plot(exp: Experiment, summary: dict, path: str):
 
 
 def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(),
-                   max_units=0, quick=False) -> dict:
+                   max_units=0, quick=False, report_only=False) -> dict:
   """Runs (or reads) every cell, then writes results.csv, table.md and plot.png.
+
+  report_only: train nothing; tabulate the cells that have finished (a sweep's
+  progress, or the finished part of one that was stopped).
 
   Under a multi-process launch (launch/: JAX_* variables or TEXTCLF_DISTRIBUTED=1)
   every process runs every cell together; process 0 writes the outputs.
@@ -171,11 +174,15 @@ def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(
   cells = plan_cells(exp, only_datasets, only_variants, max_units, extra)
   rows = []
   for cell in cells:
+    if report_only and not os.path.exists(os.path.join(cell.workdir(root), "results.json")):
+      continue
     results = run_cell(exp, cell, root, extra)
     rows.append({"variant": cell.variant, "dataset": cell.dataset, "unit": cell.unit,
                  exp.metric: results["test"][exp.metric],
                  "train_seconds": results["train_seconds"],
                  "workdir": cell.workdir(root)})
+  if not rows:
+    raise SystemExit(f"[{exp.name}] no finished cells under {root}")
   summary = summarise(exp, rows)
   table = format_table(exp, summary)
   if parallel.is_main_process():

@@ -59,6 +59,9 @@ def test_sweep_writes_outputs_and_skips_finished_cells(tmp_path, monkeypatch):
   monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: calls.append(a))
   again = run_experiment(exp, root, only_datasets=["fixed", "cv"], max_units=2)
   assert calls == [] and again["summary"] == out["summary"]
+  # --report over a larger grid tabulates the finished cells and trains nothing.
+  report = run_experiment(exp, root, max_units=3, report_only=True)
+  assert calls == [] and len(report["rows"]) == 8
 
 
 def test_quick_mode_runs_one_dataset_one_unit(tmp_path):
