@@ -2,10 +2,14 @@
 
     python bench/throughput.py                      # CNN, LSTM, hybrid x sst2/imdb shapes
     python bench/throughput.py --models cnn --shapes imdb --steps 50
+    python bench/throughput.py --torch              # + PyTorch (pip install ".[bench]")
 
 Prints, per model and shape: compile time, training examples/s and tokens/s
 (after compilation, timed over `--steps` steps with one host sync at the end),
-parameters, and the process's peak RSS. Inputs are random token ids of the
+parameters, model FLOPs per step (XLA's cost analysis of the compiled step),
+achieved FLOP/s as a share of the fp32 matmul peak measured in the same run,
+the process's peak RSS and, with --torch, the same models in PyTorch
+(bench/torch_reference.py) and the ratio. Inputs are random token ids of the
 given length (every row full), the real train step (loss, grads, optax update,
 max-norm) on the default device mesh.
 """
@@ -55,10 +59,12 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
   batches = [random_batch() for _ in range(4)]
   metrics = init_metrics()
   start = time.perf_counter()
-  state, metrics = step_fns.train_step(state, batches[0], metrics)
-  jax.block_until_ready(metrics)
+  compiled = step_fns.train_step.lower(state, batches[0], metrics).compile()
   compile_s = time.perf_counter() - start
-  for b in batches[1:]:  # warm-up
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get("flops", 0.0))
+  for b in batches:  # warm-up
     state, metrics = step_fns.train_step(state, b, metrics)
   jax.block_until_ready(metrics)
   start = time.perf_counter()
@@ -70,7 +76,27 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
   return {"model": preset, "length": length, "batch": batch, "embedding": embedding,
           "dtype": compute_dtype,
           "compile_s": compile_s, "examples_per_s": steps * batch / seconds,
-          "tokens_per_s": steps * batch * length / seconds, "params": params}
+          "tokens_per_s": steps * batch * length / seconds, "params": params,
+          "flops_per_step": flops, "flops_per_s": flops * steps / seconds}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
+  """Measured fp32 matmul FLOP/s of this machine: numpy (BLAS) and XLA."""
+  a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+  a @ a
+  start = time.perf_counter()
+  for _ in range(repeats):
+    a @ a
+  numpy_flops = 2 * n ** 3 * repeats / (time.perf_counter() - start)
+  x = jax.device_put(a)
+  f = jax.jit(lambda x: x @ x)
+  f(x).block_until_ready()
+  start = time.perf_counter()
+  for _ in range(repeats):
+    y = f(x)
+  y.block_until_ready()
+  xla_flops = 2 * n ** 3 * repeats / (time.perf_counter() - start)
+  return {"numpy": numpy_flops, "xla": xla_flops}
 
 
 def main():
@@ -84,21 +110,40 @@ def main():
   parser.add_argument("--vocab", type=int, default=20000)
   parser.add_argument("--embed_dim", type=int, default=100)
   parser.add_argument("--compute_dtype", default="float32", help="float32 | bfloat16")
+  parser.add_argument("--torch", action="store_true",
+                      help="also time the PyTorch models (bench/torch_reference.py) and print "
+                           "the ratio ours / PyTorch")
   args = parser.parse_args()
-  print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}")
-  print(f"# compute dtype {args.compute_dtype}")
-  print("| model | shape | batch x length | embedding | params | compile s | examples/s "
-        "| tokens/s |")
-  print("|---|---|---|---|---|---|---|---|")
+  peak = matmul_peak()
+  best_peak = max(peak.values())
+  print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; "
+        f"compute dtype {args.compute_dtype}")
+  print(f"# measured fp32 matmul peak (2048^3): numpy {peak['numpy'] / 1e9:,.0f} GFLOP/s, "
+        f"XLA {peak['xla'] / 1e9:,.0f} GFLOP/s; % peak below is of the larger")
+  header = ("| model | shape | batch x length | embedding | params | compile s | examples/s "
+            "| tokens/s | GFLOP/step | GFLOP/s | % peak |")
+  if args.torch:
+    import torch
+    from torch_reference import bench_torch  # bench/ is on sys.path when run as a script
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads")
+    header += " torch examples/s | ours / torch |"
+  print(header)
+  print("|---" * (header.count("|") - 1) + "|")
   for model in args.models.split(","):
     for shape in args.shapes.split(","):
       length = SHAPES[shape]
       steps = args.steps or (200 if length < 100 else 30)
       r = bench_one(model, length, args.batch, steps, args.vocab, args.embedding,
                     args.embed_dim, args.compute_dtype)
-      print(f"| {model} | {shape} | {r['batch']} x {r['length']} | {r['embedding']} | "
-            f"{r['params']:,} | {r['compile_s']:.2f} | {r['examples_per_s']:,.0f} | "
-            f"{r['tokens_per_s']:,.0f} |", flush=True)
+      line = (f"| {model} | {shape} | {r['batch']} x {r['length']} | {r['embedding']} | "
+              f"{r['params']:,} | {r['compile_s']:.2f} | {r['examples_per_s']:,.0f} | "
+              f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] / 1e9:.2f} | "
+              f"{r['flops_per_s'] / 1e9:.1f} | {100 * r['flops_per_s'] / best_peak:.0f}% |")
+      if args.torch:
+        t = bench_torch(model, length, args.batch, steps, args.vocab, args.embedding,
+                        args.embed_dim)
+        line += f" {t['examples_per_s']:,.0f} | {r['examples_per_s'] / t['examples_per_s']:.2f} |"
+      print(line, flush=True)
   peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(f"# peak RSS {peak_mb:,.0f} MB")
 
