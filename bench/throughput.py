@@ -24,7 +24,8 @@ import jax
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax import parallel, train
+from textclf_jax import train
+from textclf_jax.data.batching import Encoded
 from textclf_jax.steps import init_metrics
 
 SHAPES = {"sst2": 20, "imdb": 400}  # tokens per example (MR/SST-2 sentences; IMDB cut at 400)
@@ -46,17 +47,12 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
   step_fns, state = train.make_steps(config, vocab, 2, False, mesh, total_steps=10 ** 6,
                                      vectors=vectors)
   rng = np.random.default_rng(0)
-  rows = -(-batch // parallel.data_size(mesh)) * parallel.data_size(mesh)
-  mine = parallel.local_rows(mesh, rows)
-
-  def random_batch():
-    full = {"tokens": rng.integers(2, vocab, (rows, length)).astype(np.int32),
-            "lengths": np.full(rows, length, np.int32),
-            "labels": rng.integers(0, 2, rows).astype(np.int32),
-            "weights": (np.arange(rows) < batch).astype(np.float32)}
-    return parallel.put_batch({k: v[mine] for k, v in full.items()}, mesh, rows)
-
-  batches = [random_batch() for _ in range(4)]
+  n = 4 * batch  # four distinct batches, every row full length
+  data = Encoded(rng.integers(2, vocab, (n, length)).astype(np.int32),
+                 np.full(n, length, np.int32), rng.integers(0, 2, n).astype(np.int32))
+  batcher = train.make_batcher(config, mesh)
+  batches = [train.device_batch(batcher, data, np.arange(i, i + batch), mesh)
+             for i in range(0, n, batch)]
   metrics = init_metrics()
   start = time.perf_counter()
   compiled = step_fns.train_step.lower(state, batches[0], metrics).compile()

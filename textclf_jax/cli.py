@@ -113,26 +113,22 @@ def _print_results(results: dict):
 
 def cmd_train(args, overrides):
   from textclf_jax import config as config_lib
-  from textclf_jax import train
-  from textclf_jax import runs
+  from textclf_jax import parallel, runs, train
 
   if args.resume:
-    refused = [o.split("=", 1)[0] for o in overrides
-               if o.split("=", 1)[0] not in RESUME_OVERRIDES]
+    refused = [key for key in (o.split("=", 1)[0] for o in overrides)
+               if key not in RESUME_OVERRIDES]
     if refused:
       raise SystemExit(f"textclf: --resume continues a run with its own config; "
                        f"--config.{refused[0]} cannot change (allowed: "
                        f"{', '.join(RESUME_OVERRIDES)})")
     config = runs.load_config(args.resume, allow_cv=True)
-    if overrides:
-      with config.unlocked():
-        config = config_lib.apply_overrides(config, overrides)
+    config = config_lib.apply_overrides(config, overrides)
     workdir = args.resume
   else:
     config = config_lib.apply_overrides(config_lib.load_preset(args.config), overrides)
     workdir = args.workdir or _default_workdir(config)
-  import jax
-  main_process = jax.process_index() == 0
+  main_process = parallel.is_main_process()
   if main_process:
     print(f"[textclf] run directory: {workdir}", flush=True)
   results = train.train_all_folds(config, workdir, resume=bool(args.resume))

@@ -145,10 +145,14 @@ def _check_finite(device_metrics, latest_step):
         "or enable --config.clip_norm, then --resume or start again")
 
 
-def init_run_dir(config, workdir: str, prepared: Prepared):
-  """Writes config, vocabulary, label map and data stats (JSON, atomically)."""
+def write_config(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
+
+
+def init_run_dir(config, workdir: str, prepared: Prepared):
+  """Writes config, vocabulary, label map and data stats (JSON, atomically)."""
+  write_config(config, workdir)
   prepared.vocab.to_json(os.path.join(workdir, "vocab.json"))
   write_json(os.path.join(workdir, "labels.json"),
              {"labels": prepared.label_names, "multi_label": prepared.multi_label})
@@ -171,7 +175,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   if is_main and not resume:
     init_run_dir(config, workdir, prepared)
   elif is_main:  # a resumed run may train longer (`--resume RUN --config.num_epochs=N`)
-    write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
+    write_config(config, workdir)
   mesh = make_mesh(config)
   batcher = make_batcher(config, mesh)
   eval_batcher = make_batcher(config, mesh, config.eval_batch_size or config.batch_size)
@@ -342,8 +346,7 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
                           f"`textclf train --resume {workdir}` or choose another --workdir")
   parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
   if parallel.is_main_process():
-    os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, "config.json"), json.loads(config_lib.to_json(config)))
+    write_config(config, workdir)
   per_fold = []
   for k in folds:
     sub = os.path.join(workdir, f"fold_{k}")
