@@ -77,13 +77,15 @@ def make_loss_fn(config, multi_label: bool, class_weights=None):
 
 def class_weights_from_config(spec: str, train_labels: np.ndarray, num_classes: int,
                               multi_label: bool):
-  """None, 'balanced' (from training counts) or 'w1,w2,…' -> float32 [C] or None.
+  """None, 'balanced[_sqrt]' (from training counts) or 'w1,w2,…' -> float32 [C] or None.
 
   Single-label balanced: N / (C * count_c). Multi-label balanced: the positive
-  weight negatives_c / positives_c of each label.
+  weight negatives_c / positives_c of each label. balanced_sqrt: the square root.
   """
   if spec in ("", "none"):
     return None
+  if spec == "balanced_sqrt":
+    return np.sqrt(class_weights_from_config("balanced", train_labels, num_classes, multi_label))
   if spec == "balanced":
     if multi_label:
       positives = train_labels.sum(axis=0)
@@ -93,8 +95,8 @@ def class_weights_from_config(spec: str, train_labels: np.ndarray, num_classes: 
   try:
     weights = np.asarray([float(x) for x in str(spec).split(",")], dtype=np.float32)
   except ValueError:
-    raise ValueError(f"config.class_weights={spec!r}: expected none, balanced or "
-                     "comma-separated numbers") from None
+    raise ValueError(f"config.class_weights={spec!r}: expected none, balanced, "
+                     "balanced_sqrt or comma-separated numbers") from None
   if len(weights) != num_classes:
     raise ValueError(f"config.class_weights: {len(weights)} weights for {num_classes} labels")
   return weights

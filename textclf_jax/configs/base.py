@@ -27,11 +27,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.num_folds = 10  # k-fold CV when there is no test split
   c.fold = -1  # -1: every fold (one sub-run each); k: only fold k
   c.max_train_examples = 0  # 0: all; else a seeded stratified sample (quick looks)
+  # Imbalance studies: keep only `imbalance_fraction` of the TRAINING examples of
+  # label `imbalance_label` (a fixed seeded sample, at least one; dev and test are
+  # untouched). "": off. What was kept is recorded in data.json under `imbalance`.
+  c.imbalance_label = ""
+  c.imbalance_fraction = 1.0
 
   # --- text -----------------------------------------------------------------
   c.lowercase = True
   c.remove_stopwords = False
   c.keep_negations = True  # with remove_stopwords: keep not/no/n't/never…
+  c.stem = False  # Snowball (Porter2) English stemmer on every token, after stop words
   c.max_len = 64
   c.min_count = 1
   c.max_vocab = 0  # 0: no limit
@@ -51,7 +57,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.loss = "auto"  # auto | softmax_ce | sigmoid_bce | focal
   c.label_smoothing = 0.0
   c.focal_gamma = 2.0
-  c.class_weights = "none"  # none | balanced | "w1,w2,…" (label-map order)
+  # none | balanced | balanced_sqrt | "w1,w2,…" (label-map order). Multi-label
+  # (sigmoid_bce / focal): the weights of each label's POSITIVES, balanced =
+  # negatives/positives per label; balanced_sqrt: its square root (tamer for rare labels).
+  c.class_weights = "none"
 
   # --- optimisation ---------------------------------------------------------
   c.batch_size = 50

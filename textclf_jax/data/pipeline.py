@@ -35,7 +35,8 @@ class Prepared:
 def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab | None = None,
             label_names: list | None = None, load_vectors_file: bool = True) -> Prepared:
   raw = raw or load_source(config)
-  split_data = splits_lib.make_splits(raw, config, fold)
+  split_stats = {}
+  split_data = splits_lib.make_splits(raw, config, fold, split_stats)
   label_names = label_names or splits_lib.build_label_map(raw, split_data)
   # Tokenised once per run, untruncated (to report truncation), cut at encode time.
   tokenizer = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
@@ -74,6 +75,7 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
       "mean_length_train": float(np.mean(encoded["train"].lengths)),
       "truncated_train_fraction": float(np.mean(
           [len(t) > config.max_len for t in train_tokens])),
+      **split_stats,
   }
   if found is not None:
     stats.update(vectors=config.vectors, vectors_found=int(found[2:].sum()),

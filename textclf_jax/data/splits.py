@@ -72,8 +72,33 @@ def num_folds_of(raw: RawDataset, num_folds: int) -> int:
   return int(fold_ids(raw, num_folds).max()) + 1
 
 
-def make_splits(raw: RawDataset, config, fold: int = -1) -> dict:
-  """Returns {'train', 'dev', 'test'} Splits for this run (fold k if CV)."""
+def subsample_label(train, label: str, fraction: float, seed: int = SPLIT_SEED + 3):
+  """Keeps a seeded round(fraction * count) (at least 1) of `label`'s examples.
+
+  Returns (the smaller split, {label, fraction, kept, of}); order is preserved.
+  """
+  if not 0.0 < fraction <= 1.0:
+    raise DataError(f"config.imbalance_fraction={fraction}: expected 0 < fraction <= 1")
+  if train.labels and isinstance(train.labels[0], list):
+    raise DataError("config.imbalance_label: single-label datasets only")
+  index = np.flatnonzero(np.asarray([l == label for l in train.labels], dtype=bool))
+  if len(index) == 0:
+    known = ", ".join(sorted(set(map(str, train.labels)))[:20])
+    raise DataError(f"config.imbalance_label={label!r}: no training example has this label "
+                    f"(known: {known})")
+  kept = max(1, int(round(fraction * len(index))))
+  drop = np.random.default_rng(seed).permutation(index)[kept:]
+  keep = np.setdiff1d(np.arange(len(train)), drop)
+  info = {"label": label, "fraction": fraction, "kept": kept, "of": int(len(index)),
+          "train_before": len(train), "train_after": int(len(keep))}
+  return train.subset(keep), info
+
+
+def make_splits(raw: RawDataset, config, fold: int = -1, stats: dict | None = None) -> dict:
+  """Returns {'train', 'dev', 'test'} Splits for this run (fold k if CV).
+
+  `stats`, when given, receives what was done to the training split (`imbalance`).
+  """
   splits = dict(raw.splits)
   if uses_cross_validation(raw):
     pool = splits.pop("all", None) or splits.pop("train")
@@ -99,6 +124,11 @@ def make_splits(raw: RawDataset, config, fold: int = -1) -> dict:
     keep = stratified_holdout(train.labels, config.max_train_examples / len(train),
                               SPLIT_SEED + 2)
     splits["train"] = train.subset(np.flatnonzero(keep))
+  if config.get("imbalance_label", ""):
+    splits["train"], info = subsample_label(splits["train"], config.imbalance_label,
+                                            config.imbalance_fraction)
+    if stats is not None:
+      stats["imbalance"] = info
   for name in ("train", "dev", "test"):
     if len(splits[name]) == 0:
       raise DataError(f"{raw.name}: the {name} split is empty")

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 _TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]", re.UNICODE)
@@ -37,11 +38,12 @@ class Tokenizer:
   remove_stopwords: bool = False
   keep_negations: bool = True
   max_len: int = 0  # 0: no truncation
+  stem: bool = False  # Snowball English stemmer, after stop-word removal
 
   @classmethod
   def from_config(cls, config) -> "Tokenizer":
     return cls(config.lowercase, config.remove_stopwords, config.keep_negations,
-               config.max_len)
+               config.max_len, bool(config.get("stem", False)))
 
   def __call__(self, text: str) -> list:
     text = _TAGS.sub(" ", text)
@@ -51,6 +53,14 @@ class Tokenizer:
     if self.remove_stopwords:
       tokens = [t for t in tokens if t.lower() not in STOPWORDS
                 or (self.keep_negations and t.lower() in NEGATIONS)]
+    if self.stem:
+      tokens = _stemmer().stemWords(tokens)
     if self.max_len:
       tokens = tokens[: self.max_len]
     return tokens
+
+
+@functools.cache
+def _stemmer():
+  import snowballstemmer  # pure Python, a core dependency
+  return snowballstemmer.stemmer("english")

@@ -1,0 +1,137 @@
+"""Ablation studies: TF-IDF baseline cells, the spread marker, stemming, imbalance, quick modes."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATASETS, make_rows, tiny_config, write_jsonl
+from experiments import runner
+from experiments.runner import Experiment, Plot, run_experiment
+from textclf_jax.data import pipeline, splits
+from textclf_jax.data.tokenize import Tokenizer
+
+needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATASETS),
+                                  reason=f"benchmark copies not found at {SHARED_DATASETS}")
+
+TINY = ("max_len=24", "embed_dim=16", "num_filters=8", "batch_size=16", "num_epochs=1",
+        "bucket_lengths=(8,16,24)", "wandb=disabled", "log_every_steps=5")
+
+
+def _fixed_dataset(tmp_path, multi_label=False):
+  d = tmp_path / ("multi" if multi_label else "fixed")
+  d.mkdir()
+  write_jsonl(d / "train.jsonl", make_rows(150, 1, multi_label))
+  write_jsonl(d / "test.jsonl", make_rows(45, 2, multi_label))
+  return str(d)
+
+
+def test_tfidf_baseline_cells_are_read_like_any_cell(tmp_path):
+  data = _fixed_dataset(tmp_path)
+  exp = Experiment(name="toy", preset="cnn", overrides=TINY,
+                   variants={"w2": ["filter_widths=(2,)"]},
+                   datasets={"fixed": [f"dataset={data}"],
+                             "fixed-imb": [f"dataset={data}", "imbalance_label=sport",
+                                           "imbalance_fraction=0.1"]},
+                   seeds=(0,), metrics=("accuracy", "macro_f1", "num_params"),
+                   reference="w2", baselines={"tfidf+lr": []})
+  root = str(tmp_path / "sweep")
+  out = run_experiment(exp, root, only_variants=["w2"])  # baselines are always included
+  assert {(r["variant"], r["dataset"]) for r in out["rows"]} == {
+      ("w2", "fixed"), ("w2", "fixed-imb"), ("tfidf+lr", "fixed"), ("tfidf+lr", "fixed-imb")}
+  workdir = os.path.join(root, "fixed", "tfidf+lr", "seed_0")
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  assert results["model"] == "tfidf+lr" and results["test"]["accuracy"] > 0.9
+  assert results["num_params"] > 0 and "confusion_matrix" in results["test"]
+  with open(os.path.join(root, "fixed-imb", "tfidf+lr", "seed_0", "data.json")) as f:
+    assert json.load(f)["imbalance"]["kept"] == 4  # round(0.1 * 45 sport training rows)
+  assert "| tfidf+lr |" in out["table"] and "TF-IDF" in out["table"]
+  assert out["table"].index("| w2 (ref) |") < out["table"].index("| tfidf+lr |")
+  # The network's parameters are counted from its run directory.
+  assert out["summary"][("w2", "fixed")]["num_params"][0] > 1000
+  # Read back, not refitted: a second run reproduces the summary without training.
+  again = run_experiment(exp, root, only_variants=["w2"], report_only=True)
+  assert again["summary"] == out["summary"]
+
+
+def test_multilabel_baseline_tunes_thresholds(tmp_path):
+  from experiments.tfidf import train_tfidf
+  config = tiny_config(dataset=_fixed_dataset(tmp_path, multi_label=True),
+                       multilabel_threshold="global")
+  results = train_tfidf(config, str(tmp_path / "run"))
+  assert 0.5 < results["test"]["micro_f1"] <= 1.0 and "macro_f1" in results["test"]
+  with open(tmp_path / "run" / "thresholds.json") as f:
+    assert isinstance(json.load(f)["thresholds"], float)
+
+
+def test_spread_marker_and_reference_deltas():
+  assert runner.within_spread(0.5, 1.0, 0.2) and runner.within_spread(-0.9, 0.1, 1.0)
+  assert not runner.within_spread(1.5, 1.0, 0.2) and not runner.within_spread(0.0, 0.0, 0.0)
+  exp = Experiment(name="t", preset="cnn", variants={}, datasets={}, reference="ref",
+                   metrics=("accuracy", "macro_f1"), baselines={"tfidf+lr": []})
+  rows = []
+  for variant, accs in {"ref": [0.80, 0.82], "close": [0.805, 0.815],
+                        "far": [0.90, 0.91], "tfidf+lr": [0.7, 0.7]}.items():
+    rows += [{"variant": variant, "dataset": "d", "accuracy": a, "macro_f1": a - 0.1}
+             for a in accs]
+  table = runner.format_table(exp, runner.summarise(exp, rows))
+  lines = {l.split(" |")[0]: l for l in table.splitlines() if l.startswith("| ")}
+  assert "| ref (ref)" in lines and "Δ" not in lines["| ref (ref)"]
+  assert lines["| close"].count("Δ +0.0 ≈") == 2  # both metrics within the spread
+  assert "Δ +9.5" in lines["| far"] and "≈" not in lines["| far"]
+  assert "Δ -11.0" in lines["| tfidf+lr"] and "d acc" in table and "d macro-F1" in table
+  assert "within the seed/fold spread" in table and "n < 5" in table
+
+
+def test_line_plot_against_a_numeric_parameter(tmp_path):
+  exp = Experiment(name="t", preset="cnn", variants={}, datasets={},
+                   baselines={"tfidf+lr": []},
+                   plots=(Plot("width", {"w1": 1, "w3": 3}, "region size"),
+                          Plot("maps", {"m10": 10, "m100": 100}, log_x=True)))
+  rows = [{"variant": v, "dataset": d, "accuracy": 0.5 + 0.1 * i}
+          for d in ("a", "b") for i, v in enumerate(["w1", "w3", "m10", "m100", "tfidf+lr"])]
+  runner.write_plot(exp, runner.summarise(exp, rows), str(tmp_path / "plot.png"))
+  assert os.path.getsize(tmp_path / "plot.png") > 0
+  assert os.path.getsize(tmp_path / "plot_maps.png") > 0
+
+
+def test_stemming_option():
+  text = "The movies weren't running generously"
+  assert Tokenizer()(text) == ["the", "movies", "were", "n't", "running", "generously"]
+  assert Tokenizer(stem=True)(text) == ["the", "movi", "were", "n't", "run", "generous"]
+  assert Tokenizer(stem=True, remove_stopwords=True)(text) == ["movi", "n't", "run", "generous"]
+  assert Tokenizer(stem=True, remove_stopwords=True, keep_negations=False)(text) == [
+      "movi", "run", "generous"]
+  config = tiny_config(stem=True)
+  assert Tokenizer.from_config(config).stem
+
+
+def test_imbalance_keeps_the_fraction_of_one_class_in_train_only(tmp_path):
+  data = tmp_path / "d"
+  data.mkdir()
+  write_jsonl(data / "train.jsonl", make_rows(300, 1))
+  write_jsonl(data / "dev.jsonl", make_rows(60, 2))
+  write_jsonl(data / "test.jsonl", make_rows(90, 3))
+  plain = pipeline.prepare(tiny_config(dataset=str(data)))
+  config = tiny_config(dataset=str(data), imbalance_label="tech", imbalance_fraction=0.1)
+  prepared = pipeline.prepare(config)
+  tech = prepared.label_names.index("tech")
+  counts = lambda p, split: np.bincount(p.splits[split].labels, minlength=3)
+  assert counts(plain, "train")[tech] == 100 and counts(prepared, "train")[tech] == 10
+  for other in set(range(3)) - {tech}:
+    assert counts(prepared, "train")[other] == counts(plain, "train")[other]
+  for split in ("dev", "test"):
+    np.testing.assert_array_equal(counts(prepared, split), counts(plain, split))
+  assert prepared.stats["imbalance"] == {"label": "tech", "fraction": 0.1, "kept": 10,
+                                         "of": 100, "train_before": 300, "train_after": 210}
+  # Seeded: the same examples every time; 1% of 100 keeps one.
+  again = pipeline.prepare(config)
+  np.testing.assert_array_equal(again.splits["train"].ids, prepared.splits["train"].ids)
+  one = pipeline.prepare(tiny_config(dataset=str(data), imbalance_label="tech",
+                                     imbalance_fraction=0.01))
+  assert counts(one, "train")[tech] == 1
+  with pytest.raises(splits.DataError, match="imbalance_label='nope'.*known: money"):
+    pipeline.prepare(tiny_config(dataset=str(data), imbalance_label="nope"))
