@@ -85,7 +85,9 @@ class Steps:
   def _set_plateau_scale(self, state, scale):
     return {**state, "opt_state": optim.set_plateau_scale(state["opt_state"], scale)}
 
-  def _train_step(self, state, batch, metrics):
+  def _train_step(self, state, batch, metrics, lr_scale=None):
+    """One update. `lr_scale` (a scalar, may be traced) multiplies the updates:
+    with a tx built for learning rate 1 it sets the run's rate (`many.py`)."""
     key = jax.random.fold_in(state["rng"], state["step"])
 
     def loss_of(params):
@@ -96,6 +98,8 @@ class Steps:
 
     (loss, logits), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
     updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+    if lr_scale is not None:
+      updates = jax.tree.map(lambda u: u * lr_scale, updates)
     params = optim.apply_max_norm(optax.apply_updates(state["params"], updates), self.max_norm)
     weights = batch["weights"]
     if self.multi_label:
