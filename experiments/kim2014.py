@@ -4,6 +4,7 @@
     python -m experiments.kim2014 --datasets trec --variants rand,non-static --units 1
     python -m experiments.kim2014 --quick              # MR fold 0, 2 epochs on 400 examples
     python -m experiments.kim2014 --report             # tabulate the cells finished so far
+    python -m experiments.kim2014 --vmap               # each variant's 10 folds as one program
 
 Kim's recipe (configs/kim.py): widths 3/4/5 x 100 maps, ReLU, max-over-time, dropout 0.5,
 max-norm 3, batch 50, Adadelta (rho 0.95), up to 25 epochs with early stopping on a 10%
@@ -55,6 +56,8 @@ def main():
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--report", action="store_true", help="train nothing; tabulate the "
                       "cells that have finished")
+  parser.add_argument("--vmap", action="store_true", help="train the folds/seeds of each "
+                      "variant x dataset together as one vmapped program (one process)")
   parser.add_argument("--data_dir", default=os.path.join(SHARED, "datasets"))
   parser.add_argument("--vectors", default=os.path.join(
       SHARED, "embeddings", "glove.6B.100d.subset.txt.gz"))
@@ -62,7 +65,7 @@ def main():
   exp = experiment(args.data_dir, args.vectors, tuple(int(s) for s in args.seeds.split(",")))
   split = lambda s: [x for x in s.split(",") if x]
   run_experiment(exp, args.root, split(args.datasets), split(args.variants), args.units,
-                 args.quick, report_only=args.report)
+                 args.quick, report_only=args.report, vmap=args.vmap)
 
 
 if __name__ == "__main__":
