@@ -245,7 +245,7 @@ def format_table(exp: Experiment, summary: dict) -> str:
     name = f"{variant} (ref)" if variant == exp.reference else variant
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   notes = []
-  if exp.reference:
+  if exp.reference and any(v == exp.reference for v, _ in summary):
     notes.append(f"Δ: difference of the mean from the reference row `{exp.reference}` on the "
                  f"same dataset (percentage points). {WITHIN}: |Δ| is smaller than the larger "
                  "of the two standard deviations, i.e. within the seed/fold spread — no "

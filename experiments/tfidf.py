@@ -42,7 +42,9 @@ def _classifier(c: float, multi_label: bool, balanced: bool, seed: int):
   if multi_label:
     return OneVsRestClassifier(LogisticRegression(C=c, solver="liblinear", class_weight=weight,
                                                   random_state=seed))
-  return LogisticRegression(C=c, max_iter=2000, class_weight=weight, random_state=seed)
+  # newton-cg: exact and fast here; lbfgs takes 10x longer on 30k+ sparse features.
+  return LogisticRegression(C=c, solver="newton-cg", max_iter=1000, class_weight=weight,
+                            random_state=seed)
 
 
 def train_tfidf(config, workdir: str, fold: int = -1) -> dict:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -135,3 +134,37 @@ def test_imbalance_keeps_the_fraction_of_one_class_in_train_only(tmp_path):
   assert counts(one, "train")[tech] == 1
   with pytest.raises(splits.DataError, match="imbalance_label='nope'.*known: money"):
     pipeline.prepare(tiny_config(dataset=str(data), imbalance_label="nope"))
+
+
+@pytest.mark.slow
+@needs_shared
+@pytest.mark.parametrize("study,table,rows", [
+    ("filter_sizes", "", ("w5", "w3-4-5 (ref)", "tfidf+lr")),
+    ("losses", "single", ("ce (ref)", "focal2", "tfidf+lr")),
+    ("architectures", "", ("cnn (ref)", "lstm", "tfidf+lr")),
+    ("regularisation", "", ("default (ref)", "dropout0.0", "tfidf+lr")),
+    ("preprocessing", "", ("default (ref)", "stem", "tfidf+lr default", "tfidf+lr stem")),
+])
+def test_study_quick_mode(tmp_path, study, table, rows):
+  """`python -m experiments.STUDY --quick`, in-process: a table, a plot, one result per cell."""
+  import importlib
+  module = importlib.import_module(f"experiments.{study}")
+  root = tmp_path / study
+  outputs = module.main(["--quick", "--root", str(root)])
+  quick = root / "quick" / table
+  text = (quick / "table.md").read_text()
+  for row in rows:
+    assert f"| {row} |" in text
+  assert os.path.getsize(quick / "plot.png") > 0
+  assert all(len({r["unit"] for r in out["rows"]}) == 1 for out in outputs)
+  if study == "losses":  # the imbalanced TREC and the multi-label table
+    assert "trec-hum10 macro-F1" in text
+    multi = (root / "quick" / "multilabel" / "table.md").read_text()
+    assert "reuters21578 micro-F1" in multi and "| tfidf+lr global |" in multi
+    data = json.loads((quick / "trec-hum10" / "ce" / "seed_0" / "data.json").read_text())
+    assert data["imbalance"]["label"] == "HUM" and data["imbalance"]["fraction"] == 0.1
+  if study == "architectures":
+    assert "trec params" in text and "trec train ex/s" in text
+  # Resumable: a second invocation reads every cell back and trains nothing.
+  again = module.main(["--quick", "--root", str(root), "--report"])
+  assert [o["summary"] for o in again] == [o["summary"] for o in outputs]

@@ -1,0 +1,79 @@
+"""The command line shared by the ablation studies (filter_sizes, losses, architectures,
+regularisation, preprocessing): argparse as in kim2014.py, a `--quick` mode, and
+`Study`, one table of a study with the datasets and variants its quick mode runs.
+
+--quick: the quick datasets/variants (or --datasets/--variants) and baselines (else
+the first), one unit, 2 epochs on
+400 examples (runner.QUICK), random 32-d embeddings and max_len 32, under ROOT/quick so
+that quick cells are never read as finished cells of the full study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+from experiments.runner import Experiment, run_experiment
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared"))
+GLOVE = os.path.join(SHARED, "embeddings", "glove.6B.100d.subset.txt.gz")
+QUICK_SHRINK = ("embedding=rand", "embed_dim=32", "max_len=32", "bucket_lengths=(32,)", "vectors=")
+SEEDS = "0,1,2,3,4"
+
+
+@dataclasses.dataclass
+class Study:
+  """One table of a study: its experiment, the subdirectory of --root it writes
+  to ("" for the root itself) and what `--quick` runs."""
+  experiment: Experiment
+  subdir: str = ""
+  quick_datasets: tuple = ()
+  quick_variants: tuple = ()
+  quick_overrides: tuple = ()
+  quick_baselines: tuple = ()  # (): the first baseline
+
+
+def parse_args(doc: str, name: str, argv=None):
+  parser = argparse.ArgumentParser(description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--root", default=f"runs/{name}")
+  parser.add_argument("--datasets", default="", help="comma-separated subset")
+  parser.add_argument("--variants", default="", help="comma-separated subset (the TF-IDF "
+                      "baseline rows are always included)")
+  parser.add_argument("--units", type=int, default=0, help="first N folds/seeds only")
+  parser.add_argument("--seeds", default=SEEDS, help="seeds of fixed-split datasets")
+  parser.add_argument("--quick", action="store_true", help="a minute-long smoke run")
+  parser.add_argument("--report", action="store_true", help="train nothing; tabulate the "
+                      "cells that have finished")
+  parser.add_argument("--data_dir", default=os.path.join(SHARED, "datasets"))
+  parser.add_argument("--vectors", default=GLOVE)
+  args = parser.parse_args(argv)
+  args.seeds = tuple(int(s) for s in args.seeds.split(",") if s)
+  return args
+
+
+def run(studies: list, args) -> list:
+  """Runs (or, with --report, tabulates) each study's table; returns the outputs."""
+  split = lambda s: [x for x in s.split(",") if x]
+  outputs = []
+  for study in studies:
+    exp, root = study.experiment, os.path.join(args.root, study.subdir)
+    datasets, variants, units = split(args.datasets), split(args.variants), args.units
+    if args.quick:
+      exp = dataclasses.replace(exp, overrides=(*exp.overrides, *QUICK_SHRINK,
+                                                *study.quick_overrides),
+                                baselines={k: v for i, (k, v) in enumerate(exp.baselines.items())
+                                           if k in study.quick_baselines
+                                           or (not study.quick_baselines and i == 0)})
+      root = os.path.join(args.root, "quick", study.subdir)
+      datasets = datasets or list(study.quick_datasets)
+      variants = variants or list(study.quick_variants)
+      units = units or 1
+    datasets = [d for d in datasets if d in exp.datasets] if len(studies) > 1 else datasets
+    if len(studies) > 1 and split(args.datasets) and not datasets:
+      continue  # --datasets names none of this table's datasets
+    outputs.append(run_experiment(exp, root, datasets, variants, units, args.quick,
+                                  report_only=args.report))
+  return outputs
