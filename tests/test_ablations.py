@@ -168,3 +168,20 @@ def test_study_quick_mode(tmp_path, study, table, rows):
   # Resumable: a second invocation reads every cell back and trains nothing.
   again = module.main(["--quick", "--root", str(root), "--report"])
   assert [o["summary"] for o in again] == [o["summary"] for o in outputs]
+
+
+def test_table_goes_to_wandb_offline(tmp_path, monkeypatch):
+  """wandb=offline: the summary and per-run tables are logged in the sweep's group."""
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  exp = Experiment(name="wbtoy", preset="cnn", variants={}, datasets={}, reference="a",
+                   metrics=("accuracy", "macro_f1"), overrides=("wandb=auto",))
+  rows = [{"variant": v, "dataset": "d", "unit": f"seed_{s}", "accuracy": 0.5 + 0.01 * s,
+           "macro_f1": 0.4, "train_seconds": 1.0, "workdir": "x"} for v in "ab" for s in (0, 1)]
+  summary = runner.summarise(exp, rows)
+  runner.write_plot(exp, summary, str(tmp_path / "plot.png"))
+  runner.log_wandb_table(exp, str(tmp_path), rows, summary)
+  tables = [name for _, _, files in os.walk(tmp_path / "wandb") for name in files
+            if name.endswith(".table.json")]
+  assert any(t.startswith("summary_table") for t in tables)
+  assert any(t.startswith("runs_table") for t in tables)
