@@ -55,12 +55,28 @@ def parse_args(doc: str, name: str, argv=None):
 
 
 def run(studies: list, args) -> list:
-  """Runs (or, with --report, tabulates) each study's table; returns the outputs."""
+  """Runs (or, with --report, tabulates) each study's table; returns the outputs.
+
+  --datasets / --variants may name those of any table; a table that has none of
+  the named ones is skipped, and a name no table has is an error.
+  """
   split = lambda s: [x for x in s.split(",") if x]
+  for flag in ("datasets", "variants"):
+    known = {n for st in studies for n in [*getattr(st.experiment, flag),
+                                           *(st.experiment.baselines if flag == "variants"
+                                             else ())]}
+    unknown = [n for n in split(getattr(args, flag)) if n not in known]
+    if unknown:
+      raise SystemExit(f"--{flag}: unknown {', '.join(unknown)} (known: "
+                       f"{', '.join(sorted(known))})")
   outputs = []
   for study in studies:
     exp, root = study.experiment, os.path.join(args.root, study.subdir)
-    datasets, variants, units = split(args.datasets), split(args.variants), args.units
+    datasets = [d for d in split(args.datasets) if d in exp.datasets]
+    variants = [v for v in split(args.variants) if v in exp.variants or v in exp.baselines]
+    if (args.datasets and not datasets) or (args.variants and not variants):
+      continue  # --datasets / --variants name none of this table's
+    units = args.units
     if args.quick:
       exp = dataclasses.replace(exp, overrides=(*exp.overrides, *QUICK_SHRINK,
                                                 *study.quick_overrides),
@@ -71,9 +87,6 @@ def run(studies: list, args) -> list:
       datasets = datasets or list(study.quick_datasets)
       variants = variants or list(study.quick_variants)
       units = units or 1
-    datasets = [d for d in datasets if d in exp.datasets] if len(studies) > 1 else datasets
-    if len(studies) > 1 and split(args.datasets) and not datasets:
-      continue  # --datasets names none of this table's datasets
     outputs.append(run_experiment(exp, root, datasets, variants, units, args.quick,
                                   report_only=args.report))
   return outputs

@@ -185,3 +185,11 @@ def test_table_goes_to_wandb_offline(tmp_path, monkeypatch):
             if name.endswith(".table.json")]
   assert any(t.startswith("summary_table") for t in tables)
   assert any(t.startswith("runs_table") for t in tables)
+
+
+def test_study_command_line_rejects_unknown_names(tmp_path):
+  from experiments import losses
+  with pytest.raises(SystemExit, match="--variants: unknown nope"):
+    losses.main(["--variants", "ce,nope", "--root", str(tmp_path)])
+  with pytest.raises(SystemExit, match="--datasets: unknown sst3"):
+    losses.main(["--datasets", "sst3", "--root", str(tmp_path)])
