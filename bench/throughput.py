@@ -6,27 +6,39 @@
 
 Prints, per model and shape: compile time, training examples/s and tokens/s
 (after compilation, timed over `--steps` steps with one host sync at the end),
-parameters, model FLOPs per step (XLA's cost analysis of the compiled step),
-achieved FLOP/s as a share of the fp32 matmul peak measured in the same run,
-the process's peak RSS and, with --torch, the same models in PyTorch
-(bench/torch_reference.py) and the ratio. Inputs are random token ids of the
-given length (every row full), the real train step (loss, grads, optax update,
-max-norm) on the default device mesh.
+CPU ms per step (user + system time of the process, all threads: robust to
+other processes on a shared machine, unlike wall time), parameters, model
+FLOPs per step (XLA's cost analysis of the compiled step), achieved FLOP/s as
+a share of the fp32 matmul peak measured in the same run (per wall second and
+per CPU second), the peak RSS of the row (each row runs in its own process)
+and, with --torch, the same models in PyTorch (bench/torch_reference.py, also
+one process per row) and the ratios. Inputs are random token ids of the given
+length (every row full), the real train step (loss, grads, optax update,
+max-norm) on the default device mesh. With --datasets, the share of padded
+token slots in the bucketed training batches of real datasets.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import subprocess
+import sys
 import time
 
-import jax
-import numpy as np
+import malloc_tuning  # bench/ is on sys.path when run as a script
 
-from textclf_jax import config as config_lib
-from textclf_jax import train
-from textclf_jax.data.batching import Encoded
-from textclf_jax.steps import init_metrics
+malloc_tuning.keep_heap_mapped()  # before the first XLA computation
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from textclf_jax import config as config_lib  # noqa: E402
+from textclf_jax import train  # noqa: E402
+from textclf_jax.data.batching import Encoded  # noqa: E402
+from textclf_jax.steps import init_metrics  # noqa: E402
 
 SHAPES = {"sst2": 20, "imdb": 400}  # tokens per example (MR/SST-2 sentences; IMDB cut at 400)
 
@@ -63,21 +75,23 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
   for b in batches:  # warm-up
     state, metrics = step_fns.train_step(state, b, metrics)
   jax.block_until_ready(metrics)
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   for i in range(steps):
     state, metrics = step_fns.train_step(state, batches[i % len(batches)], metrics)
   jax.block_until_ready(metrics)
-  seconds = time.perf_counter() - start
+  seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
   params = sum(x.size for x in jax.tree.leaves(state["params"]))
   return {"model": preset, "length": length, "batch": batch, "embedding": embedding,
           "dtype": compute_dtype,
           "compile_s": compile_s, "examples_per_s": steps * batch / seconds,
           "tokens_per_s": steps * batch * length / seconds, "params": params,
-          "flops_per_step": flops, "flops_per_s": flops * steps / seconds}
+          "flops_per_step": flops, "flops_per_s": flops * steps / seconds,
+          "cpu_ms_per_step": 1e3 * cpu / steps, "flops_per_cpu_s": flops * steps / cpu}
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
-  """Measured fp32 matmul FLOP/s of this machine: numpy (BLAS) and XLA."""
+  """Measured fp32 matmul FLOP/s of this machine: numpy (BLAS) and XLA, and
+  XLA's FLOP per CPU second (`xla_per_cpu_s`, all threads' time)."""
   a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
   a @ a
   start = time.perf_counter()
@@ -87,12 +101,63 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
   x = jax.device_put(a)
   f = jax.jit(lambda x: x @ x)
   f(x).block_until_ready()
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   for _ in range(repeats):
     y = f(x)
   y.block_until_ready()
   xla_flops = 2 * n ** 3 * repeats / (time.perf_counter() - start)
-  return {"numpy": numpy_flops, "xla": xla_flops}
+  return {"numpy": numpy_flops, "xla": xla_flops,
+          "xla_per_cpu_s": 2 * n ** 3 * repeats / (time.process_time() - cpu)}
+
+
+def peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def padding_fractions(datasets: list, data_dir: str) -> list:
+  """(dataset, padded share, tokens/example) of the CNN preset's bucketed
+  training batches (default bucket lengths, max_len 64 as in the Kim preset)."""
+  from textclf_jax.data.pipeline import prepare
+
+  rows = []
+  for name in datasets:
+    config = config_lib.load_preset("kim")
+    with config.unlocked():
+      config.dataset, config.data_dir, config.embedding = name, data_dir, "rand"
+    prepared = prepare(config, fold=0, load_vectors_file=False)
+    data = prepared.splits["train"]
+    batcher = train.make_batcher(config, train.make_mesh(config))
+    plan = batcher.train_plan(data, config.seed, 0)
+    rows.append((name, batcher.padding_fraction(data, plan), float(data.lengths.mean()),
+                 tuple(int(b) for b in batcher.buckets)))
+  return rows
+
+
+def run_row(args, kind: str, model: str, shape: str) -> dict:
+  """Times one row in a fresh process (so its peak RSS is its own)."""
+  cmd = [sys.executable, os.path.abspath(__file__), "--_row", f"{kind}:{model}:{shape}",
+         "--batch", str(args.batch), "--steps", str(args.steps), "--vocab", str(args.vocab),
+         "--embed_dim", str(args.embed_dim), "--embedding", args.embedding,
+         "--compute_dtype", args.compute_dtype]
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if out.returncode:
+    raise RuntimeError(f"{kind} {model} {shape} failed:\n{out.stderr[-3000:]}")
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def one_row(args):
+  """Child process: prints one row's figures as JSON."""
+  kind, model, shape = args._row.split(":")
+  length = SHAPES[shape]
+  steps = args.steps or (200 if length < 100 else 30)
+  if kind == "torch":
+    from torch_reference import bench_torch
+    r = bench_torch(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim)
+  else:
+    r = bench_one(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim,
+                  args.compute_dtype)
+  r["peak_rss_mb"] = peak_rss_mb()
+  print(json.dumps(r))
 
 
 def main():
@@ -109,39 +174,54 @@ def main():
   parser.add_argument("--torch", action="store_true",
                       help="also time the PyTorch models (bench/torch_reference.py) and print "
                            "the ratio ours / PyTorch")
+  parser.add_argument("--datasets", default="mr,sst2",
+                      help="datasets whose padded-token share to report ('' for none)")
+  parser.add_argument("--data_dir", default=os.environ.get("TEXTCLF_DATA_DIR",
+                                                          "/work/shared/datasets"))
+  parser.add_argument("--_row", default="", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args._row:
+    return one_row(args)
   peak = matmul_peak()
-  best_peak = max(peak.values())
-  print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; "
+  best_peak = max(peak["numpy"], peak["xla"])
+  print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
         f"compute dtype {args.compute_dtype}")
   print(f"# measured fp32 matmul peak (2048^3): numpy {peak['numpy'] / 1e9:,.0f} GFLOP/s, "
-        f"XLA {peak['xla'] / 1e9:,.0f} GFLOP/s; % peak below is of the larger")
-  header = ("| model | shape | batch x length | embedding | params | compile s | examples/s "
-            "| tokens/s | GFLOP/step | GFLOP/s | % peak |")
+        f"XLA {peak['xla'] / 1e9:,.0f} GFLOP/s (wall), XLA "
+        f"{peak['xla_per_cpu_s'] / 1e9:,.0f} GFLOP per CPU second; '% peak' is of the larger "
+        "wall figure, '% peak/cpu' of the per-CPU-second one")
+  header = ("| model | shape | batch x length | params | compile s | examples/s | tokens/s "
+            "| CPU ms/step | GFLOP/step | GFLOP/s | % peak | % peak/cpu | peak RSS MB |")
   if args.torch:
     import torch
-    from torch_reference import bench_torch  # bench/ is on sys.path when run as a script
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads")
-    header += " torch examples/s | ours / torch |"
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; ratios are ours / "
+          "PyTorch in examples/s (wall) and in CPU time per step")
+    header += " torch examples/s | torch CPU ms/step | torch RSS MB | ratio | ratio (CPU) |"
+  print(f"# embedding {args.embedding}; every row in its own process")
   print(header)
   print("|---" * (header.count("|") - 1) + "|")
   for model in args.models.split(","):
     for shape in args.shapes.split(","):
-      length = SHAPES[shape]
-      steps = args.steps or (200 if length < 100 else 30)
-      r = bench_one(model, length, args.batch, steps, args.vocab, args.embedding,
-                    args.embed_dim, args.compute_dtype)
-      line = (f"| {model} | {shape} | {r['batch']} x {r['length']} | {r['embedding']} | "
-              f"{r['params']:,} | {r['compile_s']:.2f} | {r['examples_per_s']:,.0f} | "
-              f"{r['tokens_per_s']:,.0f} | {r['flops_per_step'] / 1e9:.2f} | "
-              f"{r['flops_per_s'] / 1e9:.1f} | {100 * r['flops_per_s'] / best_peak:.0f}% |")
+      r = run_row(args, "jax", model, shape)
+      line = (f"| {model} | {shape} | {r['batch']} x {r['length']} | {r['params']:,} | "
+              f"{r['compile_s']:.2f} | {r['examples_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | "
+              f"{r['cpu_ms_per_step']:.1f} | {r['flops_per_step'] / 1e9:.2f} | "
+              f"{r['flops_per_s'] / 1e9:.1f} | {100 * r['flops_per_s'] / best_peak:.0f}% | "
+              f"{100 * r['flops_per_cpu_s'] / peak['xla_per_cpu_s']:.0f}% | "
+              f"{r['peak_rss_mb']:,.0f} |")
       if args.torch:
-        t = bench_torch(model, length, args.batch, steps, args.vocab, args.embedding,
-                        args.embed_dim)
-        line += f" {t['examples_per_s']:,.0f} | {r['examples_per_s'] / t['examples_per_s']:.2f} |"
+        t = run_row(args, "torch", model, shape)
+        line += (f" {t['examples_per_s']:,.0f} | {t['cpu_ms_per_step']:.1f} | "
+                 f"{t['peak_rss_mb']:,.0f} | {r['examples_per_s'] / t['examples_per_s']:.2f} | "
+                 f"{t['cpu_ms_per_step'] / r['cpu_ms_per_step']:.2f} |")
       print(line, flush=True)
-  peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  print(f"# peak RSS {peak_mb:,.0f} MB")
+  if args.datasets:
+    print("# padded token slots in bucketed training batches (kim preset, fold 0, epoch 0)")
+    for name, fraction, mean_len, buckets in padding_fractions(args.datasets.split(","),
+                                                              args.data_dir):
+      print(f"#   {name}: {100 * fraction:.1f}% padding, {mean_len:.1f} tokens/example, "
+            f"buckets {buckets}")
 
 
 if __name__ == "__main__":

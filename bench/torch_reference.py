@@ -107,9 +107,10 @@ def bench_torch(model_name: str, length: int, batch: int, steps: int, vocab: int
 
   for b in batches:  # warm-up
     step(*b)
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   for i in range(steps):
     step(*batches[i % len(batches)])
   seconds = time.perf_counter() - start
-  return {"examples_per_s": steps * batch / seconds,
+  cpu = time.process_time() - cpu
+  return {"examples_per_s": steps * batch / seconds, "cpu_ms_per_step": 1e3 * cpu / steps,
           "params": sum(p.numel() for p in params), "threads": torch.get_num_threads()}
