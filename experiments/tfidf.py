@@ -40,8 +40,9 @@ def _classifier(c: float, multi_label: bool, balanced: bool, seed: int):
   from sklearn.multiclass import OneVsRestClassifier
   weight = "balanced" if balanced else None
   if multi_label:
-    return OneVsRestClassifier(LogisticRegression(C=c, solver="liblinear", class_weight=weight,
-                                                  random_state=seed))
+    # The dual problem: ~17x faster with far more n-grams than documents (Reuters).
+    return OneVsRestClassifier(LogisticRegression(C=c, solver="liblinear", dual=True,
+                                                  class_weight=weight, random_state=seed))
   # newton-cg: exact and fast here; lbfgs takes 10x longer on 30k+ sparse features.
   return LogisticRegression(C=c, solver="newton-cg", max_iter=1000, class_weight=weight,
                             random_state=seed)
