@@ -15,7 +15,8 @@ mean ± std over MR's 10 folds or 5 SST-2 seeds, Δ from `default`:
 - wd1e-4, wd1e-3: decoupled weight decay (AdamW-style); l2-1e-4, l2-1e-3: an L2 penalty
   added to the gradient (weight_decay_mode=l2);
 - maxnorm-off, maxnorm1: no max-norm / s = 1 (default: 3);
-- no-early-stop: all 15 epochs, the last checkpoint's dev score decides nothing;
+- no-early-stop: all 15 epochs (patience 0); the checkpoint tested is still the best on
+  dev (train.py has no option to test the last one), so this varies training length only;
 - warmup-cosine (10% warm-up), plateau (LR halves after 2 evaluations without dev gain).
 """
 
