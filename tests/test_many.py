@@ -139,9 +139,9 @@ def test_runner_vmap_makes_the_same_table(tmp_path, monkeypatch):
   from experiments import runner
   from test_runner import _experiment
   exp = _experiment(tmp_path)
-  solo = runner.run_experiment(exp, str(tmp_path / "solo"), only_variants=["w3"], max_units=2)
-  grouped = runner.run_experiment(exp, str(tmp_path / "many"), only_variants=["w3"],
-                                  max_units=2, vmap=True)
+  only = dict(only_datasets=["cv"], only_variants=["w3"], max_units=2)
+  solo = runner.run_experiment(exp, str(tmp_path / "solo"), **only)
+  grouped = runner.run_experiment(exp, str(tmp_path / "many"), vmap=True, **only)
   assert grouped["table"] == solo["table"]
   assert [(r["dataset"], r["unit"]) for r in grouped["rows"]] == \
       [(r["dataset"], r["unit"]) for r in solo["rows"]]
@@ -152,6 +152,5 @@ def test_runner_vmap_makes_the_same_table(tmp_path, monkeypatch):
   # Finished cells are read back: nothing is trained again.
   calls = []
   monkeypatch.setattr(many, "train_many", lambda *a, **k: calls.append(a))
-  again = runner.run_experiment(exp, str(tmp_path / "many"), only_variants=["w3"], max_units=2,
-                                vmap=True)
+  again = runner.run_experiment(exp, str(tmp_path / "many"), vmap=True, **only)
   assert calls == [] and again["table"] == grouped["table"]

@@ -273,9 +273,11 @@ def _build_members(configs, workdirs, folds, raw):
   config = configs[0]
   mesh = train.make_mesh(config)
   batcher = train.make_batcher(config, mesh)
-  members, states = [], []
+  members, states, cache = [], [], {}
   for config, workdir, fold in zip(configs, workdirs, folds):
-    prepared = prepare(config, fold, raw=raw)
+    # Data depend on the fold, and on the seed only through the vectors' unknown-word init.
+    key = (fold, config.seed if config.vectors else None)
+    prepared = cache[key] = cache.get(key) or prepare(config, fold, raw=raw)
     train.init_run_dir(config, workdir, prepared)
     train_split = prepared.splits["train"]
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
