@@ -28,17 +28,15 @@ import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
+
 import malloc_tuning  # bench/ is on sys.path when run as a script
 
-malloc_tuning.keep_heap_mapped()  # before the first XLA computation
-
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from textclf_jax import config as config_lib  # noqa: E402
-from textclf_jax import train  # noqa: E402
-from textclf_jax.data.batching import Encoded  # noqa: E402
-from textclf_jax.steps import init_metrics  # noqa: E402
+from textclf_jax import config as config_lib
+from textclf_jax import train
+from textclf_jax.data.batching import Encoded
+from textclf_jax.steps import init_metrics
 
 SHAPES = {"sst2": 20, "imdb": 400}  # tokens per example (MR/SST-2 sentences; IMDB cut at 400)
 
@@ -148,6 +146,8 @@ def run_row(args, kind: str, model: str, shape: str) -> dict:
 def one_row(args):
   """Child process: prints one row's figures as JSON."""
   kind, model, shape = args._row.split(":")
+  if kind != "torch":  # PyTorch runs with its default allocator settings
+    malloc_tuning.keep_heap_mapped()
   length = SHAPES[shape]
   steps = args.steps or (200 if length < 100 else 30)
   if kind == "torch":
@@ -182,6 +182,7 @@ def main():
   args = parser.parse_args()
   if args._row:
     return one_row(args)
+  malloc_tuning.keep_heap_mapped()  # before the first XLA computation
   peak = matmul_peak()
   best_peak = max(peak["numpy"], peak["xla"])
   print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "
