@@ -136,7 +136,7 @@ def run_row(args, kind: str, model: str, shape: str) -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), "--_row", f"{kind}:{model}:{shape}",
          "--batch", str(args.batch), "--steps", str(args.steps), "--vocab", str(args.vocab),
          "--embed_dim", str(args.embed_dim), "--embedding", args.embedding,
-         "--compute_dtype", args.compute_dtype]
+         "--compute_dtype", args.compute_dtype, "--torch_threads", str(args.torch_threads)]
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if out.returncode:
     raise RuntimeError(f"{kind} {model} {shape} failed:\n{out.stderr[-3000:]}")
@@ -151,7 +151,10 @@ def one_row(args):
   length = SHAPES[shape]
   steps = args.steps or (200 if length < 100 else 30)
   if kind == "torch":
+    import torch
     from torch_reference import bench_torch
+    if args.torch_threads:
+      torch.set_num_threads(args.torch_threads)
     r = bench_torch(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim)
   else:
     r = bench_one(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim,
@@ -174,6 +177,10 @@ def main():
   parser.add_argument("--torch", action="store_true",
                       help="also time the PyTorch models (bench/torch_reference.py) and print "
                            "the ratio ours / PyTorch")
+  parser.add_argument("--torch_threads", type=int, default=0,
+                      help="PyTorch intra-op threads (0: its default). On a busy machine its "
+                           "OpenMP threads spin-wait for each other and it slows down many "
+                           "times over; 1 thread avoids that")
   parser.add_argument("--datasets", default="mr,sst2",
                       help="datasets whose padded-token share to report ('' for none)")
   parser.add_argument("--data_dir", default=os.environ.get("TEXTCLF_DATA_DIR",
@@ -196,7 +203,8 @@ def main():
             "| CPU ms/step | GFLOP/step | GFLOP/s | % peak | % peak/cpu | peak RSS MB |")
   if args.torch:
     import torch
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads; ratios are ours / "
+    threads = args.torch_threads or torch.get_num_threads()
+    print(f"# torch {torch.__version__}, {threads} threads; ratios are ours / "
           "PyTorch in examples/s (wall) and in CPU time per step")
     header += " torch examples/s | torch CPU ms/step | torch RSS MB | ratio | ratio (CPU) |"
   print(f"# embedding {args.embedding}; every row in its own process")
