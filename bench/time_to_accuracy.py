@@ -87,6 +87,8 @@ def run_torch(config, args) -> dict:
   from textclf_jax.data.pipeline import prepare
   from torch_reference import KimCNN
 
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
   prepared = prepare(config, fold=0)
   data_s = time.perf_counter() - START
   train_data, dev = prepared.splits["train"], prepared.splits["dev"]
@@ -145,6 +147,9 @@ def main():
   parser.add_argument("--datasets", default="mr,sst2")
   parser.add_argument("--targets", default="0.77,0.80", help="dev accuracy, one per dataset")
   parser.add_argument("--torch", action="store_true", help="also the PyTorch CNN")
+  parser.add_argument("--torch_threads", type=int, default=0,
+                      help="PyTorch intra-op threads (0: its default; 1 is steadier on a "
+                           "busy machine, see throughput.py)")
   parser.add_argument("--eval_every", type=int, default=50, help="steps between dev scores")
   parser.add_argument("--max_epochs", type=int, default=5)
   parser.add_argument("--data_dir", default=DATA_DIR)
@@ -169,7 +174,8 @@ def main():
     for framework in frameworks:
       cmd = [sys.executable, os.path.abspath(__file__), "--_run", f"{framework}:{dataset}",
              "--target", str(target), "--eval_every", str(args.eval_every), "--max_epochs",
-             str(args.max_epochs), "--data_dir", args.data_dir, "--vectors", args.vectors]
+             str(args.max_epochs), "--data_dir", args.data_dir, "--vectors", args.vectors,
+             "--torch_threads", str(args.torch_threads)]
       out = subprocess.run(cmd, capture_output=True, text=True, check=False)
       if out.returncode:
         raise RuntimeError(f"{framework} {dataset} failed:\n{out.stderr[-3000:]}")
