@@ -2,6 +2,7 @@
 kill -9 and resume, divergence, and the run directory's contract."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -157,3 +158,19 @@ def test_kill_and_resume_is_bitwise_identical(topic_dir, tmp_path):
   results_a = json.load(open(os.path.join(straight, "results.json")))
   results_b = json.load(open(os.path.join(killed, "results.json")))
   assert results_a["test"] == results_b["test"] and results_a["dev"] == results_b["dev"]
+
+
+def test_test_checkpoint_last_scores_the_final_state(topic_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(dataset=topic_dir, num_epochs=3, early_stopping_patience=0,
+                       test_checkpoint="last")
+  results = train.train_and_evaluate(config, workdir)
+  assert results["tested_checkpoint"] == "last"
+  assert results["final_step"] == 3 * math.ceil(300 / 16)
+  # eval restores the same (last) state and reproduces results.json exactly.
+  assert runs.evaluate_run(workdir, "test")["matches_results"]
+  assert runs.evaluate_run(workdir, "dev")["matches_results"]
+  bad = tiny_config(dataset=topic_dir, test_checkpoint="final")
+  with pytest.raises(ValueError, match="test_checkpoint"):
+    train.train_and_evaluate(bad, str(tmp_path / "bad"))
+  assert not os.path.exists(tmp_path / "bad")

@@ -60,7 +60,7 @@ class LoadedRun:
 
 
 def load_run(run: str, batch_size: int = 0) -> LoadedRun:
-  """Rebuilds the model and restores the best checkpoint of `run`."""
+  """Rebuilds the model and restores the checkpoint `run` was tested with (best or last)."""
   config = load_config(run)
   vocab = Vocab.from_json(os.path.join(run, "vocab.json"))
   labels = train.read_json(os.path.join(run, "labels.json"))
@@ -76,7 +76,10 @@ def load_run(run: str, batch_size: int = 0) -> LoadedRun:
   from textclf_jax.checkpoint import Checkpoints
   ckpt = Checkpoints(run)
   target = parallel.abstract_like(state)
-  restored = ckpt.restore_best(target) or ckpt.restore_latest(target)
+  if train.tested_checkpoint(config) == "last":
+    restored = ckpt.restore_latest(target)
+  else:
+    restored = ckpt.restore_best(target) or ckpt.restore_latest(target)
   ckpt.close()
   if restored is None:
     raise DataError(f"{run}: has no checkpoint yet (checkpoints/best and latest are empty)")

@@ -163,6 +163,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
                        raw=None) -> dict:
   """Trains one model (one fold, if CV) and writes a complete run directory."""
   started = time.time()
+  tested_checkpoint(config)  # a bad value fails before anything is written
   if os.path.exists(os.path.join(workdir, "results.json")) and not resume:
     raise FileExistsError(f"{workdir}: already holds a finished run; choose another "
                           "--workdir (nothing was changed)")
@@ -293,12 +294,26 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   return results
 
 
+TEST_CHECKPOINTS = ("best", "last")
+
+
+def tested_checkpoint(config) -> str:
+  """config.test_checkpoint, checked: `best` (dev-selected) or `last` (final state)."""
+  which = config.get("test_checkpoint", "best")
+  if which not in TEST_CHECKPOINTS:
+    raise config_lib.ConfigError(f"config.test_checkpoint={which!r}: expected one of "
+                                 f"{', '.join(TEST_CHECKPOINTS)}")
+  return which
+
+
 def finish(config, workdir, prepared, steps, state, ckpt, batcher, meta, started) -> dict:
-  """Scores dev and test with the best checkpoint; tunes multi-label thresholds on dev."""
+  """Scores dev and test with the best (or, test_checkpoint=last, the final) state;
+  tunes multi-label thresholds on dev."""
   final_step = int(state["step"])
-  best = ckpt.restore_best(parallel.abstract_like(state))
-  if best is not None:
-    state = best[0]
+  if tested_checkpoint(config) == "best":
+    best = ckpt.restore_best(parallel.abstract_like(state))
+    if best is not None:
+      state = best[0]
   dev, test = prepared.splits["dev"], prepared.splits["test"]
   dev_probs = predict_probs(steps, state, dev, batcher)
   thresholds = None
@@ -314,6 +329,7 @@ def finish(config, workdir, prepared, steps, state, ckpt, batcher, meta, started
       "model": config.model,
       "fold": prepared.stats["fold"],
       "best_step": meta["best_step"],
+      "tested_checkpoint": tested_checkpoint(config),
       "final_step": final_step,
       "stopped_early": meta["stopped_early"],
       "dev": score(dev_probs, dev.labels, prepared, config, thresholds),

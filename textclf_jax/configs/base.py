@@ -85,6 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 0  # 0: once per epoch
   c.early_stopping_metric = "auto"  # auto: accuracy (single) / micro_f1 (multi)
   c.early_stopping_patience = 5  # evaluations without improvement; 0: off
+  # The state scored on dev/test at the end (and by `textclf eval`): the best dev
+  # evaluation's (early stopping's model selection) or the last one (no selection).
+  c.test_checkpoint = "best"  # best | last
   c.multilabel_threshold = "per_label"  # global | per_label (tuned on dev)
   c.multilabel_at_least_one = True  # predict the top label if none passes
   c.eval_batch_size = 0  # 0: batch_size
