@@ -31,7 +31,7 @@ import time
 import jax
 import numpy as np
 
-import malloc_tuning  # bench/ is on sys.path when run as a script
+from textclf_jax import hostmem  # noqa: E402
 
 from textclf_jax import config as config_lib
 from textclf_jax import train
@@ -147,7 +147,7 @@ def one_row(args):
   """Child process: prints one row's figures as JSON."""
   kind, model, shape = args._row.split(":")
   if kind != "torch":  # PyTorch runs with its default allocator settings
-    malloc_tuning.keep_heap_mapped()
+    hostmem.keep_heap_mapped()
   length = SHAPES[shape]
   steps = args.steps or (200 if length < 100 else 30)
   if kind == "torch":
@@ -189,7 +189,7 @@ def main():
   args = parser.parse_args()
   if args._row:
     return one_row(args)
-  malloc_tuning.keep_heap_mapped()  # before the first XLA computation
+  hostmem.keep_heap_mapped()  # before the first XLA computation
   peak = matmul_peak()
   best_peak = max(peak["numpy"], peak["xla"])
   print(f"# jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}, "

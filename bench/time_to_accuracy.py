@@ -27,11 +27,13 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-import malloc_tuning  # noqa: E402  (bench/ is on sys.path when run as a script)
+from textclf_jax import hostmem  # noqa: E402
 import numpy as np  # noqa: E402
 
-DATA_DIR = os.environ.get("TEXTCLF_DATA_DIR", "/work/shared/datasets")
-VECTORS = "/work/shared/embeddings/glove.6B.100d.subset.txt.gz"
+SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                      "shared"))
+DATA_DIR = os.environ.get("TEXTCLF_DATA_DIR", os.path.join(SHARED, "datasets"))
+VECTORS = os.path.join(SHARED, "embeddings", "glove.6B.100d.subset.txt.gz")
 
 
 def recipe(dataset: str, data_dir: str, vectors: str):
@@ -45,7 +47,7 @@ def recipe(dataset: str, data_dir: str, vectors: str):
 
 
 def run_jax(config, args) -> dict:
-  malloc_tuning.keep_heap_mapped()  # before the first XLA computation (not for PyTorch)
+  hostmem.keep_heap_mapped()  # before the first XLA computation (not for PyTorch)
   import jax
 
   from textclf_jax import train

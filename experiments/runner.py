@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax import parallel, runlog, train
+from textclf_jax import hostmem, parallel, runlog, train
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.sources import load_source
 
@@ -368,6 +368,7 @@ def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(
   Under a multi-process launch (launch/: JAX_* variables or TEXTCLF_DISTRIBUTED=1)
   every process runs every cell together; process 0 writes the outputs.
   """
+  hostmem.keep_heap_mapped()  # before the first XLA computation
   parallel.initialize()
   extra = list(QUICK) if quick else []
   if quick:

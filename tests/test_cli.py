@@ -60,3 +60,12 @@ def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
   logger.close()
   assert glob.glob(os.path.join(tmp_path, "wandb", "offline-run-*"))
   assert '"loss": 0.5' in open(os.path.join(tmp_path, "metrics.jsonl")).read()
+
+
+def test_host_memory_tuning_is_glibc_only_and_can_be_turned_off(monkeypatch):
+  import platform
+  from textclf_jax import hostmem
+  monkeypatch.setenv("TEXTCLF_MALLOC_TUNING", "0")
+  assert hostmem.keep_heap_mapped() is False
+  monkeypatch.delenv("TEXTCLF_MALLOC_TUNING")
+  assert hostmem.keep_heap_mapped() is (platform.libc_ver()[0] == "glibc")

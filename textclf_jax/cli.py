@@ -186,6 +186,8 @@ def main(argv=None):
     args = _parser().parse_args(rest)
     if overrides and args.command != "train":
       raise SystemExit("textclf: --config.* overrides apply to `train` only")
+    from textclf_jax import hostmem
+    hostmem.keep_heap_mapped()  # before the first XLA computation
     if args.command in ("train", "eval", "mesh"):
       _initialize(args)
     if args.command == "train":

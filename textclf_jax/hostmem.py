@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
 
 
 def keep_heap_mapped() -> bool:
-  """Sets glibc's malloc options; False where libc has no mallopt (not glibc)."""
+  """Sets glibc's malloc options; False where libc has no mallopt (not glibc) or
+  where TEXTCLF_MALLOC_TUNING=0 turns it off. The CLI and the sweep runner call it."""
+  if os.environ.get("TEXTCLF_MALLOC_TUNING", "1") == "0":
+    return False
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     mallopt = libc.mallopt
