@@ -108,12 +108,8 @@ def test_stemming_option():
   assert Tokenizer.from_config(config).stem
 
 
-def test_imbalance_keeps_the_fraction_of_one_class_in_train_only(tmp_path):
-  data = tmp_path / "d"
-  data.mkdir()
-  write_jsonl(data / "train.jsonl", make_rows(300, 1))
-  write_jsonl(data / "dev.jsonl", make_rows(60, 2))
-  write_jsonl(data / "test.jsonl", make_rows(90, 3))
+def test_imbalance_keeps_the_fraction_of_one_class_in_train_only(topic_dir):
+  data = topic_dir  # train/dev/test of 300/60/90 rows
   plain = pipeline.prepare(tiny_config(dataset=str(data)))
   config = tiny_config(dataset=str(data), imbalance_label="tech", imbalance_fraction=0.1)
   prepared = pipeline.prepare(config)

@@ -447,17 +447,9 @@ def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
       dev_metrics = train.score(dev_probs[j], dev.labels, m.prepared, m.config)
       value = dev_metrics[metric_name]
       m.logger.log(step, epoch=epoch, dev=metrics_lib.summary(dev_metrics))
-      if train.improved(value, meta["best"], metric_name):
-        meta.update(best=value, best_step=step, bad_evals=0, plateau_bad=0)
-        ckpts[j].save_best(step, member_state(stacked, j, m.abstract), meta)
-      else:
-        meta["bad_evals"] += 1
-        meta["plateau_bad"] += 1
-      if m.config.schedule == "plateau" and meta["plateau_bad"] >= m.config.plateau_patience:
-        meta["plateau_scale"] *= m.config.plateau_factor
-        meta["plateau_bad"] = 0
-      stop = (m.config.early_stopping_patience > 0
-              and meta["bad_evals"] >= m.config.early_stopping_patience)
+      stop = train.record_evaluation(
+          meta, m.config, metric_name, value, step,
+          lambda: ckpts[j].save_best(step, member_state(stacked, j, m.abstract), meta))
       meta.update(epoch=epoch + 1, position=0, stopped_early=bool(stop))
     stacked = _set_plateau_scales(stacked, members)
     print(f"[textclf] epoch {epoch + 1}: dev {metric_name} "

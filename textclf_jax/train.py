@@ -133,6 +133,26 @@ def improved(value: float, best: float | None, name: str) -> bool:
   return value < best if name in LOWER_IS_BETTER else value > best
 
 
+def record_evaluation(meta: dict, config, metric_name: str, value: float, step: int,
+                      save_best) -> bool:
+  """Early-stopping and plateau bookkeeping after one dev evaluation (updates `meta`).
+
+  `save_best()` is called when `value` is the best so far, with `meta` already
+  updated. Returns True when early stopping says stop.
+  """
+  if improved(value, meta["best"], metric_name):
+    meta.update(best=value, best_step=step, bad_evals=0, plateau_bad=0)
+    save_best()
+  else:
+    meta["bad_evals"] += 1
+    meta["plateau_bad"] += 1
+  if config.schedule == "plateau" and meta["plateau_bad"] >= config.plateau_patience:
+    meta["plateau_scale"] *= config.plateau_factor
+    meta["plateau_bad"] = 0
+  return (config.early_stopping_patience > 0
+          and meta["bad_evals"] >= config.early_stopping_patience)
+
+
 # --- the loop -----------------------------------------------------------------
 
 
@@ -212,17 +232,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
     dev_metrics = score(probs, dev.labels, prepared, config)
     value = dev_metrics[metric_name]
     logger.log(step, epoch=meta["epoch"], dev=metrics_lib.summary(dev_metrics))
-    if improved(value, meta["best"], metric_name):
-      meta.update(best=value, best_step=step, bad_evals=0, plateau_bad=0)
-      ckpt.save_best(step, state, meta)
-    else:
-      meta["bad_evals"] += 1
-      meta["plateau_bad"] += 1
-    if config.schedule == "plateau" and meta["plateau_bad"] >= config.plateau_patience:
-      meta["plateau_scale"] *= config.plateau_factor
-      meta["plateau_bad"] = 0
-    return dev_metrics, (config.early_stopping_patience > 0
-                         and meta["bad_evals"] >= config.early_stopping_patience)
+    stop = record_evaluation(meta, config, metric_name, value, step,
+                             lambda: ckpt.save_best(step, state, meta))
+    return dev_metrics, stop
 
   def apply_plateau(state):
     if config.schedule != "plateau":
