@@ -162,8 +162,32 @@ def count_params(workdir: str) -> int:
   return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))))
 
 
+def base_metric(name: str) -> str:
+  """`per_label:micro_f1` -> `micro_f1` (a multi-label score under one threshold mode)."""
+  return name.rpartition(":")[2]
+
+
+def is_percent(name: str) -> bool:
+  return base_metric(name) in PERCENT
+
+
+def metric_label(name: str) -> str:
+  mode, _, metric = name.rpartition(":")
+  label = LABELS.get(metric, metric)
+  return f"{label} ({mode.replace('_', '-')} thr.)" if mode else label
+
+
 def metric_value(results: dict, name: str, workdir: str) -> float:
-  """A metric of one finished cell: a test score, or a run-level number (RUN_METRICS)."""
+  """A metric of one finished cell: a test score, a run-level number (RUN_METRICS), or
+  `MODE:METRIC`, a multi-label test score with MODE's tuned thresholds
+  (results.json's `by_threshold_mode`: every threshold mode from one trained model)."""
+  if ":" in name:
+    mode, _, metric = name.rpartition(":")
+    try:
+      return float(results["by_threshold_mode"][mode]["test"][metric])
+    except KeyError:
+      raise KeyError(f"{workdir}/results.json: no by_threshold_mode.{mode}.test.{metric} "
+                     "(multi-label runs record global and per_label)") from None
   if name in results["test"]:
     return float(results["test"][name])
   if name not in RUN_METRICS:
@@ -187,7 +211,7 @@ def summarise(exp: Experiment, rows: list) -> dict:
   groups = {}
   for row in rows:
     groups.setdefault((row["variant"], row["dataset"]), []).append(row)
-  return {key: {m: _stats([r[m] * (100.0 if m in PERCENT else 1.0) for r in group])
+  return {key: {m: _stats([r[m] * (100.0 if is_percent(m) else 1.0) for r in group])
                 for m in metric_names(exp)} for key, group in groups.items()}
 
 
@@ -203,7 +227,7 @@ def within_spread(delta: float, std_a: float, std_b: float) -> bool:
 def _format(metric: str, mean: float, std: float) -> str:
   if metric == "num_params":
     return f"{mean / 1e6:.2f}M" if mean >= 1e5 else f"{mean / 1e3:.1f}k"
-  if metric in PERCENT:
+  if is_percent(metric):
     return f"{mean:.1f} ± {std:.1f}"
   return f"{mean:.0f} ± {std:.0f}"
 
@@ -220,7 +244,7 @@ def format_table(exp: Experiment, summary: dict) -> str:
               + [v for v in variants if v in exp.baselines])
   datasets = list(dict.fromkeys(d for _, d in summary))
   columns = [(d, m) for d in datasets for m in metrics]
-  header = [d if len(metrics) == 1 else f"{d} {LABELS.get(m, m)}" for d, m in columns]
+  header = [d if len(metrics) == 1 else f"{d} {metric_label(m)}" for d, m in columns]
   lines = [f"| {exp.name} | " + " | ".join(header) + " |", "|---|" + "---|" * len(columns)]
   marked = False
   for variant in variants:
@@ -235,7 +259,7 @@ def format_table(exp: Experiment, summary: dict) -> str:
       if published is not None:
         text += f" · paper {published:.1f} · Δ {mean - published:+.1f}"
       reference = summary.get((exp.reference, dataset))
-      if exp.reference and variant != exp.reference and reference and metric in PERCENT:
+      if exp.reference and variant != exp.reference and reference and is_percent(metric):
         ref_mean, ref_std, _ = reference[metric]
         text += f" · Δ {mean - ref_mean:+.1f}"
         if within_spread(mean - ref_mean, std, ref_std):
@@ -297,7 +321,7 @@ def _line_plot(exp: Experiment, plot, summary: dict, path: str):
   if plot.log_x:
     ax.set_xscale("log")
   ax.set_xlabel(plot.xlabel or plot.name)
-  ax.set_ylabel(f"test {LABELS.get(metric, metric)} (mean ± std)")
+  ax.set_ylabel(f"test {metric_label(metric)} (mean ± std)")
   ax.legend(fontsize=7)
   ax.set_title(f"{exp.name}: {plot.name}")
   fig.tight_layout()
@@ -318,9 +342,9 @@ def _bar_plot(exp: Experiment, summary: dict, path: str):
     ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], label=variant,
            capsize=2)
   ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(datasets))], datasets)
-  ax.set_ylabel(f"test {LABELS.get(metric, metric)} (mean ± std)")
+  ax.set_ylabel(f"test {metric_label(metric)} (mean ± std)")
   lows = [s[metric][0] - s[metric][1] for s in summary.values()]
-  if metric in PERCENT:
+  if is_percent(metric):
     ax.set_ylim(max(0.0, min(lows) - 5), None)
   ax.legend(fontsize=7)
   ax.set_title(exp.name)

@@ -84,8 +84,11 @@ def train_tfidf(config, workdir: str, fold: int = -1) -> dict:
   _, c, model, thresholds, dev = best
   train_seconds = time.time() - fit_started
 
-  test = _score(model.predict_proba(features["test"]), labels["test"], label_names, multi,
-                config, thresholds)
+  test_probs = model.predict_proba(features["test"])
+  test = _score(test_probs, labels["test"], label_names, multi, config, thresholds)
+  by_mode = (metrics_lib.scores_by_threshold_mode(
+      model.predict_proba(features["dev"]), labels["dev"], test_probs, labels["test"],
+      label_names, config.multilabel_at_least_one) if multi else None)
   linear = model.estimators_ if multi else [model]  # a constant label has no coef_
   num_params = sum(e.coef_.size + e.intercept_.size for e in linear if hasattr(e, "coef_"))
   num_train = len(split_data["train"])
@@ -105,6 +108,8 @@ def train_tfidf(config, workdir: str, fold: int = -1) -> dict:
       "baseline": {"C": c, "C_grid": list(C_GRID), "ngrams": [1, 2], "sublinear_tf": True},
       "data": stats,
   }
+  if multi:
+    results["by_threshold_mode"] = by_mode
   if parallel.is_main_process():
     train.write_config(config, workdir)
     train.write_json(os.path.join(workdir, "data.json"), stats)

@@ -64,6 +64,15 @@ def test_multilabel_baseline_tunes_thresholds(tmp_path):
   assert 0.5 < results["test"]["micro_f1"] <= 1.0 and "macro_f1" in results["test"]
   with open(tmp_path / "run" / "thresholds.json") as f:
     assert isinstance(json.load(f)["thresholds"], float)
+  # The same fitted model under both threshold modes; the configured one is `test`.
+  by_mode = results["by_threshold_mode"]
+  assert by_mode["global"]["test"]["micro_f1"] == results["test"]["micro_f1"]
+  assert runner.metric_value(results, "per_label:macro_f1", "run") == \
+      by_mode["per_label"]["test"]["macro_f1"]
+  assert runner.metric_label("per_label:macro_f1") == "macro-F1 (per-label thr.)"
+  assert runner.is_percent("global:micro_f1")
+  with pytest.raises(KeyError, match="by_threshold_mode.global.test.nope"):
+    runner.metric_value(results, "global:nope", "run")
 
 
 def test_spread_marker_and_reference_deltas():
@@ -156,7 +165,8 @@ def test_study_quick_mode(tmp_path, study, table, rows):
   if study == "losses":  # the imbalanced TREC and the multi-label table
     assert "trec-hum10 macro-F1" in text
     multi = (root / "quick" / "multilabel" / "table.md").read_text()
-    assert "reuters21578 micro-F1" in multi and "| tfidf+lr global |" in multi
+    assert "reuters21578 micro-F1 (global thr.)" in multi
+    assert "reuters21578 macro-F1 (per-label thr.)" in multi and "| tfidf+lr |" in multi
     data = json.loads((quick / "trec-hum10" / "ce" / "seed_0" / "data.json").read_text())
     assert data["imbalance"]["label"] == "HUM" and data["imbalance"]["fraction"] == 0.1
   if study == "architectures":

@@ -63,6 +63,11 @@ def test_multi_label_run_tunes_and_saves_thresholds(tmp_path):
   assert results["test"]["micro_f1"] >= 0.8, results["test"]
   saved = json.load(open(os.path.join(workdir, "thresholds.json")))
   assert saved["mode"] == "per_label" and len(saved["thresholds"]) == 3
+  # Both threshold modes are scored for the same model; the configured one is `test`.
+  by_mode = results["by_threshold_mode"]
+  assert set(by_mode) == {"global", "per_label"}
+  assert by_mode["per_label"]["test"]["micro_f1"] == results["test"]["micro_f1"]
+  assert 0.0 < by_mode["global"]["test"]["macro_f1"] <= 1.0
   assert runs.evaluate_run(workdir, "test")["matches_results"]
   row = runs.predict_texts(workdir, ["goal chip"])[0]
   assert set(row["labels"]) <= {"money", "sport", "tech"} and row["labels"]

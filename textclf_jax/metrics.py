@@ -88,6 +88,9 @@ def multi_label_metrics(probs, labels, label_names, thresholds=0.5, at_least_one
   return result
 
 
+THRESHOLD_MODES = ("global", "per_label")
+
+
 def tune_thresholds(probs, labels, mode="per_label", at_least_one=True):
   """Thresholds that maximise dev F1: one global (micro-F1) or one per label.
 
@@ -111,6 +114,20 @@ def tune_thresholds(probs, labels, mode="per_label", at_least_one=True):
     # Ties go to the threshold nearest the global one.
     thresholds[c] = THRESHOLD_GRID[np.lexsort((np.abs(THRESHOLD_GRID - best_global), -f1))[0]]
   return thresholds.tolist()
+
+
+def scores_by_threshold_mode(dev_probs, dev_labels, test_probs, test_labels, label_names,
+                             at_least_one=True) -> dict:
+  """{mode: {"dev": scalars, "test": scalars}} for every mode of THRESHOLD_MODES, each
+  with its own thresholds tuned on dev: one trained model compared under both."""
+  out = {}
+  for mode in THRESHOLD_MODES:
+    thresholds = tune_thresholds(dev_probs, dev_labels, mode, at_least_one)
+    out[mode] = {split: summary(multi_label_metrics(probs, labels, label_names, thresholds,
+                                                    at_least_one))
+                 for split, probs, labels in (("dev", dev_probs, dev_labels),
+                                              ("test", test_probs, test_labels))}
+  return out
 
 
 def summary(metrics: dict) -> dict:

@@ -354,6 +354,10 @@ def finish(config, workdir, prepared, steps, state, ckpt, batcher, meta, started
       "platform": jax.devices()[0].platform,
       "data": prepared.stats,
   }
+  if prepared.multi_label:
+    results["by_threshold_mode"] = metrics_lib.scores_by_threshold_mode(
+        dev_probs, dev.labels, test_probs, test.labels, prepared.label_names,
+        config.multilabel_at_least_one)
   if parallel.is_main_process():
     write_json(os.path.join(workdir, "results.json"), results)
   return results
