@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 
 from experiments.runner import Experiment, run_experiment
 
@@ -47,6 +48,9 @@ def parse_args(doc: str, name: str, argv=None):
   parser.add_argument("--quick", action="store_true", help="a minute-long smoke run")
   parser.add_argument("--report", action="store_true", help="train nothing; tabulate the "
                       "cells that have finished")
+  parser.add_argument("--export", default="", help="also copy each table's table.md and "
+                      "plots to DIR/NAME.md, DIR/NAME.png, DIR/NAME_PLOT.png (the README's "
+                      "figures: docs/ablations)")
   parser.add_argument("--data_dir", default=os.path.join(SHARED, "datasets"))
   parser.add_argument("--vectors", default=GLOVE)
   args = parser.parse_args(argv)
@@ -89,4 +93,19 @@ def run(studies: list, args) -> list:
       units = units or 1
     outputs.append(run_experiment(exp, root, datasets, variants, units, args.quick,
                                   report_only=args.report))
+    if args.export:
+      export(exp.name, root, args.export)
   return outputs
+
+
+def export(name: str, root: str, target: str) -> list:
+  """Copies ROOT/table.md and ROOT/plot*.png to TARGET/NAME.md, NAME.png, NAME_PLOT.png."""
+  os.makedirs(target, exist_ok=True)
+  copied = []
+  for file in sorted(os.listdir(root)):
+    if file == "table.md" or (file.startswith("plot") and file.endswith(".png")):
+      suffix = file[len("plot"):] if file.startswith("plot") else ".md"
+      dest = os.path.join(target, name + suffix)
+      shutil.copyfile(os.path.join(root, file), dest)
+      copied.append(dest)
+  return copied

@@ -172,8 +172,13 @@ def test_study_quick_mode(tmp_path, study, table, rows):
   if study == "architectures":
     assert "trec params" in text and "trec train ex/s" in text
   # Resumable: a second invocation reads every cell back and trains nothing.
-  again = module.main(["--quick", "--root", str(root), "--report"])
+  figures = tmp_path / "figures"
+  again = module.main(["--quick", "--root", str(root), "--report", "--export", str(figures)])
   assert [o["summary"] for o in again] == [o["summary"] for o in outputs]
+  assert (figures / f"{study}.md").read_text() == text
+  assert os.path.getsize(figures / f"{study}.png") > 0
+  if study == "losses":
+    assert (figures / "losses_multilabel.md").read_text() == multi
 
 
 def test_table_goes_to_wandb_offline(tmp_path, monkeypatch):
