@@ -3,6 +3,7 @@
     python bench/throughput.py                      # CNN, LSTM, hybrid x sst2/imdb shapes
     python bench/throughput.py --models cnn --shapes imdb --steps 50
     python bench/throughput.py --torch              # + PyTorch (pip install ".[bench]")
+    python bench/throughput.py --models cnn --shapes sst2 --embedding_update dense
 
 Prints, per model and shape: compile time, training examples/s and tokens/s
 (after compilation, timed over `--steps` steps with one host sync at the end),
@@ -14,8 +15,10 @@ per CPU second), the peak RSS of the row (each row runs in its own process)
 and, with --torch, the same models in PyTorch (bench/torch_reference.py, also
 one process per row) and the ratios. Inputs are random token ids of the given
 length (every row full), the real train step (loss, grads, optax update,
-max-norm) on the default device mesh. With --datasets, the share of padded
-token slots in the bucketed training batches of real datasets.
+max-norm) on the default device mesh; the CNN rows train with Adadelta, so
+their embedding table gets the row-sparse update (`--embedding_update dense`:
+the dense one). With --datasets, the share of padded token slots in the
+bucketed training batches of real datasets.
 """
 
 from __future__ import annotations
@@ -42,11 +45,13 @@ SHAPES = {"sst2": 20, "imdb": 400}  # tokens per example (MR/SST-2 sentences; IM
 
 
 def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embedding: str,
-              embed_dim: int, compute_dtype: str = "float32") -> dict:
+              embed_dim: int, compute_dtype: str = "float32",
+              embedding_update: str = "auto") -> dict:
   config = config_lib.load_preset(preset)
   with config.unlocked():
     config.max_len, config.batch_size, config.embed_dim = length, batch, embed_dim
     config.embedding, config.compute_dtype = embedding, compute_dtype
+    config.embedding_update = embedding_update
     config.bucket_lengths = (length,)
     if preset in ("cnn", "kim"):
       config.optimizer, config.learning_rate = "adadelta", 1.0
@@ -80,7 +85,7 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
   seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
   params = sum(x.size for x in jax.tree.leaves(state["params"]))
   return {"model": preset, "length": length, "batch": batch, "embedding": embedding,
-          "dtype": compute_dtype,
+          "dtype": compute_dtype, "sparse": step_fns.table_update is not None,
           "compile_s": compile_s, "examples_per_s": steps * batch / seconds,
           "tokens_per_s": steps * batch * length / seconds, "params": params,
           "flops_per_step": flops, "flops_per_s": flops * steps / seconds,
@@ -136,7 +141,8 @@ def run_row(args, kind: str, model: str, shape: str) -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), "--_row", f"{kind}:{model}:{shape}",
          "--batch", str(args.batch), "--steps", str(args.steps), "--vocab", str(args.vocab),
          "--embed_dim", str(args.embed_dim), "--embedding", args.embedding,
-         "--compute_dtype", args.compute_dtype, "--torch_threads", str(args.torch_threads)]
+         "--compute_dtype", args.compute_dtype, "--torch_threads", str(args.torch_threads),
+         "--embedding_update", args.embedding_update]
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if out.returncode:
     raise RuntimeError(f"{kind} {model} {shape} failed:\n{out.stderr[-3000:]}")
@@ -158,7 +164,7 @@ def one_row(args):
     r = bench_torch(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim)
   else:
     r = bench_one(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim,
-                  args.compute_dtype)
+                  args.compute_dtype, args.embedding_update)
   r["peak_rss_mb"] = peak_rss_mb()
   print(json.dumps(r))
 
@@ -174,6 +180,9 @@ def main():
   parser.add_argument("--vocab", type=int, default=20000)
   parser.add_argument("--embed_dim", type=int, default=100)
   parser.add_argument("--compute_dtype", default="float32", help="float32 | bfloat16")
+  parser.add_argument("--embedding_update", default="auto",
+                      help="auto | dense | sparse: config.embedding_update (auto: sparse for "
+                           "the CNN rows, which train with Adadelta; dense for the others)")
   parser.add_argument("--torch", action="store_true",
                       help="also time the PyTorch models (bench/torch_reference.py) and print "
                            "the ratio ours / PyTorch")
@@ -207,13 +216,14 @@ def main():
     print(f"# torch {torch.__version__}, {threads} threads; ratios are ours / "
           "PyTorch in examples/s (wall) and in CPU time per step")
     header += " torch examples/s | torch CPU ms/step | torch RSS MB | ratio | ratio (CPU) |"
-  print(f"# embedding {args.embedding}; every row in its own process")
+  print(f"# embedding {args.embedding}, embedding_update {args.embedding_update}; every row in "
+        "its own process")
   print(header)
   print("|---" * (header.count("|") - 1) + "|")
   for model in args.models.split(","):
     for shape in args.shapes.split(","):
       r = run_row(args, "jax", model, shape)
-      line = (f"| {model} | {shape} | {r['batch']} x {r['length']} | {r['params']:,} | "
+      line = (f"| {model}{' (sparse)' if r['sparse'] else ''} | {shape} | {r['batch']} x {r['length']} | {r['params']:,} | "
               f"{r['compile_s']:.2f} | {r['examples_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | "
               f"{r['cpu_ms_per_step']:.1f} | {r['flops_per_step'] / 1e9:.2f} | "
               f"{r['flops_per_s'] / 1e9:.1f} | {100 * r['flops_per_s'] / best_peak:.0f}% | "

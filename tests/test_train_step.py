@@ -123,12 +123,13 @@ EIGHT_DEVICES = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("preset, batch_size", [("cnn", 50), ("lstm", 12)])
+@pytest.mark.parametrize("preset, batch_size", [("cnn", 50), ("lstm", 12), ("kim", 50)])
 def test_eight_simulated_devices_match_one(topic_dir, tmp_path, preset, batch_size):
   """The same steps on 1 device, on 8 (data-parallel) and on 8 with the embedding
   table split over a `model` axis of 2 or 4 give the same losses. A batch of 50 (or
   12) is padded to 56 (16) rows on 8 devices, with weight-0 rows; every test example
-  is scored once."""
+  is scored once. `kim` (Adadelta) updates the table row-sparsely on 1x1 and 8x1 and
+  densely with the table split (2, 4): the same losses too."""
   vectors = tmp_path / "v.txt"
   vectors.write_text("goal 1 0 0 0\nchip 0 1 0 0\nbank 0 0 1 0\nthe 1 1 1 1\n")
   script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), preset=preset, data=topic_dir,

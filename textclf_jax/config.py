@@ -17,6 +17,9 @@ from typing import Iterable
 import ml_collections
 
 PRESETS = ("cnn", "kim", "lstm", "hybrid")
+# Runs made before embedding_update existed updated the table densely (and their
+# checkpoints hold the dense optimiser state).
+OLD_RUN_DEFAULTS = {"embedding_update": "dense"}
 
 
 class ConfigError(ValueError):
@@ -119,8 +122,9 @@ def from_json(path: str) -> ml_collections.ConfigDict:
     return value
 
   from textclf_jax.configs import base
-  defaults = base.get_config().to_dict()
-  # Keys added to the base config after the run was made take their defaults.
+  # Keys added to the base config after the run was made take their defaults, or
+  # the value that keeps such a run training (and restoring) as it did.
+  defaults = {**base.get_config().to_dict(), **OLD_RUN_DEFAULTS}
   raw = {**{k: v for k, v in defaults.items() if k not in raw}, **raw}
   config = ml_collections.ConfigDict(fix(raw))
   config.lock()

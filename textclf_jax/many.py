@@ -51,7 +51,8 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 from textclf_jax import config as config_lib
-from textclf_jax import losses, metrics as metrics_lib, optim, parallel, runlog, train
+from textclf_jax import losses, metrics as metrics_lib, optim, parallel, runlog
+from textclf_jax import sparse_embed, train
 from textclf_jax import steps as steps_lib
 from textclf_jax.checkpoint import Checkpoints
 from textclf_jax.data.batching import prefetch
@@ -240,6 +241,8 @@ def train_many(configs: list, workdirs: list, group_dir: str, folds: list | None
   if not todo:
     return results
   group = _read_group(group_dir)
+  if group is not None:  # resumed: members keep the table update their checkpoints hold
+    configs = [train.keep_embedding_update(c, w) for c, w in zip(configs, workdirs)]
   names = [os.path.abspath(workdirs[i]) for i in todo]
   if group is not None and group["done"]:
     # Killed while writing results: every member's latest checkpoint is final.
@@ -322,7 +325,9 @@ def _group_steps(members):
   unit = first.config.copy_and_resolve_references()
   with unit.unlocked():
     unit.learning_rate = 1.0
-  return (dataclasses.replace(first.steps, tx=optim.make_optimizer(unit, first.total_steps)),
+  return (dataclasses.replace(
+      first.steps, tx=optim.make_optimizer(unit, first.total_steps),
+      table_update=sparse_embed.make_table_update(unit, first.total_steps)),
           np.asarray(rates, np.float32))
 
 

@@ -77,7 +77,12 @@ def set_plateau_scale(opt_state, scale: float):
 
 
 def get_plateau_scale(opt_state) -> float:
-  return float(opt_state[-1].hyperparams["step_size"])
+  return float(get_plateau_scale_array(opt_state))
+
+
+def get_plateau_scale_array(opt_state):
+  """The plateau scale as held in the optimiser state (traceable)."""
+  return opt_state[-1].hyperparams["step_size"]
 
 
 def apply_max_norm(params, max_norm: float):

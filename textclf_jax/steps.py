@@ -1,8 +1,10 @@
 """The jitted train and eval steps, written for a device mesh.
 
 State is a dict pytree: step, params (trainable `nnx.Param`), frozen (static
-embeddings), opt_state, rng. The batch is sharded over the mesh's `data` axis;
-the embedding tables over its `model` axis; the rest of the state is
+embeddings), opt_state, rng; with the row-sparse embedding update
+(`sparse_embed`) also embed_opt, the table's lazy Adadelta state, and then
+opt_state covers the other parameters only. The batch is sharded over the
+mesh's `data` axis; the embedding tables over its `model` axis; the rest of the state is
 replicated (`parallel.state_shardings`). The loss is a weighted mean over the
 *global* batch, so it does not depend on how many devices or processes share
 it. Training metrics accumulate on device; the host reads them only at logging
@@ -21,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from textclf_jax import losses, optim, parallel
+from textclf_jax import losses, optim, parallel, sparse_embed
 from textclf_jax.models import FrozenEmbedding
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
@@ -42,10 +44,17 @@ def cast_floats(tree, dtype):
                       tree)
 
 
-def init_state(model, tx: optax.GradientTransformation, seed: int) -> tuple:
+def init_state(model, tx: optax.GradientTransformation, seed: int, table_update=None) -> tuple:
+  """table_update: a `sparse_embed.LazyAdadelta` (tx then sees the params without
+  the trainable table) or None (tx sees every param)."""
   graphdef, params, frozen = nnx.split(model, nnx.Param, FrozenEmbedding)
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "frozen": frozen,
            "opt_state": tx.init(params), "rng": jax.random.PRNGKey(seed)}
+  if table_update is not None:
+    rest, table = sparse_embed.split_table(params)
+    state["opt_state"] = tx.init(rest)
+    # "embed…": parallel.state_shardings places its [V, D] leaves like the table.
+    state["embed_opt"] = table_update.init(sparse_embed.table_array(table))
   return graphdef, state
 
 
@@ -67,6 +76,7 @@ class Steps:
   mesh: jax.sharding.Mesh
   state_sharding: object  # pytree of NamedSharding, the structure of the state
   dtype: object = jnp.float32  # compute dtype
+  table_update: object = None  # sparse_embed.LazyAdadelta: the table's row-sparse update
 
   def __post_init__(self):
     rep, data = parallel.replicated(self.mesh), parallel.data_sharding(self.mesh)
@@ -90,17 +100,26 @@ class Steps:
     with a tx built for learning rate 1 it sets the run's rate (`many.py`)."""
     key = jax.random.fold_in(state["rng"], state["step"])
 
-    def loss_of(params):
-      logits = self.model(params, state["frozen"])(batch["tokens"], batch["lengths"], key)
+    def loss_of(params, vectors=None):
+      if vectors is not None:
+        vectors = cast_floats(vectors, self.dtype)
+      logits = self.model(params, state["frozen"])(batch["tokens"], batch["lengths"], key,
+                                                   trainable_vectors=vectors)
       logits = logits.astype(jnp.float32)
       per_example = self.loss_fn(logits, batch["labels"])
       return losses.weighted_mean(per_example, batch["weights"]), logits
 
-    (loss, logits), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
-    updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-    if lr_scale is not None:
-      updates = jax.tree.map(lambda u: u * lr_scale, updates)
-    params = optim.apply_max_norm(optax.apply_updates(state["params"], updates), self.max_norm)
+    new_state = {}
+    if self.table_update is None:
+      (loss, logits), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
+      updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
+      if lr_scale is not None:
+        updates = jax.tree.map(lambda u: u * lr_scale, updates)
+      params = optax.apply_updates(state["params"], updates)
+    else:
+      params, opt_state, new_state["embed_opt"], loss, logits = self._sparse_update(
+          state, batch["tokens"], loss_of, lr_scale)
+    params = optim.apply_max_norm(params, self.max_norm)
     weights = batch["weights"]
     if self.multi_label:
       hit = jnp.all((logits > 0) == (batch["labels"] > 0.5), axis=-1)
@@ -114,8 +133,36 @@ class Steps:
         "first_bad_step": jnp.where(jnp.isfinite(loss), metrics["first_bad_step"],
                                     jnp.minimum(metrics["first_bad_step"], state["step"])),
     }
-    new_state = {**state, "step": state["step"] + 1, "params": params, "opt_state": opt_state}
+    new_state = {**state, **new_state, "step": state["step"] + 1, "params": params,
+                 "opt_state": opt_state}
     return new_state, metrics
+
+  def _sparse_update(self, state, tokens, loss_of, lr_scale):
+    """tx on the params without the table; lazy Adadelta on the table's rows in
+    `tokens` [B, L]. The loss sees the table only through those rows, so its
+    gradient is [B*L, D], never [V, D]."""
+    rest, table = sparse_embed.split_table(state["params"])
+    array = sparse_embed.table_array(table)
+    rows, inverse = sparse_embed.unique_rows(tokens, array.shape[0])
+    vectors = array.at[rows].get(mode="fill", fill_value=0)
+
+    def loss_of_rows(rest, vectors):
+      return loss_of(nnx.merge_state(rest, table), vectors[inverse])
+
+    (loss, logits), (grads, row_grads) = jax.value_and_grad(
+        loss_of_rows, argnums=(0, 1), has_aux=True)(rest, vectors)
+    updates, opt_state = self.tx.update(grads, state["opt_state"], rest)
+    scale = jnp.ones((), jnp.float32)
+    if self.table_update.plateau:
+      scale = scale * optim.get_plateau_scale_array(state["opt_state"])
+    if lr_scale is not None:
+      updates = jax.tree.map(lambda u: u * lr_scale, updates)
+      scale = scale * lr_scale
+    array, embed_opt = self.table_update.update(array, state["embed_opt"], rows, row_grads,
+                                                state["step"], scale)
+    table = jax.tree.map(lambda _: array, table)
+    params = nnx.merge_state(optax.apply_updates(rest, updates), table)
+    return params, opt_state, embed_opt, loss, logits
 
   def _predict_step(self, state, batch):
     """Probabilities [B, C]: softmax (single-label) or sigmoid (multi-label)."""

@@ -19,7 +19,8 @@ import numpy as np
 import tqdm
 
 from textclf_jax import config as config_lib
-from textclf_jax import losses, metrics as metrics_lib, optim, parallel, runlog, steps as steps_lib
+from textclf_jax import losses, metrics as metrics_lib, optim, parallel, runlog
+from textclf_jax import sparse_embed, steps as steps_lib
 from textclf_jax.checkpoint import Checkpoints
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import Batcher, padded_lengths, prefetch
@@ -75,8 +76,10 @@ def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh
   The state is created by a jitted function with `out_shardings` (so every
   process creates its own shards); pretrained vectors [V, D] enter it as a
   replicated global array. Embedding tables have `parallel.table_rows` rows.
+  The trainable table gets the row-sparse update where `sparse_embed` allows it.
   """
   tx = optim.make_optimizer(config, total_steps)
+  table_update = sparse_embed.make_table_update(config, total_steps)
   loss_fn = losses.make_loss_fn(config, multi_label, class_weights)
   rows = parallel.table_rows(vocab_size, mesh.shape["model"], config.vocab_multiple)
   if vectors is not None and len(vectors) < rows:
@@ -86,7 +89,7 @@ def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh
 
   def init(vectors=None):
     model = build_model(config, rows, num_labels, vectors, seed=config.seed)
-    graphdef, state = steps_lib.init_state(model, tx, config.seed)
+    graphdef, state = steps_lib.init_state(model, tx, config.seed, table_update)
     graphdefs.append(graphdef)
     return state
 
@@ -95,7 +98,7 @@ def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh
   sharding = parallel.state_shardings(abstract, mesh, rows)
   state = jax.jit(init, out_shardings=sharding)(*args)
   steps = steps_lib.Steps(graphdefs[0], tx, loss_fn, multi_label, config.max_norm, mesh,
-                          sharding, steps_lib.compute_dtype(config.compute_dtype))
+                          sharding, steps_lib.compute_dtype(config.compute_dtype), table_update)
   return steps, state
 
 
@@ -179,10 +182,28 @@ def init_run_dir(config, workdir: str, prepared: Prepared):
   write_json(os.path.join(workdir, "data.json"), prepared.stats)
 
 
+def keep_embedding_update(config, workdir: str):
+  """`config` with the embedding_update of the run already in `workdir`, if any (dense
+  for runs made before the key existed): a resumed run restores the optimiser state
+  it saved, whatever `auto` means now."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return config
+  saved = config_lib.from_json(path).embedding_update
+  if config.get("embedding_update") == saved:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.embedding_update = saved
+  return config
+
+
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
                        raw=None) -> dict:
   """Trains one model (one fold, if CV) and writes a complete run directory."""
   started = time.time()
+  if resume:
+    config = keep_embedding_update(config, workdir)
   tested_checkpoint(config)  # a bad value fails before anything is written
   if os.path.exists(os.path.join(workdir, "results.json")) and not resume:
     raise FileExistsError(f"{workdir}: already holds a finished run; choose another "

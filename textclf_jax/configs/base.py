@@ -80,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.weight_decay_mode = "decoupled"  # decoupled | l2
   c.clip_norm = 0.0  # 0: off
   c.max_norm = 0.0  # Kim's s=3 on the output layer's weights; 0: off
+  # How the trainable embedding table is updated. sparse: only the rows in the
+  # batch (lazy Adadelta, equal to dense up to float rounding; needs adadelta,
+  # clip_norm 0, weight_decay 0, mesh_model 1). auto: sparse when those hold.
+  c.embedding_update = "auto"  # auto | dense | sparse
 
   # --- evaluation / early stopping -------------------------------------------
   c.eval_every_steps = 0  # 0: once per epoch

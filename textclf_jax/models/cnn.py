@@ -31,14 +31,14 @@ class KimCNN(nnx.Module):
     return cls(embeddings, num_classes, config.filter_widths, config.num_filters,
                config.dropout, rngs=rngs)
 
-  def features(self, tokens, lengths):
+  def features(self, tokens, lengths, trainable_vectors=None):
     """Max-over-time features [B, num_filters * len(widths)], ignoring padding.
 
     Wide convolution as in Kim's code: w - 1 zero vectors on each side of the
     text, so n-grams that overlap its start or end are seen too. Window t covers
     positions t - w + 1 .. t; it is valid while it overlaps the text (t < length + w - 1).
     """
-    x = self.embed(tokens)
+    x = self.embed(tokens, trainable_vectors)
     pooled = []
     for width, conv in zip(self.widths, self.convs):
       # Padding the input, not the convolution: XLA:CPU runs a padded
@@ -49,7 +49,7 @@ class KimCNN(nnx.Module):
       pooled.append(jnp.max(jnp.where(valid[..., None], h, 0.0), axis=1))  # ReLU >= 0
     return jnp.concatenate(pooled, axis=-1)
 
-  def __call__(self, tokens, lengths, key=None):
-    features = self.features(tokens, lengths)
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None):
+    features = self.features(tokens, lengths, trainable_vectors)
     features = self.dropout(features, deterministic=key is None, rngs=key)
     return self.head(features)

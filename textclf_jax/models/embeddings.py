@@ -41,12 +41,14 @@ class Embeddings(nnx.Module):
       self.frozen = FrozenEmbedding(jnp.asarray(vectors))
     self.out_features = dim * (2 if kind == "multichannel" else 1)
 
-  def __call__(self, tokens: jax.Array) -> jax.Array:
+  def __call__(self, tokens: jax.Array, trainable_vectors: jax.Array | None = None) -> jax.Array:
+    """`trainable_vectors` [B, L, D]: the trainable table's rows of `tokens`, already
+    looked up (the sparse update differentiates them, not the table)."""
     mask = (tokens != 0)[..., None]
-    tables = []
+    parts = []
     if self.kind in ("static", "multichannel"):
-      tables.append(self.frozen[...])
+      parts.append(jnp.take(self.frozen[...], tokens, axis=0))
     if self.kind != "static":
-      tables.append(self.trainable[...])
-    out = jnp.concatenate([jnp.take(t, tokens, axis=0) for t in tables], axis=-1)
-    return jnp.where(mask, out, 0.0)
+      parts.append(jnp.take(self.trainable[...], tokens, axis=0)
+                   if trainable_vectors is None else trainable_vectors)
+    return jnp.where(mask, jnp.concatenate(parts, axis=-1), 0.0)

@@ -33,9 +33,9 @@ class CNNLSTM(nnx.Module):
                config.lstm_hidden, config.lstm_layers, config.bidirectional,
                config.dropout, rngs=rngs)
 
-  def __call__(self, tokens, lengths, key=None):
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None):
     k_in, k_enc, k_out = split_key(key, 3)
-    x = self.embed(tokens)
+    x = self.embed(tokens, trainable_vectors)
     valid = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None])[..., None]
     x = jnp.concatenate([jax.nn.relu(conv(x)) for conv in self.convs], axis=-1)
     x = self.dropout(jnp.where(valid, x, 0.0), deterministic=k_in is None, rngs=k_in)

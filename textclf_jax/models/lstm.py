@@ -180,9 +180,9 @@ class LSTMClassifier(nnx.Module):
     return cls(embeddings, num_classes, config.lstm_hidden, config.lstm_layers,
                config.bidirectional, config.dropout, rngs=rngs)
 
-  def __call__(self, tokens, lengths, key=None):
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None):
     k_in, k_enc, k_out = split_key(key, 3)
-    x = self.dropout(self.embed(tokens), deterministic=k_in is None, rngs=k_in)
+    x = self.dropout(self.embed(tokens, trainable_vectors), deterministic=k_in is None, rngs=k_in)
     _, final = self.encoder(x, lengths, k_enc)
     final = self.dropout(final, deterministic=k_out is None, rngs=k_out)
     return self.head(final)

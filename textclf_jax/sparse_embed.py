@@ -1,0 +1,127 @@
+"""Row-sparse ("lazy") Adadelta for the trainable embedding table.
+
+A batch touches at most B*L of the table's V rows. With Adadelta, a row whose
+gradient is zero keeps its vector and only has its two accumulators
+multiplied by rho. So each row remembers `synced` (the step count its
+accumulators are current to); when a batch touches it at step t, its
+accumulators are first multiplied by rho ** (t - synced), then it gets the
+normal update on its summed gradient. Untouched rows are never read or
+written, and no dense [V, D] gradient is built. The result equals dense
+Adadelta up to float rounding (rho ** k once instead of k multiplications).
+
+The learning rate only scales a row's update, which is zero for untouched
+rows, so any schedule (and the plateau scale) is exact. Gradient clipping
+(global norm) and weight decay touch every row: those configs stay dense.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from textclf_jax.config import ConfigError
+
+MODES = ("auto", "dense", "sparse")
+TABLE = ("embed", "trainable")  # path of the trainable table in the params
+
+
+def dense_only(config) -> list:
+  """The config values that rule out the sparse update ([]: it is exact)."""
+  reasons = []
+  if config.optimizer != "adadelta":
+    reasons.append(f"config.optimizer={config.optimizer!r} (needs adadelta)")
+  if config.clip_norm:
+    reasons.append(f"config.clip_norm={config.clip_norm} (needs 0)")
+  if config.weight_decay:
+    reasons.append(f"config.weight_decay={config.weight_decay} (needs 0)")
+  if config.mesh_model != 1:
+    reasons.append(f"config.mesh_model={config.mesh_model} (needs 1)")
+  if config.embedding == "static":
+    reasons.append("config.embedding='static' (no trainable table)")
+  return reasons
+
+
+def embedding_update(config) -> str:
+  """`dense` or `sparse` for config.embedding_update; `auto`: sparse exactly when
+  `dense_only` finds nothing. Configs without the key (runs made before it) are dense."""
+  mode = config.get("embedding_update", "dense")
+  if mode not in MODES:
+    raise ConfigError(f"config.embedding_update={mode!r}: expected one of {', '.join(MODES)}")
+  reasons = dense_only(config)
+  if mode == "sparse" and reasons:
+    raise ConfigError("config.embedding_update='sparse' is exact only for Adadelta without "
+                      f"clipping or weight decay on one model shard: {'; '.join(reasons)}")
+  if mode == "auto":
+    return "dense" if reasons else "sparse"
+  return mode
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyAdadelta:
+  """The table's update rule: optax's scale_by_adadelta, then -learning_rate(step)."""
+  rho: float
+  eps: float
+  schedule: Callable  # step -> learning rate (optim.make_schedule)
+  plateau: bool = False  # times the plateau scale held in the optax state
+
+  def init(self, table):
+    """Accumulators e_g, e_x [V, D] (zero) and `synced` [V] int32."""
+    return {"e_g": jnp.zeros_like(table), "e_x": jnp.zeros_like(table),
+            "synced": jnp.zeros(table.shape[:1], jnp.int32)}
+
+  def update(self, table, opt: dict, rows, grads, step, scale=1.0):
+    """Updates rows `rows` [N] (N unique ids; ids >= V are ignored) of `table` [V, D]
+    given their summed gradients `grads` [N, D] at step `step`. `scale` multiplies
+    the updates (plateau scale, a member's learning rate). Returns (table, opt)."""
+    def get(x):
+      return x.at[rows].get(mode="fill", fill_value=0)
+
+    def put(x, values):
+      return x.at[rows].set(values, mode="drop")
+
+    rho = self.rho
+    decay = jnp.power(jnp.asarray(rho, table.dtype), step - get(opt["synced"]))[:, None]
+    e_g = (1 - rho) * grads ** 2 + rho * (decay * get(opt["e_g"]))
+    u = jnp.sqrt(decay * get(opt["e_x"]) + self.eps) / jnp.sqrt(e_g + self.eps) * grads
+    e_x = (1 - rho) * u ** 2 + rho * (decay * get(opt["e_x"]))
+    u = jnp.asarray(-self.schedule(step), u.dtype) * u * scale
+    opt = {"e_g": put(opt["e_g"], e_g), "e_x": put(opt["e_x"], e_x),
+           "synced": put(opt["synced"], step + 1)}
+    return put(table, get(table) + u), opt
+
+
+def make_table_update(config, total_steps: int) -> LazyAdadelta | None:
+  """The sparse update for `config`, or None when the table is updated densely."""
+  if embedding_update(config) != "sparse":
+    return None
+  from textclf_jax import optim
+  return LazyAdadelta(config.adadelta_rho, config.adadelta_eps,
+                      optim.make_schedule(config, total_steps), config.schedule == "plateau")
+
+
+def _is_table(path, _):
+  return tuple(path) == TABLE
+
+
+def split_table(params):
+  """params -> (params without the table, the table's State)."""
+  table, rest = nnx.split_state(params, _is_table, ...)
+  return rest, table
+
+
+def table_array(table_state):
+  """The [V, D] array of a table State from `split_table`."""
+  return jax.tree.leaves(table_state)[0]
+
+
+def unique_rows(tokens, num_rows: int):
+  """tokens [B, L] (ids < num_rows) -> (rows [min(B*L, num_rows)]: the distinct ids,
+  padded with `num_rows`; inverse [B, L]: each token's index into rows)."""
+  flat = tokens.reshape(-1)
+  rows, inverse = jnp.unique(flat, size=min(flat.size, num_rows), fill_value=num_rows,
+                             return_inverse=True)
+  return rows, inverse.reshape(tokens.shape)
