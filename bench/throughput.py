@@ -16,8 +16,8 @@ and, with --torch, the same models in PyTorch (bench/torch_reference.py, also
 one process per row) and the ratios. Inputs are random token ids of the given
 length (every row full), the real train step (loss, grads, optax update,
 max-norm) on the default device mesh; the CNN rows train with Adadelta, so
-their embedding table gets the row-sparse update (`--embedding_update dense`:
-the dense one). With --datasets, the share of padded token slots in the
+at the short shape their embedding table gets the row-sparse update (`auto`;
+`--embedding_update dense|sparse` forces one). With --datasets, the share of padded token slots in the
 bucketed training batches of real datasets.
 """
 
@@ -182,7 +182,8 @@ def main():
   parser.add_argument("--compute_dtype", default="float32", help="float32 | bfloat16")
   parser.add_argument("--embedding_update", default="auto",
                       help="auto | dense | sparse: config.embedding_update (auto: sparse for "
-                           "the CNN rows, which train with Adadelta; dense for the others)")
+                           "the CNN rows, which train with Adadelta, at batches of <= 8192 "
+                           "token slots; dense for the others)")
   parser.add_argument("--torch", action="store_true",
                       help="also time the PyTorch models (bench/torch_reference.py) and print "
                            "the ratio ours / PyTorch")

@@ -97,6 +97,9 @@ def test_auto_is_sparse_only_where_exact():
   assert mode(_config("auto", weight_decay=1e-4)) == "dense"
   assert mode(_config("auto", mesh_model=2)) == "dense"
   assert mode(_config("auto", embedding="static")) == "dense"
+  # Long batches: exact, but slower than dense; `sparse` can still be forced.
+  assert mode(_config("auto", batch_size=50, max_len=400)) == "dense"
+  assert mode(_config("sparse", batch_size=50, max_len=400)) == "sparse"
   assert mode(_config("dense")) == "dense"
   with pytest.raises(config_lib.ConfigError, match="config.optimizer='adam'"):
     mode(_config("sparse", optimizer="adam"))

@@ -82,7 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_norm = 0.0  # Kim's s=3 on the output layer's weights; 0: off
   # How the trainable embedding table is updated. sparse: only the rows in the
   # batch (lazy Adadelta, equal to dense up to float rounding; needs adadelta,
-  # clip_norm 0, weight_decay 0, mesh_model 1). auto: sparse when those hold.
+  # clip_norm 0, weight_decay 0, mesh_model 1). auto: sparse when those hold and a
+  # batch has at most 8192 token slots (batch_size x max_len; longer: dense is faster).
   c.embedding_update = "auto"  # auto | dense | sparse
 
   # --- evaluation / early stopping -------------------------------------------
