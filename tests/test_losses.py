@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -87,3 +88,19 @@ def test_loss_name_checks_task():
   with pytest.raises(ValueError, match="multi-label"):
     losses.resolve_loss_name("softmax_ce", True)
   assert losses.resolve_loss_name("auto", True) == "sigmoid_bce"
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0])
+def test_softmax_focal_gradient_is_finite_when_saturated(gamma):
+  """A softmax saturated on the true class (p_t == 1.0 in float32): loss and gradient 0,
+  not NaN (gamma < 1 made x^gamma's derivative infinite at x = 0)."""
+  logits = jnp.array([[40.0, -40.0, 0.0], [0.3, 0.1, -0.2]])
+  labels = jnp.array([0, 1])
+  grads = jax.grad(lambda z: losses.softmax_focal(z, labels, gamma=gamma).sum())(logits)
+  assert bool(jnp.all(jnp.isfinite(grads)))
+  np.testing.assert_allclose(grads[0], 0.0, atol=1e-12)
+  # Unsaturated rows keep the textbook value.
+  p = jax.nn.softmax(logits[1])
+  expected = -((1 - p[1]) ** gamma) * jnp.log(p[1])
+  np.testing.assert_allclose(losses.softmax_focal(logits[1:], labels[1:], gamma=gamma)[0],
+                             expected, rtol=1e-5)
