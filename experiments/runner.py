@@ -335,18 +335,20 @@ def _bar_plot(exp: Experiment, summary: dict, path: str):
   variants = list(dict.fromkeys(v for v, _ in summary))
   datasets = list(dict.fromkeys(d for _, d in summary))
   width = 0.8 / max(len(variants), 1)
-  fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(datasets), 3.6))
+  # One colour per variant (tab20 beyond 10), the legend beside the axes, not on the bars.
+  colours = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20").colors
+  fig, ax = plt.subplots(figsize=(3.2 + 1.4 * len(datasets) + 0.03 * len(variants), 3.6))
   for i, variant in enumerate(variants):
     xs = [j + i * width for j, d in enumerate(datasets) if (variant, d) in summary]
     stats = [summary[(variant, d)][metric] for d in datasets if (variant, d) in summary]
     ax.bar(xs, [s[0] for s in stats], width, yerr=[s[1] for s in stats], label=variant,
-           capsize=2)
+           capsize=2, color=colours[i % len(colours)])
   ax.set_xticks([j + width * (len(variants) - 1) / 2 for j in range(len(datasets))], datasets)
   ax.set_ylabel(f"test {metric_label(metric)} (mean ± std)")
   lows = [s[metric][0] - s[metric][1] for s in summary.values()]
   if is_percent(metric):
     ax.set_ylim(max(0.0, min(lows) - 5), None)
-  ax.legend(fontsize=7)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
   ax.set_title(exp.name)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
