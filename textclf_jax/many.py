@@ -331,13 +331,28 @@ def _group_steps(members):
           np.asarray(rates, np.float32))
 
 
+def _sparse_leaf(path) -> bool:
+  """A leaf of the row-sparse table update: embed_opt, or the trainable table."""
+  names = [str(getattr(k, "key", getattr(k, "name", ""))) for k in path]
+  return names[:1] == ["embed_opt"] or names[:3] == ["params", *sparse_embed.TABLE]
+
+
 def _compile(steps, with_rates: bool):
   """The jitted, vmapped train and predict steps over the member axis."""
+  sparse = steps.table_update is not None
+
   def member_step(state, batch, metrics, active, rate):
     new_state, new_metrics = steps._train_step(  # pylint: disable=protected-access
-        state, batch, metrics, rate if with_rates else None)
+        state, batch, metrics, rate if with_rates else None, active if sparse else None)
     keep = lambda new, old: jnp.where(active, new, old)
-    return jax.tree.map(keep, new_state, state), jax.tree.map(keep, new_metrics, metrics)
+
+    def keep_state(path, new, old):
+      # The sparse update already left an inactive member's table and embed_opt as
+      # they were: selecting over those [V, D] leaves would cost a dense update.
+      return new if sparse and _sparse_leaf(path) else keep(new, old)
+
+    return (jax.tree_util.tree_map_with_path(keep_state, new_state, state),
+            jax.tree.map(keep, new_metrics, metrics))
 
   train_step = jax.jit(jax.vmap(member_step), donate_argnums=(0, 2))
   predict_step = jax.jit(jax.vmap(steps._predict_step))  # pylint: disable=protected-access

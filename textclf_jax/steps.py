@@ -95,9 +95,11 @@ class Steps:
   def _set_plateau_scale(self, state, scale):
     return {**state, "opt_state": optim.set_plateau_scale(state["opt_state"], scale)}
 
-  def _train_step(self, state, batch, metrics, lr_scale=None):
+  def _train_step(self, state, batch, metrics, lr_scale=None, active=None):
     """One update. `lr_scale` (a scalar, may be traced) multiplies the updates:
-    with a tx built for learning rate 1 it sets the run's rate (`many.py`)."""
+    with a tx built for learning rate 1 it sets the run's rate (`many.py`).
+    `active` (a traced bool, `many.py`): False leaves the sparse-updated table and
+    its embed_opt untouched, so a vmapped group need not select over [V, D] leaves."""
     key = jax.random.fold_in(state["rng"], state["step"])
 
     def loss_of(params, vectors=None):
@@ -118,7 +120,7 @@ class Steps:
       params = optax.apply_updates(state["params"], updates)
     else:
       params, opt_state, new_state["embed_opt"], loss, logits = self._sparse_update(
-          state, batch["tokens"], loss_of, lr_scale)
+          state, batch["tokens"], loss_of, lr_scale, active)
     params = optim.apply_max_norm(params, self.max_norm)
     weights = batch["weights"]
     if self.multi_label:
@@ -137,7 +139,7 @@ class Steps:
                  "opt_state": opt_state}
     return new_state, metrics
 
-  def _sparse_update(self, state, tokens, loss_of, lr_scale):
+  def _sparse_update(self, state, tokens, loss_of, lr_scale, active=None):
     """tx on the params without the table; lazy Adadelta on the table's rows in
     `tokens` [B, L]. The loss sees the table only through those rows, so its
     gradient is [B*L, D], never [V, D]."""
@@ -158,6 +160,8 @@ class Steps:
     if lr_scale is not None:
       updates = jax.tree.map(lambda u: u * lr_scale, updates)
       scale = scale * lr_scale
+    if active is not None:  # an inactive member writes no row (ids >= V are dropped)
+      rows = jnp.where(active, rows, array.shape[0])
     array, embed_opt = self.table_update.update(array, state["embed_opt"], rows, row_grads,
                                                 state["step"], scale)
     table = jax.tree.map(lambda _: array, table)
