@@ -73,6 +73,34 @@ def test_reverse_within_length():
   x = jnp.arange(10).reshape(2, 5)[..., None]
   out = reverse_within_length(x, jnp.array([3, 5]))[..., 0]
   assert out.tolist() == [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]]
+  time_major = reverse_within_length(jnp.swapaxes(x, 0, 1), jnp.array([3, 5]), axis=0)
+  assert jnp.swapaxes(time_major, 0, 1)[..., 0].tolist() == out.tolist()
+
+
+def test_bilstm_final_only_matches_outputs():
+  """`final_only` (no per-step outputs stored) gives the same final state and
+  gradients as the full encoder, and the backward direction's final state is
+  its state after reading each row's first token."""
+  from textclf_jax.models.lstm import LSTMEncoder
+  encoder = LSTMEncoder(DIM, 6, layers=2, bidirectional=True, rngs=nnx.Rngs(0))
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, 8, DIM))
+  lengths = jnp.array([8, 5, 1])
+  outputs, final = encoder(x, lengths)
+  none, final_only = encoder(x, lengths, final_only=True)
+  assert none is None and outputs.shape == (3, 8, 12)
+  np.testing.assert_allclose(final_only, final, atol=1e-6)
+  # Forward half: the output at the last real token; backward half: at the first.
+  np.testing.assert_allclose(final[:, :6], outputs[jnp.arange(3), lengths - 1, :6], atol=1e-6)
+  np.testing.assert_allclose(final[:, 6:], outputs[:, 0, 6:], atol=1e-6)
+  graphdef, params = nnx.split(encoder)
+
+  def loss(params, final_only):
+    out = nnx.merge(graphdef, params)(x, lengths, final_only=final_only)[1]
+    return jnp.sum(jnp.sin(out))
+
+  got, want = jax.grad(loss)(params, True), jax.grad(loss)(params, False)
+  for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, w, atol=1e-5)
 
 
 def test_static_embeddings_are_not_params():
@@ -98,17 +126,26 @@ def test_lstm_recurrence_vjp_matches_autodiff():
   """The hand-written VJP of the fused recurrence equals autodiff of its scan."""
   from textclf_jax.models.lstm import _recurrence_fwd, recurrence, time_mask
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
-  z = jax.random.normal(keys[0], (7, 2, 3, 4 * 5))  # [L, G, B, 4H]
+  z = tuple(jax.random.normal(keys[0], (2, 7, 3, 4 * 5)))  # G x [L, B, 4H]
   kernel = jax.random.normal(keys[1], (2, 5, 4 * 5)) * 0.5
   mask = time_mask(7, jnp.array([7, 4, 1]))
-  weights = jax.random.normal(keys[2], (7, 2, 3, 5)), jax.random.normal(keys[3], (2, 3, 5))
+  weights = jax.random.normal(keys[2], (2, 7, 3, 5)), jax.random.normal(keys[3], (2, 3, 5))
 
   def loss(f, z, kernel):
     outputs, final = f(z, mask, kernel)
-    return jnp.sum(outputs * weights[0]) + jnp.sum(jnp.sin(final) * weights[1])
+    return (sum(jnp.sum(o * w) for o, w in zip(outputs, weights[0]))
+            + jnp.sum(jnp.sin(final) * weights[1]))
 
-  got = jax.grad(lambda *a: loss(recurrence, *a), argnums=(0, 1))(z, kernel)
-  want = jax.grad(lambda *a: loss(lambda z, m, k: _recurrence_fwd(z, m, k, 1)[0], *a),
-                  argnums=(0, 1))(z, kernel)
-  for g, w in zip(got, want):
-    np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
+  def final_only_loss(f, z, kernel):
+    return jnp.sum(jnp.sin(f(z, mask, kernel)) * weights[1])
+
+  autodiff = lambda z, m, k: _recurrence_fwd(z, m, k, 1)[0]
+  autodiff_final = lambda z, m, k: _recurrence_fwd(z, m, k, 1, False)[0]
+  for got, want in [
+      (jax.grad(lambda *a: loss(recurrence, *a), argnums=(0, 1))(z, kernel),
+       jax.grad(lambda *a: loss(autodiff, *a), argnums=(0, 1))(z, kernel)),
+      (jax.grad(lambda *a: final_only_loss(
+          lambda z, m, k: recurrence(z, m, k, 1, False), *a), argnums=(0, 1))(z, kernel),
+       jax.grad(lambda *a: final_only_loss(autodiff_final, *a), argnums=(0, 1))(z, kernel))]:
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)

@@ -39,6 +39,6 @@ class CNNLSTM(nnx.Module):
     valid = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None])[..., None]
     x = jnp.concatenate([jax.nn.relu(conv(x)) for conv in self.convs], axis=-1)
     x = self.dropout(jnp.where(valid, x, 0.0), deterministic=k_in is None, rngs=k_in)
-    _, final = self.encoder(x, lengths, k_enc)
+    _, final = self.encoder(x, lengths, k_enc, final_only=True)
     final = self.dropout(final, deterministic=k_out is None, rngs=k_out)
     return self.head(final)
