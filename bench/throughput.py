@@ -17,7 +17,9 @@ one process per row) and the ratios. Inputs are random token ids of the given
 length (every row full), the real train step (loss, grads, optax update,
 max-norm) on the default device mesh; the CNN rows train with Adadelta, so
 at the short shape their embedding table gets the row-sparse update (`auto`;
-`--embedding_update dense|sparse` forces one). With --datasets, the share of padded token slots in the
+`--embedding_update dense|sparse` forces one), and at the long shape their
+convolutions the sparse backward pass through the max-pooled windows
+(models/conv_pool.py; `--conv_backward dense|sparse` forces one). With --datasets, the share of padded token slots in the
 bucketed training batches of real datasets.
 """
 
@@ -39,6 +41,7 @@ from textclf_jax import hostmem  # noqa: E402
 from textclf_jax import config as config_lib
 from textclf_jax import train
 from textclf_jax.data.batching import Encoded
+from textclf_jax.models.cnn import uses_sparse_backward
 from textclf_jax.steps import init_metrics
 
 SHAPES = {"sst2": 20, "imdb": 400}  # tokens per example (MR/SST-2 sentences; IMDB cut at 400)
@@ -46,12 +49,13 @@ SHAPES = {"sst2": 20, "imdb": 400}  # tokens per example (MR/SST-2 sentences; IM
 
 def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embedding: str,
               embed_dim: int, compute_dtype: str = "float32",
-              embedding_update: str = "auto") -> dict:
+              embedding_update: str = "auto", conv_backward: str = "auto") -> dict:
   config = config_lib.load_preset(preset)
   with config.unlocked():
     config.max_len, config.batch_size, config.embed_dim = length, batch, embed_dim
     config.embedding, config.compute_dtype = embedding, compute_dtype
     config.embedding_update = embedding_update
+    config.conv_backward = conv_backward
     config.bucket_lengths = (length,)
     if preset in ("cnn", "kim"):
       config.optimizer, config.learning_rate = "adadelta", 1.0
@@ -75,6 +79,9 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get("flops", 0.0))
+  sparse_conv = config.model == "cnn" and uses_sparse_backward(conv_backward, length)
+  model_flops = dense_backward_flops(config, vocab, mesh, vectors, batches[0]) if sparse_conv \
+      else flops
   for b in batches:  # warm-up
     state, metrics = step_fns.train_step(state, b, metrics)
   jax.block_until_ready(metrics)
@@ -86,10 +93,25 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
   params = sum(x.size for x in jax.tree.leaves(state["params"]))
   return {"model": preset, "length": length, "batch": batch, "embedding": embedding,
           "dtype": compute_dtype, "sparse": step_fns.table_update is not None,
+          "sparse_conv": sparse_conv, "model_flops_per_step": model_flops,
+          "model_flops_per_s": model_flops * steps / seconds,
           "compile_s": compile_s, "examples_per_s": steps * batch / seconds,
           "tokens_per_s": steps * batch * length / seconds, "params": params,
           "flops_per_step": flops, "flops_per_s": flops * steps / seconds,
           "cpu_ms_per_step": 1e3 * cpu / steps, "flops_per_cpu_s": flops * steps / cpu}
+
+
+def dense_backward_flops(config, vocab, mesh, vectors, batch) -> float:
+  """XLA's FLOP count of the same step with autodiff's dense convolution backward
+  pass: the model's FLOPs as PyTorch computes them."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.conv_backward = "dense"
+  step_fns, state = train.make_steps(config, vocab, 2, False, mesh, total_steps=10 ** 6,
+                                     vectors=vectors)
+  cost = step_fns.train_step.lower(state, batch, init_metrics()).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0))
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:
@@ -142,7 +164,7 @@ def run_row(args, kind: str, model: str, shape: str) -> dict:
          "--batch", str(args.batch), "--steps", str(args.steps), "--vocab", str(args.vocab),
          "--embed_dim", str(args.embed_dim), "--embedding", args.embedding,
          "--compute_dtype", args.compute_dtype, "--torch_threads", str(args.torch_threads),
-         "--embedding_update", args.embedding_update]
+         "--embedding_update", args.embedding_update, "--conv_backward", args.conv_backward]
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if out.returncode:
     raise RuntimeError(f"{kind} {model} {shape} failed:\n{out.stderr[-3000:]}")
@@ -164,7 +186,7 @@ def one_row(args):
     r = bench_torch(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim)
   else:
     r = bench_one(model, length, args.batch, steps, args.vocab, args.embedding, args.embed_dim,
-                  args.compute_dtype, args.embedding_update)
+                  args.compute_dtype, args.embedding_update, args.conv_backward)
   r["peak_rss_mb"] = peak_rss_mb()
   print(json.dumps(r))
 
@@ -184,6 +206,9 @@ def main():
                       help="auto | dense | sparse: config.embedding_update (auto: sparse for "
                            "the CNN rows, which train with Adadelta, at batches of <= 8192 "
                            "token slots; dense for the others)")
+  parser.add_argument("--conv_backward", default="auto",
+                      help="auto | dense | sparse: config.conv_backward (auto: the CNN's "
+                           "sparse backward pass through the chosen windows above 64 tokens)")
   parser.add_argument("--torch", action="store_true",
                       help="also time the PyTorch models (bench/torch_reference.py) and print "
                            "the ratio ours / PyTorch")
@@ -209,8 +234,12 @@ def main():
         f"XLA {peak['xla'] / 1e9:,.0f} GFLOP/s (wall), XLA "
         f"{peak['xla_per_cpu_s'] / 1e9:,.0f} GFLOP per CPU second; '% peak' is of the larger "
         "wall figure, '% peak/cpu' of the per-CPU-second one")
+  print("# GFLOP/step: XLA's count for the compiled step; model GFLOP/step: the same step "
+        "with autodiff's dense convolution backward pass (what PyTorch computes), which "
+        "differs only for the CNN's sparse backward pass ('sparse bwd')")
   header = ("| model | shape | batch x length | params | compile s | examples/s | tokens/s "
-            "| CPU ms/step | GFLOP/step | GFLOP/s | % peak | % peak/cpu | peak RSS MB |")
+            "| CPU ms/step | GFLOP/step | GFLOP/s | % peak | % peak/cpu | model GFLOP/step "
+            "| model GFLOP/s | peak RSS MB |")
   if args.torch:
     import torch
     threads = args.torch_threads or torch.get_num_threads()
@@ -224,11 +253,15 @@ def main():
   for model in args.models.split(","):
     for shape in args.shapes.split(","):
       r = run_row(args, "jax", model, shape)
-      line = (f"| {model}{' (sparse)' if r['sparse'] else ''} | {shape} | {r['batch']} x {r['length']} | {r['params']:,} | "
+      variant = ", ".join(n for n, on in [("sparse table", r["sparse"]),
+                                          ("sparse bwd", r["sparse_conv"])] if on)
+      line = (f"| {model}{f' ({variant})' if variant else ''} | {shape} | {r['batch']} x "
+              f"{r['length']} | {r['params']:,} | "
               f"{r['compile_s']:.2f} | {r['examples_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | "
               f"{r['cpu_ms_per_step']:.1f} | {r['flops_per_step'] / 1e9:.2f} | "
               f"{r['flops_per_s'] / 1e9:.1f} | {100 * r['flops_per_s'] / best_peak:.0f}% | "
               f"{100 * r['flops_per_cpu_s'] / peak['xla_per_cpu_s']:.0f}% | "
+              f"{r['model_flops_per_step'] / 1e9:.2f} | {r['model_flops_per_s'] / 1e9:.1f} | "
               f"{r['peak_rss_mb']:,.0f} |")
       if args.torch:
         t = run_row(args, "torch", model, shape)

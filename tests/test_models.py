@@ -26,7 +26,7 @@ def _tokens(lengths, width):
   return jnp.asarray(tokens), jnp.asarray(lengths, jnp.int32)
 
 
-MODELS = [(KimCNN, {}), (LSTMClassifier, {}), (LSTMClassifier, dict(bidirectional=True, layers=2)),
+MODELS = [(KimCNN, {}), (KimCNN, dict(conv_backward="sparse")), (LSTMClassifier, {}), (LSTMClassifier, dict(bidirectional=True, layers=2)),
           (CNNLSTM, {}), (CNNLSTM, dict(bidirectional=True))]
 
 

@@ -119,9 +119,9 @@ def test_runs_made_before_the_key_stay_dense(tmp_path):
   assert config.embedding_update == "dense"
   assert sparse_embed.embedding_update(config) == "dense"
   # the sweep runner resumes with a config rebuilt from the preset: it keeps dense too
-  kept = train.keep_embedding_update(_config("auto"), str(tmp_path))
+  kept = train.keep_saved_choices(_config("auto"), str(tmp_path))
   assert kept.embedding_update == "dense"
-  assert train.keep_embedding_update(_config("auto"), str(tmp_path / "new")).embedding_update \
+  assert train.keep_saved_choices(_config("auto"), str(tmp_path / "new")).embedding_update \
       == "auto"
 
 

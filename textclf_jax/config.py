@@ -18,8 +18,9 @@ import ml_collections
 
 PRESETS = ("cnn", "kim", "lstm", "hybrid")
 # Runs made before embedding_update existed updated the table densely (and their
-# checkpoints hold the dense optimiser state).
-OLD_RUN_DEFAULTS = {"embedding_update": "dense"}
+# checkpoints hold the dense optimiser state); those made before conv_backward
+# existed took autodiff's backward pass (kept, so that they resume bit for bit).
+OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense"}
 
 
 class ConfigError(ValueError):

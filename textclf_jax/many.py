@@ -242,7 +242,7 @@ def train_many(configs: list, workdirs: list, group_dir: str, folds: list | None
     return results
   group = _read_group(group_dir)
   if group is not None:  # resumed: members keep the table update their checkpoints hold
-    configs = [train.keep_embedding_update(c, w) for c, w in zip(configs, workdirs)]
+    configs = [train.keep_saved_choices(c, w) for c, w in zip(configs, workdirs)]
   names = [os.path.abspath(workdirs[i]) for i in todo]
   if group is not None and group["done"]:
     # Killed while writing results: every member's latest checkpoint is final.

@@ -182,19 +182,25 @@ def init_run_dir(config, workdir: str, prepared: Prepared):
   write_json(os.path.join(workdir, "data.json"), prepared.stats)
 
 
-def keep_embedding_update(config, workdir: str):
-  """`config` with the embedding_update of the run already in `workdir`, if any (dense
-  for runs made before the key existed): a resumed run restores the optimiser state
-  it saved, whatever `auto` means now."""
+# Implementation choices a resumed run keeps from its saved config, whatever
+# `auto` means now: the table update decides the optimiser state it restores,
+# both decide the float rounding of every later step.
+KEPT_ON_RESUME = ("embedding_update", "conv_backward")
+
+
+def keep_saved_choices(config, workdir: str):
+  """`config` with the KEPT_ON_RESUME choices of the run already in `workdir`, if
+  any (OLD_RUN_DEFAULTS for runs made before a key existed)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     return config
-  saved = config_lib.from_json(path).embedding_update
-  if config.get("embedding_update") == saved:
+  saved = config_lib.from_json(path)
+  changed = {k: saved[k] for k in KEPT_ON_RESUME if config.get(k) != saved[k]}
+  if not changed:
     return config
   config = config.copy_and_resolve_references()
   with config.unlocked():
-    config.embedding_update = saved
+    config.update(changed)
   return config
 
 
@@ -203,7 +209,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   """Trains one model (one fold, if CV) and writes a complete run directory."""
   started = time.time()
   if resume:
-    config = keep_embedding_update(config, workdir)
+    config = keep_saved_choices(config, workdir)
   tested_checkpoint(config)  # a bad value fails before anything is written
   if os.path.exists(os.path.join(workdir, "results.json")) and not resume:
     raise FileExistsError(f"{workdir}: already holds a finished run; choose another "
