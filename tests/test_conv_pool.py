@@ -101,3 +101,30 @@ def test_auto_chooses_by_length_and_bad_value_is_an_error():
   assert not model.sparse_backward(64) and model.sparse_backward(128)
   with pytest.raises(ValueError, match="conv_backward='fast'"):
     KimCNN(emb, 2, conv_backward="fast", rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("unroll_limit", [32, 1])
+def test_per_member_convolution_equals_vmapped_autodiff(monkeypatch, unroll_limit):
+  """Under vmap, valid_conv runs each member's own convolution (or, past the
+  unroll limit, vmap's grouped one); values and gradients are autodiff's."""
+  from textclf_jax.models import conv_pool
+  monkeypatch.setattr(conv_pool, "MAX_UNROLLED_MEMBERS", unroll_limit)
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  padded = jax.random.normal(keys[0], (3, 2, 9, 4))  # [K, B, P, D]
+  kernel = jax.random.normal(keys[1], (3, 3, 4, 5))  # [K, w, D, F]
+  weights = jax.random.normal(keys[2], (3, 2, 7, 5))
+
+  def loss(conv, padded, kernel, weights):
+    return jnp.sum(jnp.sin(conv(padded, kernel)) * weights)
+
+  plain = lambda p, k: jax.lax.conv_general_dilated(p, k, (1,), "VALID",
+                                                   dimension_numbers=("NWC", "WIO", "NWC"))
+  for shared_kernel in (False, True):  # a kernel without the member axis too
+    in_axes = (0, None if shared_kernel else 0, 0)
+    k = kernel[0] if shared_kernel else kernel
+    got = jax.jit(jax.vmap(jax.value_and_grad(lambda *a: loss(conv_pool.valid_conv, *a),
+                                              argnums=(0, 1)), in_axes))(padded, k, weights)
+    want = jax.vmap(jax.value_and_grad(lambda *a: loss(plain, *a), argnums=(0, 1)),
+                    in_axes)(padded, k, weights)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
