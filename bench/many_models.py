@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from textclf_jax import config as config_lib  # noqa: E402
+from textclf_jax import hostmem  # noqa: E402
 from textclf_jax import many, train  # noqa: E402
 
 SHARED_DATASETS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "datasets"))
@@ -58,6 +59,7 @@ def configs_for(args, overrides) -> list:
 
 
 def main():
+  hostmem.keep_heap_mapped()  # as the CLI does, for both ways
   args, overrides = parse()
   configs = configs_for(args, overrides)
   with tempfile.TemporaryDirectory() as tmp:

@@ -354,7 +354,19 @@ def _compile(steps, with_rates: bool):
     return (jax.tree_util.tree_map_with_path(keep_state, new_state, state),
             jax.tree.map(keep, new_metrics, metrics))
 
-  train_step = jax.jit(jax.vmap(member_step), donate_argnums=(0, 2))
+  def every_member_step(state, batch, metrics, active, rate):
+    # Every member has a batch: no selects over whole state leaves ([K, V, D]
+    # tables and their optimiser moments), which cost as much as the update.
+    del active
+    return steps._train_step(  # pylint: disable=protected-access
+        state, batch, metrics, rate if with_rates else None, None)
+
+  masked = jax.jit(jax.vmap(member_step), donate_argnums=(0, 2))
+  unmasked = jax.jit(jax.vmap(every_member_step), donate_argnums=(0, 2))
+
+  def train_step(state, batch, metrics, active, rate, all_active: bool):
+    return (unmasked if all_active else masked)(state, batch, metrics, active, rate)
+
   predict_step = jax.jit(jax.vmap(steps._predict_step))  # pylint: disable=protected-access
   return train_step, predict_step
 
@@ -434,13 +446,14 @@ def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
                  for t, p in zip(trains, plans)]
         active = np.asarray([b is not None for b in parts])
         yield (jax.device_put(stack_batches(parts, labels.shape[1:], labels.dtype), sharding),
-               jax.device_put(active, sharding))
+               jax.device_put(active, sharding), bool(active.all()))
 
     epoch_time = time.time()
     device_metrics = jax.device_put(
         jax.tree.map(lambda x: jnp.stack([x] * k), steps_lib.init_metrics()), sharding)
-    for batch, active in prefetch(batches()):
-      stacked, device_metrics = train_step(stacked, batch, device_metrics, active, rates)
+    for batch, active, all_active in prefetch(batches()):
+      stacked, device_metrics = train_step(stacked, batch, device_metrics, active, rates,
+                                           all_active)
     jax.block_until_ready(stacked)
     seconds = time.time() - epoch_time
     host = jax.device_get(device_metrics)
