@@ -177,7 +177,7 @@ def one_row(args):
   if kind != "torch":  # PyTorch runs with its default allocator settings
     hostmem.keep_heap_mapped()
   length = SHAPES[shape]
-  steps = args.steps or (200 if length < 100 else 30)
+  steps = args.steps or (200 if length < 100 else 100)
   if kind == "torch":
     import torch
     from torch_reference import bench_torch
@@ -198,7 +198,7 @@ def main():
   parser.add_argument("--shapes", default="sst2,imdb")
   parser.add_argument("--embedding", default="non-static")
   parser.add_argument("--batch", type=int, default=50)
-  parser.add_argument("--steps", type=int, default=0, help="timed steps (0: 200 short, 30 long)")
+  parser.add_argument("--steps", type=int, default=0, help="timed steps (0: 200 short, 100 long)")
   parser.add_argument("--vocab", type=int, default=20000)
   parser.add_argument("--embed_dim", type=int, default=100)
   parser.add_argument("--compute_dtype", default="float32", help="float32 | bfloat16")
