@@ -139,8 +139,9 @@ def test_vmapped_members_with_learning_rates_match_dense():
     rates = jnp.asarray([1.0, 0.3], jnp.float32)
     for i, batch in enumerate(batches):
       both = jax.tree.map(lambda x: jnp.stack([x] * 2), batch)
-      active = jnp.asarray([True, i not in (1, 2)])
-      stacked, metrics = train_step(stacked, both, metrics, active, rates)
+      active = np.asarray([True, i not in (1, 2)])  # steps 1, 2: the masked step
+      stacked, metrics = train_step(stacked, both, metrics, jnp.asarray(active), rates,
+                                    bool(active.all()))
     out[mode] = jax.device_get(stacked)
   assert list(out["sparse"]["step"]) == [6, 4]
   assert out["sparse"]["embed_opt"]["synced"].shape == (2, VOCAB)

@@ -150,15 +150,18 @@ def _conv_relu_max_bwd(res, grad):
   d_kernels, d_biases, start = [], [], 0
   for kernel, (best, active) in zip(kernels, residuals):
     width, _, filters = kernel.shape
-    g = jnp.where(active, grad[:, start:start + filters], 0.0).T  # [F, B]
+    g = jnp.where(active, grad[:, start:start + filters], 0.0)  # [B, F]
     start += filters
+    # Summed over the batch in [B, F]: the same order of additions with and
+    # without a vmapped member axis (a [F, B] row sum is not).
+    d_biases.append(g.sum(axis=0))
+    g = g.T  # [F, B]
     # Rows of the chosen windows in the widest padding: t + k + margin - (w - 1).
     offsets = jnp.arange(width, dtype=jnp.int32) + margin - (width - 1)
     rows = row_start + best.T[:, :, None] + offsets  # [F, B, w]
     windows = jnp.take(flat, rows, axis=0)  # [F, B, w, D]
     d_kernel = jnp.einsum("fb,fbkd->fkd", g, windows)
     d_kernels.append(jnp.transpose(d_kernel, (1, 2, 0)).astype(kernel.dtype))  # [w, D, F]
-    d_biases.append(g.sum(axis=1))
     contribution = g[:, :, None, None] * jnp.transpose(kernel, (2, 0, 1))[:, None]
     d_flat = d_flat.at[rows.reshape(-1)].add(contribution.reshape(-1, dim).astype(flat.dtype))
   length = padded_length - 2 * margin
