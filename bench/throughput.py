@@ -74,11 +74,8 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
              for i in range(0, n, batch)]
   metrics = init_metrics()
   start = time.perf_counter()
-  compiled = step_fns.train_step.lower(state, batches[0], metrics).compile()
+  flops = step_flops(step_fns, state, batches[0])
   compile_s = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get("flops", 0.0))
   sparse_conv = config.model == "cnn" and uses_sparse_backward(conv_backward, length)
   model_flops = dense_backward_flops(config, vocab, mesh, vectors, batches[0]) if sparse_conv \
       else flops
@@ -101,6 +98,13 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
           "cpu_ms_per_step": 1e3 * cpu / steps, "flops_per_cpu_s": flops * steps / cpu}
 
 
+def step_flops(step_fns, state, batch) -> float:
+  """XLA's FLOP count of the compiled train step (compiles it)."""
+  cost = step_fns.train_step.lower(state, batch, init_metrics()).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get("flops", 0.0))
+
+
 def dense_backward_flops(config, vocab, mesh, vectors, batch) -> float:
   """XLA's FLOP count of the same step with autodiff's dense convolution backward
   pass: the model's FLOPs as PyTorch computes them."""
@@ -109,9 +113,7 @@ def dense_backward_flops(config, vocab, mesh, vectors, batch) -> float:
     config.conv_backward = "dense"
   step_fns, state = train.make_steps(config, vocab, 2, False, mesh, total_steps=10 ** 6,
                                      vectors=vectors)
-  cost = step_fns.train_step.lower(state, batch, init_metrics()).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", 0.0))
+  return step_flops(step_fns, state, batch)
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> dict:

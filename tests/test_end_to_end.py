@@ -179,3 +179,8 @@ def test_test_checkpoint_last_scores_the_final_state(topic_dir, tmp_path):
   with pytest.raises(ValueError, match="test_checkpoint"):
     train.train_and_evaluate(bad, str(tmp_path / "bad"))
   assert not os.path.exists(tmp_path / "bad")
+  for key, value in [("conv_backward", "fast"), ("embedding_update", "lazy")]:
+    bad = tiny_config(dataset=topic_dir, **{key: value})
+    with pytest.raises(ValueError, match=f"config.{key}='{value}'"):
+      train.train_and_evaluate(bad, str(tmp_path / key))
+    assert not os.path.exists(tmp_path / key)

@@ -26,7 +26,7 @@ from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import Batcher, padded_lengths, prefetch
 from textclf_jax.data.pipeline import Prepared, prepare
 from textclf_jax.data.sources import load_source
-from textclf_jax.models import build_model
+from textclf_jax.models import build_model, cnn
 
 LOWER_IS_BETTER = ("hamming_loss",)
 
@@ -210,7 +210,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   started = time.time()
   if resume:
     config = keep_saved_choices(config, workdir)
-  tested_checkpoint(config)  # a bad value fails before anything is written
+  tested_checkpoint(config)  # bad values fail before anything is written
+  sparse_embed.embedding_update(config)
+  cnn.check_conv_backward(config.get("conv_backward", "dense"))
   if os.path.exists(os.path.join(workdir, "results.json")) and not resume:
     raise FileExistsError(f"{workdir}: already holds a finished run; choose another "
                           "--workdir (nothing was changed)")

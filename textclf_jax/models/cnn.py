@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from textclf_jax.config import ConfigError
 from textclf_jax.models.conv_pool import conv_relu_max, window_scores
 from textclf_jax.models.embeddings import Embeddings
 
@@ -13,6 +14,13 @@ CONV_BACKWARD = ("auto", "dense", "sparse")
 # `auto` takes the sparse backward pass for batches longer than this many tokens;
 # at 50 x 64 both cost the same on a 2-core CPU, below it autodiff's is faster.
 SPARSE_BACKWARD_MIN_LENGTH = 64
+
+
+def check_conv_backward(value: str) -> str:
+  if value not in CONV_BACKWARD:
+    raise ConfigError(f"config.conv_backward={value!r}: expected one of "
+                      f"{', '.join(CONV_BACKWARD)}")
+  return value
 
 
 def uses_sparse_backward(conv_backward: str, length: int) -> bool:
@@ -32,11 +40,8 @@ class KimCNN(nnx.Module):
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3, 4, 5),
                num_filters: int = 100, dropout: float = 0.5, conv_backward: str = "auto",
                *, rngs: nnx.Rngs):
-    if conv_backward not in CONV_BACKWARD:
-      raise ValueError(f"conv_backward={conv_backward!r}: expected one of "
-                       f"{', '.join(CONV_BACKWARD)}")
     self.embed = embeddings
-    self.conv_backward = conv_backward
+    self.conv_backward = check_conv_backward(conv_backward)
     self.widths = tuple(int(w) for w in filter_widths)
     self.convs = nnx.List([
         nnx.Conv(embeddings.out_features, num_filters, kernel_size=(w,), padding="VALID",
