@@ -107,8 +107,9 @@ def test_auto_chooses_by_length_and_bad_value_is_an_error():
 def test_per_member_convolution_equals_vmapped_autodiff(monkeypatch, unroll_limit):
   """Under vmap, valid_conv runs each member's own convolution (or, past the
   unroll limit, vmap's grouped one); values and gradients are autodiff's."""
+  from textclf_jax import member_axis
   from textclf_jax.models import conv_pool
-  monkeypatch.setattr(conv_pool, "MAX_UNROLLED_MEMBERS", unroll_limit)
+  monkeypatch.setattr(member_axis, "MAX_UNROLLED_MEMBERS", unroll_limit)
   keys = jax.random.split(jax.random.PRNGKey(0), 3)
   padded = jax.random.normal(keys[0], (3, 2, 9, 4))  # [K, B, P, D]
   kernel = jax.random.normal(keys[1], (3, 3, 4, 5))  # [K, w, D, F]

@@ -19,10 +19,16 @@ Each member starts from exactly the state `train.make_steps` gives its config,
 is evaluated on its own dev split every epoch, stops early by the same rule as
 `train.py` and ends as a normal run directory (config, vocab, labels, data,
 metrics.jsonl, results.json, checkpoints/best and latest), so `textclf eval`,
-`predict` and `train --resume` work on it unchanged. With the CNN the members'
-metrics equal solo runs' up to float rounding; the LSTM and hybrid apply
-dropout to [B, L, D] inputs, whose mask depends on the padded length, so their
-members are equivalent to solo runs in distribution only.
+`predict` and `train --resume` work on it unchanged.
+
+Exactness: the optimiser update runs once per member (`member_axis.per_member`),
+so it rounds as in a solo run. A CNN member with the sparse conv backward pass
+(`conv_backward=sparse`, or `auto` on batches over 64 tokens) is then bit-identical
+to its solo run at any padded length: same metrics, same checkpoints. Autodiff's
+dense backward pass sums over the padded positions, so with it members equal
+solo runs up to float rounding. The LSTM and hybrid apply dropout to [B, L, D]
+inputs, whose mask depends on the padded length, so their members are
+equivalent to solo runs in distribution only.
 
 Resuming: `GROUP/group.json` names the members; the stacked state and every
 member's loop position are checkpointed in `GROUP/checkpoints/latest` at each

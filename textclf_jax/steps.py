@@ -24,6 +24,7 @@ import optax
 from flax import nnx
 
 from textclf_jax import losses, optim, parallel, sparse_embed
+from textclf_jax.member_axis import per_member
 from textclf_jax.models import FrozenEmbedding
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
@@ -114,14 +115,10 @@ class Steps:
     new_state = {}
     if self.table_update is None:
       (loss, logits), grads = jax.value_and_grad(loss_of, has_aux=True)(state["params"])
-      updates, opt_state = self.tx.update(grads, state["opt_state"], state["params"])
-      if lr_scale is not None:
-        updates = jax.tree.map(lambda u: u * lr_scale, updates)
-      params = optax.apply_updates(state["params"], updates)
+      params, opt_state = self._apply_tx(grads, state["opt_state"], state["params"], lr_scale)
     else:
       params, opt_state, new_state["embed_opt"], loss, logits = self._sparse_update(
           state, batch["tokens"], loss_of, lr_scale, active)
-    params = optim.apply_max_norm(params, self.max_norm)
     weights = batch["weights"]
     if self.multi_label:
       hit = jnp.all((logits > 0) == (batch["labels"] > 0.5), axis=-1)
@@ -139,6 +136,18 @@ class Steps:
                  "opt_state": opt_state}
     return new_state, metrics
 
+  def _apply_tx(self, grads, opt_state, params, lr_scale):
+    """(params, opt_state) after tx's update (times `lr_scale`) and the max-norm
+    constraint. Under many.py's vmap it runs once per member, so a member's
+    parameters round exactly as in its solo run."""
+    def update(grads, opt_state, params, lr_scale):
+      updates, opt_state = self.tx.update(grads, opt_state, params)
+      if lr_scale is not None:
+        updates = jax.tree.map(lambda u: u * lr_scale, updates)
+      params = optim.apply_max_norm(optax.apply_updates(params, updates), self.max_norm)
+      return params, opt_state
+    return per_member(update)(grads, opt_state, params, lr_scale)
+
   def _sparse_update(self, state, tokens, loss_of, lr_scale, active=None):
     """tx on the params without the table; lazy Adadelta on the table's rows in
     `tokens` [B, L]. The loss sees the table only through those rows, so its
@@ -153,19 +162,18 @@ class Steps:
 
     (loss, logits), (grads, row_grads) = jax.value_and_grad(
         loss_of_rows, argnums=(0, 1), has_aux=True)(rest, vectors)
-    updates, opt_state = self.tx.update(grads, state["opt_state"], rest)
     scale = jnp.ones((), jnp.float32)
     if self.table_update.plateau:
       scale = scale * optim.get_plateau_scale_array(state["opt_state"])
     if lr_scale is not None:
-      updates = jax.tree.map(lambda u: u * lr_scale, updates)
       scale = scale * lr_scale
+    rest, opt_state = self._apply_tx(grads, state["opt_state"], rest, lr_scale)
     if active is not None:  # an inactive member writes no row (ids >= V are dropped)
       rows = jnp.where(active, rows, array.shape[0])
     array, embed_opt = self.table_update.update(array, state["embed_opt"], rows, row_grads,
                                                 state["step"], scale)
     table = jax.tree.map(lambda _: array, table)
-    params = nnx.merge_state(optax.apply_updates(rest, updates), table)
+    params = nnx.merge_state(rest, table)
     return params, opt_state, embed_opt, loss, logits
 
   def _predict_step(self, state, batch):

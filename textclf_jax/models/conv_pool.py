@@ -24,35 +24,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.custom_batching import custom_vmap
 
-
-# Up to this many members (many.py's vmapped member axis), a convolution runs
-# once per member; past it, as vmap's grouped convolution.
-MAX_UNROLLED_MEMBERS = 32
-
-
-def per_member(fn):
-  """`fn` (array arguments, one array out) that, vmapped, runs once per member.
-
-  vmap of a convolution whose input and kernel are both batched is one grouped
-  convolution, which XLA:CPU runs 1.5-4x slower per member than the members'
-  own convolutions. Under vmap this calls `fn` on each member's slice
-  (unrolled: up to MAX_UNROLLED_MEMBERS of them) and stacks the results.
-  Not differentiable by JAX: use it inside custom VJPs.
-  """
-  wrapped = custom_vmap(fn)
-
-  @wrapped.def_vmap
-  def _rule(axis_size, in_batched, *args):
-    if axis_size > MAX_UNROLLED_MEMBERS:
-      axes = tuple(0 if batched else None for batched in in_batched)
-      return jax.vmap(fn, in_axes=axes)(*args), True
-    outs = [wrapped(*[a[i] if batched else a for a, batched in zip(args, in_batched)])
-            for i in range(axis_size)]
-    return jnp.stack(outs), True
-
-  return wrapped
+from textclf_jax.member_axis import per_member
 
 
 def _conv(padded, kernel):
