@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax import hostmem, parallel, runlog, train
+from textclf_jax import compile_cache, hostmem, parallel, runlog, train
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.sources import load_source
 
@@ -395,6 +395,7 @@ def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(
   every process runs every cell together; process 0 writes the outputs.
   """
   hostmem.keep_heap_mapped()  # before the first XLA computation
+  compile_cache.enable()
   parallel.initialize()
   extra = list(QUICK) if quick else []
   if quick:

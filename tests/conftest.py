@@ -7,6 +7,9 @@ import random
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+# The CLI and the runner keep compiled steps in ~/.cache; tests leave it alone
+# (test_cli.py tests the cache in a directory of its own).
+os.environ.setdefault("TEXTCLF_COMPILATION_CACHE", "off")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))

@@ -1,8 +1,12 @@
-"""The command line: errors exit 2 with a message naming the culprit; W&B offline."""
+"""The command line: errors exit 2 with a message naming the culprit; W&B offline;
+the persistent compilation cache."""
 
 import glob
 import io
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -69,3 +73,31 @@ def test_host_memory_tuning_is_glibc_only_and_can_be_turned_off(monkeypatch):
   assert hostmem.keep_heap_mapped() is False
   monkeypatch.delenv("TEXTCLF_MALLOC_TUNING")
   assert hostmem.keep_heap_mapped() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_compilation_cache_is_filled_then_used_with_identical_results(topic_dir, tmp_path):
+  """Two `textclf train` processes sharing TEXTCLF_COMPILATION_CACHE: the first
+  writes the compiled steps, the second loads them (no new entries) and its run
+  ends with exactly the same metrics; `off` writes nothing."""
+  cache = tmp_path / "cache"
+
+  def train_run(name, cache_setting):
+    env = {**os.environ, "TEXTCLF_COMPILATION_CACHE": cache_setting, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    workdir = str(tmp_path / name)
+    subprocess.run([sys.executable, "-m", "textclf_jax", "train", "--workdir", workdir,
+                    f"--config.dataset={topic_dir}", "--config.num_epochs=2",
+                    "--config.embed_dim=16", "--config.num_filters=8", "--config.max_len=24",
+                    "--config.bucket_lengths=(8,16,24)", "--config.wandb=disabled",
+                    "--config.progress_bar=False"], env=env, check=True, capture_output=True)
+    with open(os.path.join(workdir, "results.json"), encoding="utf-8") as f:
+      results = json.load(f)
+    return {split: results[split] for split in ("dev", "test")}
+
+  first = train_run("first", str(cache))
+  entries = sorted(os.listdir(cache))
+  assert entries, "the first run wrote no compiled program"
+  assert train_run("second", str(cache)) == first
+  assert sorted(os.listdir(cache)) == entries  # every program came from the cache
+  assert train_run("off", "off") == first
+  assert sorted(os.listdir(cache)) == entries

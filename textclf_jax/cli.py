@@ -186,8 +186,9 @@ def main(argv=None):
     args = _parser().parse_args(rest)
     if overrides and args.command != "train":
       raise SystemExit("textclf: --config.* overrides apply to `train` only")
-    from textclf_jax import hostmem
+    from textclf_jax import compile_cache, hostmem
     hostmem.keep_heap_mapped()  # before the first XLA computation
+    compile_cache.enable()  # compiled steps are loaded from disk after the first run
     if args.command in ("train", "eval", "mesh"):
       _initialize(args)
     if args.command == "train":
