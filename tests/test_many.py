@@ -2,7 +2,11 @@
 stopping), their run directories evaluate like solo ones, groups resume, the runner's
 vmap mode makes the same table."""
 
+import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -174,6 +178,39 @@ def test_group_steps_equal_solo_steps_bit_for_bit(preset, overrides):
                             jax.tree.leaves(stacked)):
       np.testing.assert_array_equal(np.asarray(b)[k], np.asarray(a),
                                     err_msg=f"member {k} {jax.tree_util.keystr(path)}")
+
+
+GROUP_ON_DEVICES = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {tests!r})
+    import jax
+    from conftest import tiny_config
+    from textclf_jax import many
+    configs = [tiny_config(dataset={data!r}, seed=s, num_epochs=2, filter_widths=(3,),
+                           bucket_lengths=(12, 24), conv_backward="sparse") for s in range(2)]
+    results = many.train_many(configs, [{root!r} + f"/m{{s}}" for s in range(2)], {root!r} + "/g")
+    print(json.dumps({{"devices": jax.local_device_count(),
+                      "results": [{{k: r[k] for k in ("dev", "test", "best_step")}}
+                                  for r in results]}}))
+""")
+
+
+def test_members_split_over_two_devices_match_one_device(tmp_path, fixed_dir):
+  """Two simulated devices hold one member each (a GPU host's layout): the members
+  end with exactly the metrics of the same group on one device."""
+  out = {}
+  for devices in (1, 2):
+    script = GROUP_ON_DEVICES.format(tests=os.path.dirname(os.path.abspath(__file__)),
+                                     data=fixed_dir, root=str(tmp_path / f"on_{devices}"))
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out[devices] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out[devices]["devices"] == devices
+    assert ("NamedSharding" in proc.stdout) == (devices == 2)  # "members on ..."
+  assert out[2]["results"] == out[1]["results"]
 
 
 def test_configs_differing_in_other_keys_raise(tmp_path, fixed_dir):

@@ -23,7 +23,7 @@ metrics.jsonl, results.json, checkpoints/best and latest), so `textclf eval`,
 
 Exactness: the optimiser update runs once per member (`member_axis.per_member`),
 so it rounds as in a solo run. A CNN member with the sparse conv backward pass
-(`conv_backward=sparse`, or `auto` on batches over 64 tokens) is then bit-identical
+(`conv_backward=sparse`, or `auto` on batches over 32 tokens) is then bit-identical
 to its solo run at any padded length: same metrics, same checkpoints. Autodiff's
 dense backward pass sums over the padded positions, so with it members equal
 solo runs up to float rounding. The LSTM and hybrid apply dropout to [B, L, D]
