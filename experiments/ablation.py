@@ -48,6 +48,9 @@ def parse_args(doc: str, name: str, argv=None):
   parser.add_argument("--quick", action="store_true", help="a minute-long smoke run")
   parser.add_argument("--report", action="store_true", help="train nothing; tabulate the "
                       "cells that have finished")
+  parser.add_argument("--vmap", action="store_true", help="train the cells of a dataset "
+                      "that differ only in seed, fold, learning rate, dropout or class "
+                      "weights as one vmapped program (one process; for accelerators)")
   parser.add_argument("--export", default="", help="also copy each table's table.md and "
                       "plots to DIR/NAME.md, DIR/NAME.png, DIR/NAME_PLOT.png (the README's "
                       "figures: docs/ablations)")
@@ -92,7 +95,7 @@ def run(studies: list, args) -> list:
       variants = variants or list(study.quick_variants)
       units = units or 1
     outputs.append(run_experiment(exp, root, datasets, variants, units, args.quick,
-                                  report_only=args.report))
+                                  report_only=args.report, vmap=args.vmap))
     if args.export:
       export(exp.name, root, args.export)
   return outputs

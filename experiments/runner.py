@@ -385,8 +385,10 @@ def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(
                    max_units=0, quick=False, report_only=False, vmap=False) -> dict:
   """Runs (or reads) every cell, then writes results.csv, table.md and plot.png.
 
-  vmap: the unfinished cells of each (variant, dataset), its seeds or folds, train
-  together as one vmapped program (`run_groups`, textclf_jax/many.py); single process.
+  vmap: the unfinished cells of each dataset whose configs differ only in seed,
+  fold, learning rate, dropout or class weights (a variant's seeds or folds, and
+  variants that differ only in those) train together as one vmapped program
+  (`run_groups`, textclf_jax/many.py); single process.
 
   report_only: train nothing; tabulate the cells that have finished (a sweep's
   progress, or the finished part of one that was stopped).
@@ -432,40 +434,58 @@ def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(
 
 
 def group_dir(root: str, cells: list) -> str:
-  """ROOT/DATASET/VARIANT/group-HASH: named by its members, so another set of
+  """ROOT/DATASET/VARIANT/group-HASH (one variant) or ROOT/DATASET/group-HASH (variants
+  that differ only in many.VMAPPABLE keys): named by its members, so another set of
   units (a larger --units) is another group."""
   import hashlib
-  units = ",".join(sorted(c.unit for c in cells))
-  digest = hashlib.sha1(units.encode()).hexdigest()[:8]
-  return os.path.join(root, cells[0].dataset, cells[0].variant, f"group-{digest}")
+  variants = sorted({c.variant for c in cells})
+  names = [c.unit for c in cells] if len(variants) == 1 else \
+      [f"{c.variant}/{c.unit}" for c in cells]
+  digest = hashlib.sha1(",".join(sorted(names)).encode()).hexdigest()[:8]
+  parent = os.path.join(root, cells[0].dataset)
+  if len(variants) == 1:
+    parent = os.path.join(parent, variants[0])
+  return os.path.join(parent, f"group-{digest}")
+
+
+def _group_key(cell, config) -> tuple:
+  """Cells with equal keys train as one group: one dataset, and configs that differ
+  only in what many.py varies per member (seed, fold, learning rate, dropout, class
+  weights), so a dropout or loss-weight grid is one program with its seeds or folds."""
+  from textclf_jax import many
+  flat = many._flat(config)  # pylint: disable=protected-access
+  fixed = {k: v for k, v in flat.items() if k not in many.VMAPPABLE + many.IGNORED}
+  return cell.dataset, json.dumps(fixed, sort_keys=True, default=str)
 
 
 def run_groups(exp: Experiment, cells: list, root: str, extra=()):
-  """Trains the unfinished network cells of each (variant, dataset) as one program.
+  """Trains the unfinished network cells of each group (`_group_key`) as one program.
 
   Cells holding a solo run (config.json, not a member of the group) are left to
   `run_cell`, which resumes them; finished cells are left alone.
   """
   from textclf_jax import many
+  settings = [*extra, f"wandb_group={exp.name}", "progress_bar=False"]
   groups = {}
   for cell in cells:
     if getattr(cell, "kind", "net") == "net":
-      groups.setdefault((cell.variant, cell.dataset), []).append(cell)
+      config = make_config(exp, cell.overrides, settings)
+      groups.setdefault(_group_key(cell, config), []).append((cell, config))
   for group in groups.values():
-    todo = [c for c in group
+    todo = [(c, config) for c, config in group
             if not os.path.exists(os.path.join(c.workdir(root), "results.json"))]
     if not todo:
       continue
-    members = many.group_members(group_dir(root, todo))
-    todo = [c for c in todo if os.path.abspath(c.workdir(root)) in members
+    members = many.group_members(group_dir(root, [c for c, _ in todo]))
+    todo = [(c, config) for c, config in todo if os.path.abspath(c.workdir(root)) in members
             or not os.path.exists(os.path.join(c.workdir(root), "config.json"))]
     if not todo:
       continue
-    configs = [make_config(exp, c.overrides, [*extra, f"wandb_group={exp.name}",
-                                              "progress_bar=False"]) for c in todo]
-    folds = [config.fold if c.unit.startswith("fold_") else -1
-             for c, config in zip(todo, configs)]
+    cells_todo, configs = [c for c, _ in todo], [config for _, config in todo]
+    folds = [config.fold if c.unit.startswith("fold_") else -1 for c, config in todo]
     if parallel.is_main_process():
-      print(f"[{exp.name}] {todo[0].dataset} / {todo[0].variant} / "
-            f"{', '.join(c.unit for c in todo)} as one program", flush=True)
-    many.train_many(configs, [c.workdir(root) for c in todo], group_dir(root, todo), folds)
+      variants = "+".join(dict.fromkeys(c.variant for c in cells_todo))
+      print(f"[{exp.name}] {cells_todo[0].dataset} / {variants} / "
+            f"{', '.join(c.unit for c in cells_todo)} as one program", flush=True)
+    many.train_many(configs, [c.workdir(root) for c in cells_todo],
+                    group_dir(root, cells_todo), folds)

@@ -156,7 +156,7 @@ def test_group_steps_equal_solo_steps_bit_for_bit(preset, overrides):
     batches.append([batcher.make_batch(data, np.arange(i, i + 8)) for i in range(0, 8 * steps, 8)])
     solo_states.append(state)
   idle = {(1, 2)}  # (member, step): member 1 has no batch at step 2
-  train_step, _ = many._compile(step_fns, False)  # pylint: disable=protected-access
+  train_step, _ = many._compile(step_fns)  # pylint: disable=protected-access
   device = jax.local_devices()[0]
   stacked = many.stack_states(solo_states, device)
   metrics = jax.tree.map(lambda x: jnp.stack([x] * 2), train.steps_lib.init_metrics())
@@ -164,7 +164,7 @@ def test_group_steps_equal_solo_steps_bit_for_bit(preset, overrides):
     parts = [None if (k, i) in idle else batches[k][i] for k in range(2)]
     active = np.asarray([p is not None for p in parts])
     batch = jax.device_put(many.stack_batches(parts, (), np.int32), device)
-    stacked, metrics = train_step(stacked, batch, metrics, jnp.asarray(active), None,
+    stacked, metrics = train_step(stacked, batch, metrics, jnp.asarray(active), {},
                                   bool(active.all()))
   assert batch["tokens"].shape == (2, 8, 24)  # member 0's [8, 12] batches were padded
   stacked = jax.device_get(stacked)
@@ -213,6 +213,28 @@ def test_members_split_over_two_devices_match_one_device(tmp_path, fixed_dir):
   assert out[2]["results"] == out[1]["results"]
 
 
+def test_dropout_rates_and_class_weights_vary_within_a_group(tmp_path, fixed_dir):
+  """A grid over dropout rates and loss weights is one program: each member's own
+  keep probability and class weights enter the step traced, and every member ends
+  exactly as its solo run (sparse conv backward pass: no padding rounding)."""
+  settings = [(0.5, "none"), (0.2, "1,2,3"), (0.0, "balanced")]
+  configs = [_config(dataset=fixed_dir, dropout=d, class_weights=w, num_epochs=2,
+                     conv_backward="sparse") for d, w in settings]
+  members = [str(tmp_path / f"many_{i}") for i in range(3)]
+  results = many.train_many(configs, members, str(tmp_path / "group"))
+  for i, config in enumerate(configs):
+    solo = train.train_and_evaluate(config, str(tmp_path / f"solo_{i}"))
+    _assert_same_run(members[i], str(tmp_path / f"solo_{i}"), results[i], solo)
+    assert results[i]["test"] == solo["test"]
+  params = [jax.tree.leaves(_latest(m)[0]["params"]) for m in members]
+  assert not np.allclose(params[0][0], params[1][0])
+  bad = [_config(dataset=fixed_dir, dropout=d) for d in (0.5, 1.0)]
+  with pytest.raises(ValueError, match="dropout=1.0"):
+    many.train_many(bad, [str(tmp_path / "bad_0"), str(tmp_path / "bad_1")],
+                    str(tmp_path / "bad_group"))
+  assert not os.path.exists(tmp_path / "bad_0") and not os.path.exists(tmp_path / "bad_group")
+
+
 def test_configs_differing_in_other_keys_raise(tmp_path, fixed_dir):
   configs = [_config(dataset=fixed_dir), _config(dataset=fixed_dir, num_filters=4)]
   with pytest.raises(ValueError, match="num_filters"):
@@ -242,3 +264,24 @@ def test_runner_vmap_makes_the_same_table(tmp_path, monkeypatch):
   monkeypatch.setattr(many, "train_many", lambda *a, **k: calls.append(a))
   again = runner.run_experiment(exp, str(tmp_path / "many"), vmap=True, **only)
   assert calls == [] and again["table"] == grouped["table"]
+
+
+def test_runner_vmap_groups_variants_that_differ_in_dropout(tmp_path, capsys):
+  """Variants that differ only in dropout (a regularisation grid) and their seeds
+  are one program; the table equals the solo sweep's to the bit."""
+  from experiments import runner
+  from test_runner import _experiment
+  exp = _experiment(tmp_path)
+  exp = runner.Experiment(
+      name="dropout", preset="cnn", overrides=[*exp.overrides, "conv_backward=sparse"],
+      variants={"p5": ["dropout=0.5"], "p2": ["dropout=0.2"], "w2": ["filter_widths=(2,)"]},
+      datasets={"fixed": exp.datasets["fixed"]}, seeds=(0, 1))
+  solo = runner.run_experiment(exp, str(tmp_path / "solo"))
+  capsys.readouterr()
+  grouped = runner.run_experiment(exp, str(tmp_path / "many"), vmap=True)
+  printed = capsys.readouterr().out
+  assert "fixed / p5+p2 / seed_0, seed_1, seed_0, seed_1 as one program" in printed
+  assert "fixed / w2 / seed_0, seed_1 as one program" in printed
+  assert grouped["table"] == solo["table"]
+  assert [(r["variant"], r["unit"], r["accuracy"]) for r in grouped["rows"]] == \
+      [(r["variant"], r["unit"], r["accuracy"]) for r in solo["rows"]]

@@ -132,15 +132,15 @@ def test_vmapped_members_with_learning_rates_match_dense():
   for mode in ("dense", "sparse"):
     step_fns, state, batches = _setup(mode, steps=6, embedding="non-static", dropout=0.0,
                                       learning_rate=1.0)
-    train_step, _ = many._compile(step_fns, True)  # pylint: disable=protected-access
+    train_step, _ = many._compile(step_fns)  # pylint: disable=protected-access
     device = jax.local_devices()[0]
     stacked = many.stack_states([state, state], device)
     metrics = jax.tree.map(lambda x: jnp.stack([x] * 2), train.steps_lib.init_metrics())
-    rates = jnp.asarray([1.0, 0.3], jnp.float32)
+    values = {"lr_scale": jnp.asarray([1.0, 0.3], jnp.float32)}
     for i, batch in enumerate(batches):
       both = jax.tree.map(lambda x: jnp.stack([x] * 2), batch)
       active = np.asarray([True, i not in (1, 2)])  # steps 1, 2: the masked step
-      stacked, metrics = train_step(stacked, both, metrics, jnp.asarray(active), rates,
+      stacked, metrics = train_step(stacked, both, metrics, jnp.asarray(active), values,
                                     bool(active.all()))
     out[mode] = jax.device_get(stacked)
   assert list(out["sparse"]["step"]) == [6, 4]

@@ -71,17 +71,25 @@ def resolve_loss_name(name: str, multi_label: bool) -> str:
 
 
 def make_loss_fn(config, multi_label: bool, class_weights=None):
-  """Returns loss(logits, labels) -> [B] for the config's loss and weights."""
+  """Returns loss(logits, labels, class_weights=None) -> [B] for the config's loss.
+
+  The weights given to a call (a many.py group member's own [C], traced) replace
+  `class_weights`, the run's.
+  """
   name = resolve_loss_name(config.loss, multi_label)
-  weights = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
+  default = None if class_weights is None else jnp.asarray(class_weights, jnp.float32)
   if multi_label:
     if name == "focal":
-      return lambda logits, labels: sigmoid_focal(logits, labels, config.focal_gamma, weights)
-    return lambda logits, labels: sigmoid_binary_cross_entropy(logits, labels, weights)
-  if name == "focal":
-    return lambda logits, labels: softmax_focal(logits, labels, config.focal_gamma, weights)
-  return lambda logits, labels: softmax_cross_entropy(logits, labels, config.label_smoothing,
-                                                      weights)
+      loss = lambda logits, labels, w: sigmoid_focal(logits, labels, config.focal_gamma, w)
+    else:
+      loss = sigmoid_binary_cross_entropy
+  elif name == "focal":
+    loss = lambda logits, labels, w: softmax_focal(logits, labels, config.focal_gamma, w)
+  else:
+    loss = lambda logits, labels, w: softmax_cross_entropy(logits, labels,
+                                                           config.label_smoothing, w)
+  return lambda logits, labels, class_weights=None: loss(
+      logits, labels, default if class_weights is None else class_weights)
 
 
 def class_weights_from_config(spec: str, train_labels: np.ndarray, num_classes: int,

@@ -1,8 +1,10 @@
 """Many models in one program: `train_many(configs, workdirs)`.
 
-Runs whose configs differ only in `seed`, `fold` or `learning_rate` (seeds,
-CV folds, a learning-rate grid) train together as one jitted step,
-`jax.jit(jax.vmap(step))` over a leading member axis of size K:
+Runs whose configs differ only in `seed`, `fold`, `learning_rate`, `dropout` or
+`class_weights` (seeds, CV folds, a grid of learning rates, dropout rates or loss
+weights) train together as one jitted step, `jax.jit(jax.vmap(step))` over a
+leading member axis of size K; each member's own rate, keep probability and class
+weights enter the step as traced values (`steps.Steps._train_step`'s `member`):
 
   state   every leaf [K, ...]; embedding tables padded with zero rows to the
           largest member's row count (folds have different vocabularies;
@@ -66,7 +68,7 @@ from textclf_jax.data.pipeline import prepare
 from textclf_jax.data.sources import load_source
 from textclf_jax.data.vocab import PAD_ID
 
-VMAPPABLE = ("seed", "fold", "learning_rate")
+VMAPPABLE = ("seed", "fold", "learning_rate", "dropout", "class_weights")
 # Schedules whose shape depends on the run's total number of steps.
 LENGTH_DEPENDENT_SCHEDULES = ("warmup_cosine", "linear")
 # Keys that only name where results are logged; they may differ too.
@@ -107,6 +109,12 @@ def check_group(configs: list, workdirs: list):
             f"config.{key} differs between {workdirs[0]} ({first.get(key)!r}) and {workdir} "
             f"({flat.get(key)!r}): members of one train_many group may differ only in "
             f"{', '.join(VMAPPABLE)}")
+  dropouts = [c.get("dropout", 0.0) for c in configs]
+  if len(set(dropouts)) > 1:
+    for rate, workdir in zip(dropouts, workdirs):
+      if not 0.0 <= rate < 1.0:
+        raise ValueError(f"config.dropout={rate} for {workdir}: members with different "
+                         "dropout rates need rates in [0, 1)")
   config = configs[0]
   if config.eval_every_steps:
     raise ValueError(f"config.eval_every_steps={config.eval_every_steps}: train_many "
@@ -312,10 +320,6 @@ def _check_members(members):
                        ("multi_label", first.prepared.multi_label, m.prepared.multi_label)):
       if a != b:
         raise ValueError(f"{m.workdir}: its {what} ({b}) differ from {first.workdir}'s ({a})")
-    a, b = first.class_weights, m.class_weights
-    if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
-      raise ValueError(f"config.class_weights={m.config.class_weights!r} gives {m.workdir} "
-                       f"other weights than {first.workdir}; use fixed weights in a group")
     if (first.config.schedule in LENGTH_DEPENDENT_SCHEDULES
         and first.total_steps != m.total_steps):
       raise ValueError(f"config.schedule={first.config.schedule!r} depends on the number of "
@@ -323,18 +327,30 @@ def _check_members(members):
 
 
 def _group_steps(members):
-  """A Steps for the member step and the learning rates [K] (None: all equal)."""
-  first = members[0]
+  """A Steps for the member step, and the members' own values [K, ...] of the keys
+  that differ between them (steps.Steps._train_step's `member`; {} if none do)."""
+  first, steps, values = members[0], members[0].steps, {}
   rates = [float(m.config.learning_rate) for m in members]
-  if len(set(rates)) == 1:
-    return first.steps, None
-  unit = first.config.copy_and_resolve_references()
-  with unit.unlocked():
-    unit.learning_rate = 1.0
-  return (dataclasses.replace(
-      first.steps, tx=optim.make_optimizer(unit, first.total_steps),
-      table_update=sparse_embed.make_table_update(unit, first.total_steps)),
-          np.asarray(rates, np.float32))
+  if len(set(rates)) > 1:
+    unit = first.config.copy_and_resolve_references()
+    with unit.unlocked():
+      unit.learning_rate = 1.0
+    steps = dataclasses.replace(
+        steps, tx=optim.make_optimizer(unit, first.total_steps),
+        table_update=sparse_embed.make_table_update(unit, first.total_steps))
+    values["lr_scale"] = np.asarray(rates, np.float32)
+  dropouts = [float(m.config.dropout) for m in members if "dropout" in m.config]
+  if len(set(dropouts)) > 1:  # (check_group: every rate in [0, 1))
+    # float32(1 - rate), the keep probability nnx.Dropout uses in a solo run.
+    values["dropout_keep"] = np.asarray([np.float32(1.0 - d) for d in dropouts])
+  weights = [m.class_weights for m in members]
+  if any(w is not None for w in weights) and not all(
+      w is not None and np.array_equal(w, weights[0]) for w in weights):
+    size = next(len(w) for w in weights if w is not None)
+    # No weights and weights of 1 give the same loss and gradients, to the bit.
+    values["class_weights"] = np.stack([np.ones(size, np.float32) if w is None else
+                                        np.asarray(w, np.float32) for w in weights])
+  return steps, values
 
 
 def _sparse_leaf(path) -> bool:
@@ -343,13 +359,17 @@ def _sparse_leaf(path) -> bool:
   return names[:1] == ["embed_opt"] or names[:3] == ["params", *sparse_embed.TABLE]
 
 
-def _compile(steps, with_rates: bool):
-  """The jitted, vmapped train and predict steps over the member axis."""
+def _compile(steps):
+  """The jitted, vmapped train and predict steps over the member axis.
+
+  train_step(state, batch, metrics, active [K], values, all_active): values is
+  `_group_steps`' dict of the members' own values, each [K, ...].
+  """
   sparse = steps.table_update is not None
 
-  def member_step(state, batch, metrics, active, rate):
+  def member_step(state, batch, metrics, active, values):
     new_state, new_metrics = steps._train_step(  # pylint: disable=protected-access
-        state, batch, metrics, rate if with_rates else None, active if sparse else None)
+        state, batch, metrics, values, active if sparse else None)
     keep = lambda new, old: jnp.where(active, new, old)
 
     def keep_state(path, new, old):
@@ -360,18 +380,17 @@ def _compile(steps, with_rates: bool):
     return (jax.tree_util.tree_map_with_path(keep_state, new_state, state),
             jax.tree.map(keep, new_metrics, metrics))
 
-  def every_member_step(state, batch, metrics, active, rate):
+  def every_member_step(state, batch, metrics, active, values):
     # Every member has a batch: no selects over whole state leaves ([K, V, D]
     # tables and their optimiser moments), which cost as much as the update.
     del active
-    return steps._train_step(  # pylint: disable=protected-access
-        state, batch, metrics, rate if with_rates else None, None)
+    return steps._train_step(state, batch, metrics, values, None)  # pylint: disable=protected-access
 
   masked = jax.jit(jax.vmap(member_step), donate_argnums=(0, 2))
   unmasked = jax.jit(jax.vmap(every_member_step), donate_argnums=(0, 2))
 
-  def train_step(state, batch, metrics, active, rate, all_active: bool):
-    return (unmasked if all_active else masked)(state, batch, metrics, active, rate)
+  def train_step(state, batch, metrics, active, values, all_active: bool):
+    return (unmasked if all_active else masked)(state, batch, metrics, active, values)
 
   predict_step = jax.jit(jax.vmap(steps._predict_step))  # pylint: disable=protected-access
   return train_step, predict_step
@@ -425,12 +444,15 @@ def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
   for j, m in enumerate(members):  # lines logged after the checkpoint are dropped (redone)
     m.logger = runlog.RunLogger(m.workdir, _quiet(m.config),
                                 resume_step=group_meta["steps"][j] if restored else 0)
+  names = [os.path.basename(m.workdir) for m in members]
+  if len(set(names)) < len(names):  # e.g. seed_0 of two variants: VARIANT/seed_0
+    names = [os.path.join(*os.path.normpath(m.workdir).split(os.sep)[-2:]) for m in members]
   print(f"[textclf] {len(members)} members as one program ({members[0].prepared.name}, "
-        f"{config.model}): {', '.join(os.path.basename(m.workdir) for m in members)}; "
+        f"{config.model}): {', '.join(names)}; "
         f"members on {sharding}", flush=True)
-  steps, rates = _group_steps(members)
-  train_step, predict_step = _compile(steps, rates is not None)
-  rates = jax.device_put(np.ones(k, np.float32) if rates is None else rates, sharding)
+  steps, values = _group_steps(members)
+  train_step, predict_step = _compile(steps)
+  values = jax.device_put(values, sharding)
   metric_name = train.stopping_metric(config, members[0].prepared.multi_label)
   eval_batcher = train.make_batcher(config, mesh, config.eval_batch_size or config.batch_size)
   trains = [m.prepared.splits["train"] for m in members]
@@ -458,7 +480,7 @@ def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
     device_metrics = jax.device_put(
         jax.tree.map(lambda x: jnp.stack([x] * k), steps_lib.init_metrics()), sharding)
     for batch, active, all_active in prefetch(batches()):
-      stacked, device_metrics = train_step(stacked, batch, device_metrics, active, rates,
+      stacked, device_metrics = train_step(stacked, batch, device_metrics, active, values,
                                            all_active)
     jax.block_until_ready(stacked)
     seconds = time.time() - epoch_time

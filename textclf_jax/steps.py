@@ -96,20 +96,29 @@ class Steps:
   def _set_plateau_scale(self, state, scale):
     return {**state, "opt_state": optim.set_plateau_scale(state["opt_state"], scale)}
 
-  def _train_step(self, state, batch, metrics, lr_scale=None, active=None):
-    """One update. `lr_scale` (a scalar, may be traced) multiplies the updates:
-    with a tx built for learning rate 1 it sets the run's rate (`many.py`).
-    `active` (a traced bool, `many.py`): False leaves the sparse-updated table and
-    its embed_opt untouched, so a vmapped group need not select over [V, D] leaves."""
+  def _train_step(self, state, batch, metrics, member=None, active=None):
+    """One update.
+
+    member (many.py): a group member's own values of the config keys that differ
+    between members, traced; absent keys take the run's own:
+      lr_scale       multiplies the updates (with a tx built for learning rate 1)
+      dropout_keep   1 - its dropout rate, float32
+      class_weights  [C], its loss's class weights
+    active (a traced bool, many.py): False leaves the sparse-updated table and its
+    embed_opt untouched, so a vmapped group need not select over [V, D] leaves.
+    """
+    member = member or {}
+    lr_scale = member.get("lr_scale")
     key = jax.random.fold_in(state["rng"], state["step"])
 
     def loss_of(params, vectors=None):
       if vectors is not None:
         vectors = cast_floats(vectors, self.dtype)
-      logits = self.model(params, state["frozen"])(batch["tokens"], batch["lengths"], key,
-                                                   trainable_vectors=vectors)
+      logits = self.model(params, state["frozen"])(
+          batch["tokens"], batch["lengths"], key, trainable_vectors=vectors,
+          dropout_keep=member.get("dropout_keep"))
       logits = logits.astype(jnp.float32)
-      per_example = self.loss_fn(logits, batch["labels"])
+      per_example = self.loss_fn(logits, batch["labels"], member.get("class_weights"))
       return losses.weighted_mean(per_example, batch["weights"]), logits
 
     new_state = {}

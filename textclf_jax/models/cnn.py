@@ -8,6 +8,7 @@ from flax import nnx
 
 from textclf_jax.config import ConfigError
 from textclf_jax.models.conv_pool import conv_relu_max, window_scores
+from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
 
 CONV_BACKWARD = ("auto", "dense", "sparse")
@@ -47,7 +48,7 @@ class KimCNN(nnx.Module):
     self.convs = nnx.List([
         nnx.Conv(embeddings.out_features, num_filters, kernel_size=(w,), padding="VALID",
                  rngs=rngs) for w in self.widths])
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.head = nnx.Linear(num_filters * len(self.widths), num_classes, rngs=rngs)
 
   @classmethod
@@ -79,7 +80,9 @@ class KimCNN(nnx.Module):
       pooled.append(jnp.max(jnp.where(valid[..., None], h, 0.0), axis=1))  # ReLU >= 0
     return jnp.concatenate(pooled, axis=-1)
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None):
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
+    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
     features = self.features(tokens, lengths, trainable_vectors)
-    features = self.dropout(features, deterministic=key is None, rngs=key)
+    features = self.dropout(features, deterministic=key is None, rngs=key,
+                            keep_prob=dropout_keep)
     return self.head(features)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from textclf_jax.models.cnn import split_key
+from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
 from textclf_jax.models.lstm import LSTMEncoder
 
@@ -24,7 +25,7 @@ class CNNLSTM(nnx.Module):
                  padding="SAME", rngs=rngs) for w in filter_widths])
     self.encoder = LSTMEncoder(num_filters * len(filter_widths), hidden, layers,
                                bidirectional, dropout, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.head = nnx.Linear(self.encoder.out_features, num_classes, rngs=rngs)
 
   @classmethod
@@ -33,12 +34,14 @@ class CNNLSTM(nnx.Module):
                config.lstm_hidden, config.lstm_layers, config.bidirectional,
                config.dropout, rngs=rngs)
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None):
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
+    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
     k_in, k_enc, k_out = split_key(key, 3)
     x = self.embed(tokens, trainable_vectors)
     valid = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None])[..., None]
     x = jnp.concatenate([jax.nn.relu(conv(x)) for conv in self.convs], axis=-1)
-    x = self.dropout(jnp.where(valid, x, 0.0), deterministic=k_in is None, rngs=k_in)
-    _, final = self.encoder(x, lengths, k_enc, final_only=True)
-    final = self.dropout(final, deterministic=k_out is None, rngs=k_out)
+    x = self.dropout(jnp.where(valid, x, 0.0), deterministic=k_in is None, rngs=k_in,
+                     keep_prob=dropout_keep)
+    _, final = self.encoder(x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)
+    final = self.dropout(final, deterministic=k_out is None, rngs=k_out, keep_prob=dropout_keep)
     return self.head(final)

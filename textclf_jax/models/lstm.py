@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from textclf_jax.models.cnn import split_key
+from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
 
 
@@ -165,16 +166,17 @@ class LSTMEncoder(nnx.Module):
     self.backward_layers = nnx.List([
         LSTMLayer(in_features if i == 0 else hidden * dirs, hidden, rngs=rngs)
         for i in range(layers)] if bidirectional else [])
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.out_features = hidden * dirs
 
-  def __call__(self, x, lengths, key=None, final_only=False):
+  def __call__(self, x, lengths, key=None, final_only=False, dropout_keep=None):
     keys = split_key(key, len(self.forward_layers))
     x = jnp.swapaxes(x, 0, 1)  # time-major [L, B, D] from here on
     last = len(self.forward_layers) - 1
     for i, forward in enumerate(self.forward_layers):
       if i > 0:
-        x = self.dropout(x, deterministic=keys[i] is None, rngs=keys[i])
+        x = self.dropout(x, deterministic=keys[i] is None, rngs=keys[i],
+                         keep_prob=dropout_keep)
       with_outputs = not (final_only and i == last)
       layers, inputs = [forward], [x]
       if self.bidirectional:
@@ -199,7 +201,7 @@ class LSTMClassifier(nnx.Module):
     self.embed = embeddings
     self.encoder = LSTMEncoder(embeddings.out_features, hidden, layers, bidirectional,
                                dropout, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.head = nnx.Linear(self.encoder.out_features, num_classes, rngs=rngs)
 
   @classmethod
@@ -207,9 +209,11 @@ class LSTMClassifier(nnx.Module):
     return cls(embeddings, num_classes, config.lstm_hidden, config.lstm_layers,
                config.bidirectional, config.dropout, rngs=rngs)
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None):
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
+    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
     k_in, k_enc, k_out = split_key(key, 3)
-    x = self.dropout(self.embed(tokens, trainable_vectors), deterministic=k_in is None, rngs=k_in)
-    _, final = self.encoder(x, lengths, k_enc, final_only=True)
-    final = self.dropout(final, deterministic=k_out is None, rngs=k_out)
+    x = self.dropout(self.embed(tokens, trainable_vectors), deterministic=k_in is None,
+                     rngs=k_in, keep_prob=dropout_keep)
+    _, final = self.encoder(x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)
+    final = self.dropout(final, deterministic=k_out is None, rngs=k_out, keep_prob=dropout_keep)
     return self.head(final)
