@@ -28,7 +28,7 @@ so it rounds as in a solo run. A CNN member with the sparse conv backward pass
 (`conv_backward=sparse`, or `auto` on batches over 32 tokens) is then bit-identical
 to its solo run at any padded length: same metrics, same checkpoints (with
 `clip_norm` only up to rounding where XLA orders the global norm's sum of
-squares differently inside the group: exact in a 10-seed SST-2 check, not in
+squares differently inside the group: exact for 4 SST-2 members over 30 steps, not in
 the tiny model of tests/test_many.py). Autodiff's dense backward pass sums over the padded positions, so with it members equal
 solo runs up to float rounding. The LSTM and hybrid apply dropout to [B, L, D]
 inputs, whose mask depends on the padded length, so their members are
