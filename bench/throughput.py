@@ -210,7 +210,7 @@ def main():
                            "token slots; dense for the others)")
   parser.add_argument("--conv_backward", default="auto",
                       help="auto | dense | sparse: config.conv_backward (auto: the CNN's "
-                           "sparse backward pass through the chosen windows above 32 tokens)")
+                           "sparse backward pass through the chosen windows above 64 tokens)")
   parser.add_argument("--torch", action="store_true",
                       help="also time the PyTorch models (bench/torch_reference.py) and print "
                            "the ratio ours / PyTorch")

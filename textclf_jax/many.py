@@ -25,7 +25,7 @@ metrics.jsonl, results.json, checkpoints/best and latest), so `textclf eval`,
 
 Exactness: the optimiser update runs once per member (`member_axis.per_member`),
 so it rounds as in a solo run. A CNN member with the sparse conv backward pass
-(`conv_backward=sparse`, or `auto` on batches over 32 tokens) is then bit-identical
+(`conv_backward=sparse`, or `auto` on batches over 64 tokens) is then bit-identical
 to its solo run at any padded length: same metrics, same checkpoints (with
 `clip_norm` only up to rounding where XLA orders the global norm's sum of
 squares differently inside the group: exact for 4 SST-2 members over 30 steps, not in

@@ -88,7 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The CNN's backward pass through convolution + max-over-time pooling. sparse:
   # through the B x F chosen windows only (models/conv_pool.py; same gradient up to
   # float rounding, ~2x faster steps at 50 x 400 tokens). dense: autodiff's two
-  # backward convolutions. auto: sparse for batches longer than 32 tokens.
+  # backward convolutions. auto: sparse for batches longer than 64 tokens.
   c.conv_backward = "auto"  # auto | dense | sparse
 
   # --- evaluation / early stopping -------------------------------------------
