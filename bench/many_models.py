@@ -8,7 +8,8 @@ Both ways run in this process, each from scratch (data preparation, initialisati
 compilation, training, dev/test scoring, run directories under a temporary folder),
 vmapped first. Both use a persistent compilation cache in that folder, as the CLI
 and the sweep runner do with theirs: the solo runs after the first load their
-compiled steps instead of compiling them again (the group's programs are its own). Prints the wall time of each way, the speed-up and every seed's test
+compiled steps instead of compiling them again (the group's programs are its own).
+Prints the wall time of each way, the speed-up and every seed's test
 accuracy both ways with the difference. The acceptance bar: >= 3x faster, every seed
 within 0.3 accuracy points.
 """

@@ -33,7 +33,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-from textclf_jax import hostmem  # noqa: E402
+from textclf_jax import compile_cache, hostmem  # noqa: E402
 import numpy as np  # noqa: E402
 
 SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -54,7 +54,6 @@ def recipe(dataset: str, data_dir: str, vectors: str):
 
 def run_jax(config, args) -> dict:
   hostmem.keep_heap_mapped()  # before the first XLA computation (not for PyTorch)
-  from textclf_jax import compile_cache
   compile_cache.enable()  # as the CLI does; the parent points it at its own folder
   import jax
 
@@ -188,7 +187,7 @@ def main():
                "--target", str(target), "--eval_every", str(args.eval_every), "--max_epochs",
                str(args.max_epochs), "--data_dir", args.data_dir, "--vectors", args.vectors,
                "--torch_threads", str(args.torch_threads)]
-        env = {**os.environ, "TEXTCLF_COMPILATION_CACHE": cache}
+        env = {**os.environ, compile_cache.ENV: cache}
         out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if out.returncode:
           raise RuntimeError(f"{label} {dataset} failed:\n{out.stderr[-3000:]}")

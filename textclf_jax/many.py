@@ -28,9 +28,10 @@ so it rounds as in a solo run. A CNN member with the sparse conv backward pass
 (`conv_backward=sparse`, or `auto` on batches over 64 tokens) is then bit-identical
 to its solo run at any padded length: same metrics, same checkpoints (with
 `clip_norm` only up to rounding where XLA orders the global norm's sum of
-squares differently inside the group: exact for 4 SST-2 members over 30 steps, not in
-the tiny model of tests/test_many.py). Autodiff's dense backward pass sums over the padded positions, so with it members equal
-solo runs up to float rounding. The LSTM and hybrid apply dropout to [B, L, D]
+squares differently inside the group: exact for 4 SST-2 members over 30 steps,
+not in the tiny model of tests/test_many.py). Autodiff's dense backward pass
+sums over the padded positions, so with it members equal solo runs up to float
+rounding. The LSTM and hybrid apply dropout to [B, L, D]
 inputs, whose mask depends on the padded length, so their members are
 equivalent to solo runs in distribution only.
 
@@ -341,7 +342,7 @@ def _group_steps(members):
         steps, tx=optim.make_optimizer(unit, first.total_steps),
         table_update=sparse_embed.make_table_update(unit, first.total_steps))
     values["lr_scale"] = np.asarray(rates, np.float32)
-  dropouts = [float(m.config.dropout) for m in members if "dropout" in m.config]
+  dropouts = [float(m.config.get("dropout", 0.0)) for m in members]
   if len(set(dropouts)) > 1:  # (check_group: every rate in [0, 1))
     # float32(1 - rate), the keep probability nnx.Dropout uses in a solo run.
     values["dropout_keep"] = np.asarray([np.float32(1.0 - d) for d in dropouts])
@@ -386,7 +387,8 @@ def _compile(steps):
     # Every member has a batch: no selects over whole state leaves ([K, V, D]
     # tables and their optimiser moments), which cost as much as the update.
     del active
-    return steps._train_step(state, batch, metrics, values, None)  # pylint: disable=protected-access
+    return steps._train_step(  # pylint: disable=protected-access
+        state, batch, metrics, values, None)
 
   masked = jax.jit(jax.vmap(member_step), donate_argnums=(0, 2))
   unmasked = jax.jit(jax.vmap(every_member_step), donate_argnums=(0, 2))
