@@ -1,11 +1,13 @@
 """The command line shared by the ablation studies (filter_sizes, losses, architectures,
-regularisation, preprocessing): argparse as in kim2014.py, a `--quick` mode, and
-`Study`, one table of a study with the datasets and variants its quick mode runs.
+regularisation, preprocessing): `main`, argparse as in kim2014.py, a `--quick` mode,
+and `Study`, one table of a study with the datasets and variants its quick mode runs.
+A study script defines only its tables: `main(__doc__, NAME, studies, argv)`, with
+`studies(args)` returning its `Study`s.
 
 --quick: the quick datasets/variants (or --datasets/--variants) and baselines (else
-the first), one unit, 2 epochs on
-400 examples (runner.QUICK), random 32-d embeddings and max_len 32, under ROOT/quick so
-that quick cells are never read as finished cells of the full study.
+the first), one unit, 2 epochs on 400 examples (spec.QUICK), random 32-d embeddings
+and max_len 32, under ROOT/quick so that quick cells are never read as finished
+cells of the full study.
 """
 
 from __future__ import annotations
@@ -34,6 +36,13 @@ class Study:
   quick_variants: tuple = ()
   quick_overrides: tuple = ()
   quick_baselines: tuple = ()  # (): the first baseline
+
+
+def main(doc: str, name: str, studies, argv=None) -> list:
+  """An ablation script's command line: parses argv (its help is `doc`, its default
+  root runs/NAME), builds the tables with `studies(args)` and runs them (`run`)."""
+  args = parse_args(doc, name, argv)
+  return run(studies(args), args)
 
 
 def parse_args(doc: str, name: str, argv=None):

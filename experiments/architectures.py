@@ -38,11 +38,13 @@ def experiment(data_dir: str, vectors: str, seeds=(0, 1, 2, 3, 4)) -> Experiment
       reference="cnn", baselines={"tfidf+lr": []})
 
 
-def main(argv=None):
-  args = ablation.parse_args(__doc__, "architectures", argv)
+def studies(args) -> list:
   exp = experiment(args.data_dir, args.vectors, args.seeds)
-  return ablation.run([ablation.Study(exp, quick_datasets=("trec",),
-                                      quick_variants=("cnn", "lstm"))], args)
+  return [ablation.Study(exp, quick_datasets=("trec",), quick_variants=("cnn", "lstm"))]
+
+
+def main(argv=None):
+  return ablation.main(__doc__, "architectures", studies, argv)
 
 
 if __name__ == "__main__":

@@ -48,11 +48,13 @@ def experiment(data_dir: str, vectors: str, seeds=(0, 1, 2, 3, 4)) -> Experiment
                      "with non-static GloVe 6B 100d; Zhang & Wallace used word2vec 300d.")
 
 
-def main(argv=None):
-  args = ablation.parse_args(__doc__, "filter_sizes", argv)
+def studies(args) -> list:
   exp = experiment(args.data_dir, args.vectors, args.seeds)
-  return ablation.run([ablation.Study(exp, quick_datasets=("trec",),
-                                      quick_variants=("w5", "w3-4-5"))], args)
+  return [ablation.Study(exp, quick_datasets=("trec",), quick_variants=("w5", "w3-4-5"))]
+
+
+def main(argv=None):
+  return ablation.main(__doc__, "filter_sizes", studies, argv)
 
 
 if __name__ == "__main__":

@@ -68,14 +68,17 @@ def multi_label(data_dir: str, vectors: str, seeds) -> Experiment:
                      "for the same trained model (results.json's by_threshold_mode).")
 
 
-def main(argv=None):
-  args = ablation.parse_args(__doc__, "losses", argv)
-  return ablation.run([
+def studies(args) -> list:
+  return [
       ablation.Study(single_label(args.data_dir, args.vectors, args.seeds), "single",
                      quick_datasets=("trec-hum10",), quick_variants=("ce", "focal2")),
       ablation.Study(multi_label(args.data_dir, args.vectors, args.seeds), "multilabel",
                      quick_datasets=("reuters21578",), quick_variants=("bce",)),
-  ], args)
+  ]
+
+
+def main(argv=None):
+  return ablation.main(__doc__, "losses", studies, argv)
 
 
 if __name__ == "__main__":

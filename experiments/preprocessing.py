@@ -44,13 +44,14 @@ def experiment(data_dir: str, vectors: str = "", seeds=(0, 1, 2, 3, 4)) -> Exper
       baselines={f"tfidf+lr {name}": over for name, over in VARIANTS.items()})
 
 
-def main(argv=None):
-  args = ablation.parse_args(__doc__, "preprocessing", argv)
+def studies(args) -> list:
   exp = experiment(args.data_dir, args.vectors, args.seeds)
-  return ablation.run([ablation.Study(exp, quick_datasets=("trec",),
-                                      quick_variants=("default", "stem"),
-                                      quick_baselines=("tfidf+lr default", "tfidf+lr stem"))],
-                      args)
+  return [ablation.Study(exp, quick_datasets=("trec",), quick_variants=("default", "stem"),
+                         quick_baselines=("tfidf+lr default", "tfidf+lr stem"))]
+
+
+def main(argv=None):
+  return ablation.main(__doc__, "preprocessing", studies, argv)
 
 
 if __name__ == "__main__":

@@ -55,11 +55,14 @@ def experiment(data_dir: str, vectors: str, seeds=(0, 1, 2, 3, 4)) -> Experiment
                   "dropout rate"),))
 
 
-def main(argv=None):
-  args = ablation.parse_args(__doc__, "regularisation", argv)
+def studies(args) -> list:
   exp = experiment(args.data_dir, args.vectors, args.seeds)
-  return ablation.run([ablation.Study(exp, quick_datasets=("sst2",),
-                                      quick_variants=("default", "dropout0.0"))], args)
+  return [ablation.Study(exp, quick_datasets=("sst2",),
+                         quick_variants=("default", "dropout0.0"))]
+
+
+def main(argv=None):
+  return ablation.main(__doc__, "regularisation", studies, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The linear baseline of every ablation table: TF-IDF word uni+bigrams + logistic regression.
 
-    results = train_tfidf(config, workdir, fold)   # what runner.run_cell does for a baseline
+    results = train_tfidf(config, workdir, fold)   # what execute.run_cell does for a baseline
 
 Same data as a neural cell of the same config: the source, train/dev/test split
 (or fold), `max_train_examples`, `imbalance_*` and the tokeniser (lower-casing,

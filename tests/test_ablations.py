@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATASETS, make_rows, tiny_config, write_jsonl
-from experiments import runner
+from experiments import plots, report, spec
 from experiments.runner import Experiment, Plot, run_experiment
 from textclf_jax.data import pipeline, splits
 from textclf_jax.data.tokenize import Tokenizer
@@ -67,17 +67,17 @@ def test_multilabel_baseline_tunes_thresholds(tmp_path):
   # The same fitted model under both threshold modes; the configured one is `test`.
   by_mode = results["by_threshold_mode"]
   assert by_mode["global"]["test"]["micro_f1"] == results["test"]["micro_f1"]
-  assert runner.metric_value(results, "per_label:macro_f1", "run") == \
+  assert report.metric_value(results, "per_label:macro_f1", "run") == \
       by_mode["per_label"]["test"]["macro_f1"]
-  assert runner.metric_label("per_label:macro_f1") == "macro-F1 (per-label thr.)"
-  assert runner.is_percent("global:micro_f1")
+  assert spec.metric_label("per_label:macro_f1") == "macro-F1 (per-label thr.)"
+  assert spec.is_percent("global:micro_f1")
   with pytest.raises(KeyError, match="by_threshold_mode.global.test.nope"):
-    runner.metric_value(results, "global:nope", "run")
+    report.metric_value(results, "global:nope", "run")
 
 
 def test_spread_marker_and_reference_deltas():
-  assert runner.within_spread(0.5, 1.0, 0.2) and runner.within_spread(-0.9, 0.1, 1.0)
-  assert not runner.within_spread(1.5, 1.0, 0.2) and not runner.within_spread(0.0, 0.0, 0.0)
+  assert report.within_spread(0.5, 1.0, 0.2) and report.within_spread(-0.9, 0.1, 1.0)
+  assert not report.within_spread(1.5, 1.0, 0.2) and not report.within_spread(0.0, 0.0, 0.0)
   exp = Experiment(name="t", preset="cnn", variants={}, datasets={}, reference="ref",
                    metrics=("accuracy", "macro_f1"), baselines={"tfidf+lr": []})
   rows = []
@@ -85,7 +85,7 @@ def test_spread_marker_and_reference_deltas():
                         "far": [0.90, 0.91], "tfidf+lr": [0.7, 0.7]}.items():
     rows += [{"variant": variant, "dataset": "d", "accuracy": a, "macro_f1": a - 0.1}
              for a in accs]
-  table = runner.format_table(exp, runner.summarise(exp, rows))
+  table = report.format_table(exp, report.summarise(exp, rows))
   lines = {l.split(" |")[0]: l for l in table.splitlines() if l.startswith("| ")}
   assert "| ref (ref)" in lines and "Δ" not in lines["| ref (ref)"]
   assert lines["| close"].count("Δ +0.0 ≈") == 2  # both metrics within the spread
@@ -101,7 +101,7 @@ def test_line_plot_against_a_numeric_parameter(tmp_path):
                           Plot("maps", {"m10": 10, "m100": 100}, log_x=True)))
   rows = [{"variant": v, "dataset": d, "accuracy": 0.5 + 0.1 * i}
           for d in ("a", "b") for i, v in enumerate(["w1", "w3", "m10", "m100", "tfidf+lr"])]
-  runner.write_plot(exp, runner.summarise(exp, rows), str(tmp_path / "plot.png"))
+  plots.write_plot(exp, report.summarise(exp, rows), str(tmp_path / "plot.png"))
   assert os.path.getsize(tmp_path / "plot.png") > 0
   assert os.path.getsize(tmp_path / "plot_maps.png") > 0
 
@@ -189,9 +189,9 @@ def test_table_goes_to_wandb_offline(tmp_path, monkeypatch):
                    metrics=("accuracy", "macro_f1"), overrides=("wandb=auto",))
   rows = [{"variant": v, "dataset": "d", "unit": f"seed_{s}", "accuracy": 0.5 + 0.01 * s,
            "macro_f1": 0.4, "train_seconds": 1.0, "workdir": "x"} for v in "ab" for s in (0, 1)]
-  summary = runner.summarise(exp, rows)
-  runner.write_plot(exp, summary, str(tmp_path / "plot.png"))
-  runner.log_wandb_table(exp, str(tmp_path), rows, summary)
+  summary = report.summarise(exp, rows)
+  plots.write_plot(exp, summary, str(tmp_path / "plot.png"))
+  report.log_wandb_table(exp, str(tmp_path), rows, summary)
   tables = [name for _, _, files in os.walk(tmp_path / "wandb") for name in files
             if name.endswith(".table.json")]
   assert any(t.startswith("summary_table") for t in tables)

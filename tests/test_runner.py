@@ -6,7 +6,8 @@ import os
 import pytest
 
 from conftest import SHARED_DATASETS, make_rows, write_jsonl
-from experiments.runner import Experiment, plan_cells, run_experiment
+from experiments.runner import Experiment, run_experiment
+from experiments.spec import plan_cells
 from textclf_jax import train
 
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATASETS),
