@@ -80,6 +80,62 @@ def test_csv_errors(tmp_path):
     read_file(str(path))
 
 
+def test_csv_unclosed_quote_is_reported_at_its_own_line(tmp_path):
+  """An unclosed quote on line 51 swallows the lines after it; the csv module
+  only fails where the swallowed text stops parsing (here line 82), but the
+  error must name the line of the bad row, 51."""
+  lines = ["text,label"] + [f"row {n},a" for n in range(2, 51)] + ['"bad row 51,a']
+  lines += [f"row {n},a" for n in range(52, 82)] + ['then a "quote" on 82,a']
+  lines += [f"row {n},a" for n in range(83, 90)]
+  path = tmp_path / "quote.csv"
+  path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(DataError, match=r"quote\.csv:51: invalid CSV .*runs on to line 82.*"
+                                       r"quote .* on line 51 unclosed"):
+    read_file(str(path))
+  # A quoted field that legitimately spans lines: later rows keep their own lines.
+  path.write_text('text,label\n"two\nlines",a\nfine,b\nbad,"x"y\n')
+  with pytest.raises(DataError, match=r"quote\.csv:5: invalid CSV"):
+    read_file(str(path))
+  # An unclosed quote whose swallowed lines still parse: the column count error
+  # names the row's first line.
+  path.write_text('text,label\nfine,a\n"open,b\nx,y"\n')
+  with pytest.raises(DataError, match=r"quote\.csv:3: expected 2 columns.*line 4"):
+    read_file(str(path))
+  tsv = tmp_path / "quote.tsv"
+  tsv.write_text('text\tlabel\nfine\ta\n"open\tb\nx\ty\n')
+  with pytest.raises(DataError, match=r"quote\.tsv:3: invalid CSV \(unexpected end of data\)"
+                                       r".*line 4"):
+    read_file(str(tsv))
+
+
+def test_row_errors_after_a_multiline_field_name_the_rows_first_line(tmp_path):
+  path = tmp_path / "multi.csv"
+  path.write_text('text,label,fold\n"one\ntwo\nthree",a,0\nfour,b,x\n')
+  with pytest.raises(DataError, match=r"multi\.csv:5: 'fold' must be an integer"):
+    read_file(str(path))
+  path.write_text('text,label,fold\n"one\ntwo",a,0\n"three",,1\n')
+  with pytest.raises(DataError, match=r"multi\.csv:4: empty value for 'label'"):
+    read_file(str(path))
+
+
+def test_fold_values_and_byte_order_mark(tmp_path):
+  path = tmp_path / "f.jsonl"
+  path.write_text('{"text": "a", "label": "x", "fold": 1}\n'
+                  '{"text": "b", "label": "y", "fold": 2.0}\n{"text": "c", "label": "y", "fold": " 3"}\n')
+  assert read_file(str(path)).folds.tolist() == [1, 2, 3]
+  for bad in ("Infinity", "1.5", "true", '"x"', "[1]", "1" * 30):
+    path.write_text('{"text": "a", "label": "x", "fold": 0}\n'
+                    f'{{"text": "b", "label": "y", "fold": {bad}}}\n')
+    with pytest.raises(DataError, match=r"f\.jsonl:2: 'fold' must be an integer"):
+      read_file(str(path))
+  path = tmp_path / "bom.csv"  # Excel's "CSV UTF-8" starts with a byte order mark
+  path.write_bytes(b"\xef\xbb\xbftext,label\nhello,a\n")
+  assert read_file(str(path)).texts == ["hello"]
+  path.write_bytes(b"\n\ntext,label\nhello,a\n")
+  with pytest.raises(DataError, match=r"bom\.csv:1: expected a header row"):
+    read_file(str(path))
+
+
 def test_missing_file_and_unknown_suffix(tmp_path):
   with pytest.raises(DataError, match="file not found"):
     read_file(str(tmp_path / "nope.jsonl"))

@@ -7,12 +7,16 @@ the file and line.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import gzip
 import io
 import json
+import math
 import os
+import re
+import zlib
 from typing import Sequence
 
 import numpy as np
@@ -47,13 +51,18 @@ def _read_bytes(path: str) -> bytes:
     raise DataError(f"{path}: file not found")
   if os.path.isdir(path):
     raise DataError(f"{path}: is a directory, expected a data file")
-  with open(path, "rb") as f:
-    data = f.read()
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as e:
+    raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
   if path.endswith(".gz"):
     try:
       data = gzip.decompress(data)
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:
       raise DataError(f"{path}: not a valid gzip file ({e})") from None
+  if data.startswith(codecs.BOM_UTF8):  # as Excel and Notepad write UTF-8
+    data = data[len(codecs.BOM_UTF8):]
   if not data.strip():
     raise DataError(f"{path}: file is empty")
   return data
@@ -90,7 +99,10 @@ def _label_of(path, line, row, label_key, labels_key, multi_label):
 
 
 def _make_split(path, rows, text_key, label_key, labels_key) -> Split:
-  """rows: (line number, dict). Multi-label iff the first row has `labels_key`."""
+  """rows: (line number, dict). Multi-label iff the first row has `labels_key`.
+
+  The line number is the row's first line (a CSV row may span several).
+  """
   if not rows:
     raise DataError(f"{path}: no examples found")
   first_line, first = rows[0]
@@ -108,11 +120,24 @@ def _make_split(path, rows, text_key, label_key, labels_key) -> Split:
     folds.append(row.get("fold"))
   fold_array = None
   if all(f is not None for f in folds):
-    try:
-      fold_array = np.asarray([int(f) for f in folds], dtype=np.int64)
-    except (TypeError, ValueError):
-      raise DataError(f"{path}: 'fold' values must be integers") from None
+    fold_array = np.asarray([_fold_of(path, line, f) for (line, _), f in zip(rows, folds)],
+                            dtype=np.int64)
   return Split(texts, labels, fold_array)
+
+
+def _fold_of(path, line, value) -> int:
+  """A `fold` value as an int: an integer, an integral number or a string of one."""
+  fold = None
+  if isinstance(value, int) and not isinstance(value, bool):
+    fold = value
+  elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+    fold = int(value)
+  elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
+    fold = int(value)
+  if fold is None or not -2**62 < fold < 2**62:
+    raise DataError(f"{path}:{line}: 'fold' must be an integer fold index, got "
+                    f"{repr(value)[:80]}")
+  return fold
 
 
 def read_jsonl(path: str, text_key="text", label_key="label", labels_key="labels") -> Split:
@@ -125,6 +150,8 @@ def read_jsonl(path: str, text_key="text", label_key="label", labels_key="labels
       row = json.loads(line)
     except json.JSONDecodeError as e:
       raise DataError(f"{path}:{number}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except (ValueError, RecursionError) as e:  # an integer of 4300+ digits; deep nesting
+      raise DataError(f"{path}:{number}: invalid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(row, dict):
       raise DataError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
     rows.append((number, row))
@@ -133,22 +160,40 @@ def read_jsonl(path: str, text_key="text", label_key="label", labels_key="labels
 
 def read_delimited(path: str, delimiter: str, text_key="text", label_key="label",
                    labels_key="labels") -> Split:
-  """CSV/TSV with a header row naming the columns."""
+  """CSV/TSV with a header row naming the columns.
+
+  A quoted field may span lines; every error names the line where the row
+  starts (an unclosed quote swallows the lines after it, and the csv module
+  notices only where the swallowed text stops making sense).
+  """
   text = _decode(path, _read_bytes(path))
   reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+  start, rows, header = 1, [], None  # start: the first line of the row being read
   try:
-    header = next(reader)
-    rows = []
     for values in reader:
-      if not values or all(not v.strip() for v in values):
-        continue
-      if len(values) != len(header):
-        raise DataError(f"{path}:{reader.line_num}: expected {len(header)} columns "
-                        f"({delimiter!r}-separated, as in the header), got {len(values)}")
-      rows.append((reader.line_num, dict(zip(header, values))))
+      if header is None:
+        if not values or not any(v.strip() for v in values):
+          raise DataError(f"{path}:{start}: expected a header row naming the columns "
+                          f"(e.g. text{delimiter}label), got a blank line")
+        header = values
+      elif values and any(v.strip() for v in values):
+        if len(values) != len(header):
+          raise DataError(f"{path}:{start}: expected {len(header)} columns "
+                          f"({delimiter!r}-separated, as in the header), got {len(values)}"
+                          + _spanning(start, reader.line_num))
+        rows.append((start, dict(zip(header, values))))
+      start = reader.line_num + 1
   except csv.Error as e:
-    raise DataError(f"{path}:{reader.line_num}: invalid CSV ({e})") from None
+    raise DataError(f"{path}:{start}: invalid CSV ({e})"
+                    + _spanning(start, reader.line_num)) from None
   return _make_split(path, rows, text_key, label_key, labels_key)
+
+
+def _spanning(start: int, end: int) -> str:
+  if end <= start:
+    return ""
+  return (f"; the row runs on to line {end} inside a quoted field: is a quote (\") on "
+          f"line {start} unclosed?")
 
 
 def read_file(path: str, text_key="text", label_key="label", labels_key="labels") -> Split:

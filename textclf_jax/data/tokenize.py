@@ -9,6 +9,8 @@ import dataclasses
 import functools
 import re
 
+from textclf_jax.data.errors import DataError
+
 _TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]", re.UNICODE)
 _TAGS = re.compile(r"<[^>]{0,20}>")  # <br /> in IMDB
 
@@ -46,6 +48,9 @@ class Tokenizer:
                config.max_len, bool(config.get("stem", False)))
 
   def __call__(self, text: str) -> list:
+    if not isinstance(text, str):
+      raise DataError(f"tokenizer: expected a text (str), got {type(text).__name__} "
+                      f"{repr(text)[:60]}")
     text = _TAGS.sub(" ", text)
     if self.lowercase:
       text = text.lower()
