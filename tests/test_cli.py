@@ -39,11 +39,12 @@ def test_eval_on_a_non_run_exits_2(tmp_path, capsys):
 
 
 def test_overrides_only_for_train(tmp_path, capsys):
-  code = _main(["eval", str(tmp_path), "--config.seed=1"], capsys)[0]
-  assert "`train` only" in str(code)
+  code, err = _main(["eval", str(tmp_path), "--config.seed=1"], capsys)
+  assert code == 2 and err == "textclf: error: --config.* overrides apply to `train` only\n"
 
 
-def test_predict_reads_stdin(topic_dir, tmp_path, capsys, monkeypatch):
+def test_predict_reads_stdin_keeping_blank_lines_and_takes_options_anywhere(
+    topic_dir, tmp_path, capsys, monkeypatch):
   from textclf_jax import train
   run = str(tmp_path / "run")
   train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=3), run)
@@ -51,7 +52,11 @@ def test_predict_reads_stdin(topic_dir, tmp_path, capsys, monkeypatch):
   monkeypatch.setattr("sys.stdin", io.StringIO("the goal of the match\n\nstock market\n"))
   cli.main(["predict", run, "--top_k", "1"])
   lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 2 and '"label": "sport"' in lines[0] and '"label": "money"' in lines[1]
+  assert len(lines) == 3 and '"label": "sport"' in lines[0] and '"label": "money"' in lines[2]
+  assert json.loads(lines[1]) == {"text": "", "error": "blank line: nothing to classify"}
+  cli.main(["predict", run, "--top_k", "1", "the goal of the match"])  # issue 15, item 6
+  row = json.loads(capsys.readouterr().out)
+  assert row["label"] == "sport" and list(row["probabilities"]) == ["sport"]
 
 
 def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):

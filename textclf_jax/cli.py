@@ -1,48 +1,120 @@
-"""`textclf train | eval | predict` (also `python -m textclf_jax`).
+"""`textclf train | eval | predict | config` (also `python -m textclf_jax`).
 
     textclf train [--config cnn|kim|lstm|hybrid|FILE.py] [--config.KEY=VALUE ...]
                   [--workdir RUN] [--resume RUN [--config.num_epochs=N]]
     textclf eval RUN [--split test|dev] [--data_dir DIR]
     textclf predict RUN [TEXT ...] [--input FILE] [--top_k K]   (stdin if no text)
+    textclf config [cnn|kim|lstm|hybrid|FILE.py]   (every key: default and meaning)
     textclf mesh [--mesh_model M]          (the processes, devices and mesh JAX sees)
+
+Options may come before, between or after the positional arguments
+(`textclf predict RUN --top_k 1 "some text"`); after `--` everything is a
+positional argument (a text that starts with `-`).
 
 Multi-process (train, eval, mesh): every process runs the same command with
 --distributed (JAX detects SLURM, Cloud TPU, Open MPI), or with
 --coordinator_address HOST:PORT --num_processes N --process_id I, or with the
 environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.
 See launch/README.md.
+
+Errors end in one line on stderr, `textclf: error: WHAT`, and the exit status says
+whose move it is:
+    0    done
+    1    a bug in textclf: an exception nobody anticipated, printed as
+         `textclf: error: Type: message (run with --debug for the traceback)`
+    2    bad input, usage or environment: a config key or value (or config file), a
+         data file (its line), a run directory, the command line, or the system refusing
+         (no such file, permission denied, not a directory, no space left on
+         device: the line names the path)
+    3    training failed (it diverged): the message says what is kept
+    130  interrupted (Ctrl-C)
+`--debug` (anywhere on the command line) or TEXTCLF_DEBUG=1 prints the full
+traceback before that line; the exit status stays the same. Called as a function,
+`main()` raises SystemExit with that status, and str() of it is the message.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import errno
+import importlib
+import io
 import json
 import os
+import re
 import sys
 import time
+import tokenize
+import traceback
+
+CONFIG_HELP = """\
+Any config key can be set as --config.KEY=VALUE (or --config.KEY VALUE), e.g.
+  textclf train --config kim --config.dataset=DIR --config.num_epochs=5
+`textclf config PRESET` lists every key with its default and meaning."""
 
 
-def _split_config_args(argv):
-  """Separates `--config.KEY=VALUE` / `--config.KEY VALUE` overrides from the rest."""
-  overrides, rest, i = [], [], 0
+class UsageError(Exception):
+  """A command line that cannot work (exit status 2)."""
+
+
+class Exit(SystemExit):
+  """How main() ends on an error: `code` is the exit status, str() the message."""
+
+  def __init__(self, code: int, message: str):
+    super().__init__(code)
+    self.message = message
+
+  def __str__(self):
+    return self.message
+
+
+# What the running command reads or writes: named by an error from the operating
+# system that does not name its file (a write that finds the disk full).
+_CONTEXT = {"path": ""}
+
+
+def _split_global_args(argv):
+  """Takes the global options out of argv, wherever they are (up to a `--`).
+
+  Returns (overrides, debug, rest): `--config.KEY=VALUE` / `--config.KEY VALUE`
+  as "KEY=VALUE" strings, whether `--debug` was given, and the other arguments.
+  """
+  overrides, rest, debug, i = [], [], False, 0
   while i < len(argv):
     arg = argv[i]
-    if arg.startswith("--config."):
+    if arg == "--":
+      rest.extend(argv[i:])
+      break
+    if arg == "--debug":
+      debug = True
+    elif arg.startswith("--config."):
       item = arg[len("--config."):]
       if "=" not in item:
         if i + 1 >= len(argv):
-          raise SystemExit(f"textclf: {arg} needs a value")
+          raise UsageError(f"{arg} needs a value: {arg}=VALUE")
         item, i = f"{item}={argv[i + 1]}", i + 1
       overrides.append(item)
     else:
       rest.append(arg)
     i += 1
-  return overrides, rest
+  return overrides, debug, rest
+
+
+def _debug_from_environment() -> bool:
+  return os.environ.get("TEXTCLF_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 # Settings a resumed run may change: how long it trains and how it reports.
 RESUME_OVERRIDES = ("num_epochs", "early_stopping_patience", "log_every_steps",
                     "checkpoint_every_steps", "progress_bar", "wandb")
+
+
+class _Parser(argparse.ArgumentParser):
+  """An ArgumentParser whose errors are one `textclf: error:` line (exit 2)."""
+
+  def error(self, message):
+    raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _process_flags() -> argparse.ArgumentParser:
@@ -58,30 +130,62 @@ def _process_flags() -> argparse.ArgumentParser:
   return flags
 
 
+def _common_flags() -> argparse.ArgumentParser:
+  flags = argparse.ArgumentParser(add_help=False)
+  flags.add_argument("--debug", action="store_true",
+                     help="on an error, print the full traceback (also TEXTCLF_DEBUG=1)")
+  return flags
+
+
 def _parser():
-  parser = argparse.ArgumentParser(prog="textclf", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  """The top-level parser and {command: its parser}."""
+  parser = _Parser(prog="textclf", description=__doc__, parents=[_common_flags()],
+                   formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
-  process = _process_flags()
-  train = sub.add_parser("train", help="train a model (or resume a run)", parents=[process])
+  process, common = _process_flags(), _common_flags()
+  raw = argparse.RawDescriptionHelpFormatter
+  train = sub.add_parser("train", help="train a model (or resume a run)",
+                         parents=[process, common], epilog=CONFIG_HELP, formatter_class=raw,
+                         description="Train a model on a dataset; or continue a run (--resume).")
   train.add_argument("--config", default="cnn", help="preset name or Python config file")
   train.add_argument("--workdir", default="", help="run directory (default: runs/NAME-TIME)")
   train.add_argument("--resume", default="", metavar="RUN", help="continue RUN from its "
                      "latest checkpoint (with --config.num_epochs=N: train it longer)")
   ev = sub.add_parser("eval", help="recompute a run's metrics from its best checkpoint",
-                      parents=[process])
+                      parents=[process, common])
   ev.add_argument("run")
   ev.add_argument("--split", default="test", choices=("test", "dev", "train"))
   ev.add_argument("--data_dir", default="", help="where the run's dataset lives now")
-  pr = sub.add_parser("predict", help="label raw texts with a saved run")
+  pr = sub.add_parser("predict", help="label raw texts with a saved run", parents=[common],
+                      description="One JSON line per input text, in input order. A blank "
+                      "line gets {\"text\": \"\", \"error\": ...} and no label.")
   pr.add_argument("run")
-  pr.add_argument("texts", nargs="*", help="texts to label (else --input or stdin)")
-  pr.add_argument("--input", default="", help="a file with one text per line")
+  pr.add_argument("texts", nargs="*", default=[], help="texts to label (else --input or stdin)")
+  pr.add_argument("--input", default="", help="a UTF-8 file with one text per line")
   pr.add_argument("--top_k", type=int, default=5, help="probabilities to print per text")
   pr.add_argument("--batch_size", type=int, default=0)
-  mesh = sub.add_parser("mesh", help="print the processes, devices and mesh", parents=[process])
+  co = sub.add_parser("config", help="list a preset's keys: default and meaning",
+                      parents=[common], epilog=CONFIG_HELP, formatter_class=raw)
+  co.add_argument("preset", nargs="?", default="cnn", help="preset name or Python config file")
+  mesh = sub.add_parser("mesh", help="print the processes, devices and mesh",
+                        parents=[process, common])
   mesh.add_argument("--mesh_model", type=int, default=1, help="size of the model axis")
-  return parser
+  return parser, dict(sub.choices)
+
+
+def _parse(rest):
+  """argparse, with options allowed anywhere among a command's positionals."""
+  parser, commands = _parser()
+  command = next((a for a in rest if not a.startswith("-")), None)
+  if command not in commands:  # `--config kim train`: an option's value came first
+    command = next((a for a in rest if a in commands), command)
+  if command not in commands:
+    parser.parse_args(rest)  # --help, or argparse's message for a missing/unknown command
+    raise UsageError(f"expected a command: {', '.join(commands)}")
+  i = rest.index(command)
+  args = commands[command].parse_intermixed_args(rest[:i] + rest[i + 1:])
+  args.command = command
+  return args
 
 
 def _initialize(args):
@@ -119,15 +223,17 @@ def cmd_train(args, overrides):
     refused = [key for key in (o.split("=", 1)[0] for o in overrides)
                if key not in RESUME_OVERRIDES]
     if refused:
-      raise SystemExit(f"textclf: --resume continues a run with its own config; "
+      raise UsageError(f"--resume continues a run with its own config; "
                        f"--config.{refused[0]} cannot change (allowed: "
                        f"{', '.join(RESUME_OVERRIDES)})")
+    _CONTEXT["path"] = args.resume
     config = runs.load_config(args.resume, allow_cv=True)
     config = config_lib.apply_overrides(config, overrides)
     workdir = args.resume
   else:
     config = config_lib.apply_overrides(config_lib.load_preset(args.config), overrides)
     workdir = args.workdir or _default_workdir(config)
+  _CONTEXT["path"] = workdir
   main_process = parallel.is_main_process()
   if main_process:
     print(f"[textclf] run directory: {workdir}", flush=True)
@@ -153,6 +259,7 @@ def cmd_mesh(args):
 def cmd_eval(args):
   from textclf_jax import runs
 
+  _CONTEXT["path"] = args.run
   result = runs.evaluate_run(args.run, args.split, data_dir=args.data_dir)
   print(json.dumps(result["summary"], indent=2))
   if result["matches_results"] is not None:
@@ -160,54 +267,388 @@ def cmd_eval(args):
           f"{'yes' if result['matches_results'] else 'NO'}")
 
 
+BLANK_LINE = "blank line: nothing to classify"
+
+
+def _read_lines(name: str, data: bytes) -> list:
+  """One text per line (\\n or \\r\\n), blank lines included; errors name the line."""
+  lines = data.split(b"\n")
+  if lines and lines[-1] == b"":
+    lines.pop()  # the final newline ends the last line; it does not start another
+  texts = []
+  for number, raw in enumerate(lines, start=1):
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+      raw = raw[3:]  # a UTF-8 byte order mark
+    try:
+      texts.append(raw.decode("utf-8").removesuffix("\r"))
+    except UnicodeDecodeError as e:
+      from textclf_jax.data.errors import DataError
+      raise DataError(f"{name}:{number}: text is not valid UTF-8 (byte 0x{raw[e.start]:02x} "
+                      f"at column {e.start + 1}); re-encode it as UTF-8") from None
+  return texts
+
+
 def cmd_predict(args):
+  """One output line per input line: blank lines (nothing to classify) get a row
+  with an `error` and no label, so that the output lines up with the input and no
+  label is invented for an empty text."""
   from textclf_jax import runs
 
+  _CONTEXT["path"] = args.run
+  if args.top_k < 1:
+    raise UsageError(f"--top_k {args.top_k}: expected a number of labels >= 1")
+  if args.texts and args.input:
+    raise UsageError("predict: texts as arguments or --input FILE, not both")
   if args.texts:
-    texts = args.texts
+    texts = list(args.texts)
   elif args.input:
-    with open(args.input, encoding="utf-8") as f:
-      texts = [line.rstrip("\n") for line in f if line.strip()]
+    try:
+      with open(args.input, "rb") as f:
+        data = f.read()
+    except OSError as e:
+      raise UsageError(f"--input {args.input}: {e.strerror or e}") from None
+    texts = _read_lines(args.input, data)
   else:
-    texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    stdin = getattr(sys.stdin, "buffer", None)
+    texts = (_read_lines("<stdin>", stdin.read()) if stdin is not None
+             else [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin])
   if not texts:
-    raise SystemExit("textclf predict: no texts given (arguments, --input FILE or stdin)")
-  for row in runs.predict_texts(args.run, texts, top_k=args.top_k, batch_size=args.batch_size):
+    raise UsageError("predict: no texts given (arguments, --input FILE or stdin)")
+  index = [i for i, text in enumerate(texts) if text.strip()]
+  rows = [{"text": text, "error": BLANK_LINE} for text in texts]
+  if index:
+    predicted = runs.predict_texts(args.run, [texts[i] for i in index], top_k=args.top_k,
+                                   batch_size=args.batch_size)
+    for i, row in zip(index, predicted):
+      rows[i] = row
+  else:
+    runs.load_config(args.run)  # nothing to classify, but RUN must still be a run
+  for row in rows:
     print(json.dumps(row, ensure_ascii=False))
 
 
-def main(argv=None):
+# --- textclf config ---------------------------------------------------------------
+
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+# Meanings of keys that no comment in textclf_jax/configs/*.py explains yet. A
+# comment where the key is set takes precedence, and tests/test_cli_errors.py
+# fails on an entry here that a comment now covers: add the comment, drop the entry.
+UNCOMMENTED_MEANINGS = {
+    # base.py
+    "seed": "seeds initialisation, dropout, data order and every seeded sample or split",
+    "dev_file": "a dev split file (overrides the dataset's own)",
+    "test_file": "a test split file (overrides the dataset's own)",
+    "text_key": "the key (JSONL) or column (CSV/TSV) holding the text",
+    "lowercase": "lowercase the text before tokenising",
+    "remove_stopwords": "drop English function words (see keep_negations)",
+    "max_len": "tokens kept per text (longer texts are cut)",
+    "min_count": "words seen fewer times in the training split become UNK",
+    "bucket_lengths": "the padded lengths batches use (plus max_len): fewer programs to compile",
+    "label_smoothing": "softmax_ce: mass moved from the true label to all labels; 0: off",
+    "focal_gamma": "focal loss: the exponent that down-weights easy examples",
+    "batch_size": "training examples per step (over all devices)",
+    "num_epochs": "passes over the training split (early stopping may end sooner)",
+    "learning_rate": "the peak learning rate (the schedule scales it)",
+    "adadelta_rho": "adadelta: decay of its running averages",
+    "adadelta_eps": "adadelta: epsilon",
+    "warmup_steps": "steps of linear warm-up from 0 to learning_rate; 0: none",
+    "decay_steps": "exponential: steps per factor of decay_rate",
+    "plateau_factor": "plateau: factor on the learning rate after plateau_patience bad epochs",
+    "weight_decay": "decay of the weights per step (see weight_decay_mode); 0: off",
+    "log_every_steps": "training metrics are logged every this many steps",
+    "progress_bar": "show a progress bar (main process only)",
+    "wandb_project": "the Weights & Biases project",
+    "wandb_group": "the Weights & Biases group; \"\": none",
+    # cnn.py, kim.py, lstm.py, hybrid.py
+    "model": "the architecture: cnn | lstm | hybrid",
+    "filter_widths": "convolution widths in tokens, one set of filters each",
+    "num_filters": "filters (feature maps) per width",
+    "dropout": "dropout rate (CNN: on the pooled features; LSTM: also on its inputs)",
+    "lstm_hidden": "LSTM units per direction",
+    "lstm_layers": "stacked LSTM layers",
+    "bidirectional": "a second LSTM reads the text backwards; their states are concatenated",
+}
+
+
+def _assigned_key(target) -> str | None:
+  """`c.a.b` -> "a.b" (the name of the config variable itself is dropped)."""
+  parts = []
+  while isinstance(target, ast.Attribute):
+    parts.append(target.attr)
+    target = target.value
+  return ".".join(reversed(parts)) if parts and isinstance(target, ast.Name) else None
+
+
+def config_comments(path: str) -> dict:
+  """{KEY: (comment above, comment on the line)} for each `c.KEY = ...` in a config file.
+
+  The comment above is the block of whole-line comments right above the line
+  (section rules such as `# --- data ---` excluded); it also describes the
+  assignments right below (no blank line between) that it names in backticks.
+  """
+  with open(path, encoding="utf-8") as f:
+    source = f.read()
+  own_line, trailing = {}, {}  # line number -> comment text
+  for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+    if tok.type == tokenize.COMMENT:
+      text = tok.string.lstrip("#").strip()
+      row = tok.start[0]
+      (trailing if tok.line[:tok.start[1]].strip() else own_line)[row] = text
+  found, previous = {}, None  # previous: (last line, key, block) of the assignment above
+  for node in ast.walk(ast.parse(source)):
+    if not isinstance(node, ast.Assign):
+      continue
+    for target in node.targets:
+      key = _assigned_key(target)
+      if key is None:
+        continue
+      block, row = [], node.lineno - 1
+      while row in own_line and not own_line[row].startswith("---"):
+        block.insert(0, own_line[row])
+        row -= 1
+      after = " ".join(trailing[r] for r in range(node.lineno, node.end_lineno + 1)
+                       if r in trailing)
+      above = " ".join(block)
+      if (not above and not after and previous and previous[0] == node.lineno - 1
+          and f"`{key}`" in previous[2]):
+        above = previous[2]  # a comment above the group that names this key too
+      found.setdefault(key, (above, after))
+      previous = (node.end_lineno, key, above)
+  return found
+
+
+def _config_chain(name_or_path: str) -> list:
+  """The files that build a config: the preset (or file), then what it imports from
+  textclf_jax.configs, depth first (cnn.py, base.py)."""
+  first = (os.path.join(CONFIGS_DIR, f"{name_or_path}.py")
+           if os.path.sep not in name_or_path and not name_or_path.endswith(".py")
+           else name_or_path)
+  chain, todo = [], [first]
+  while todo:
+    path = todo.pop(0)
+    if path in chain or not os.path.isfile(path):
+      continue
+    chain.append(path)
+    with open(path, encoding="utf-8") as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      names = []
+      if isinstance(node, ast.ImportFrom) and node.module == "textclf_jax.configs":
+        names = [a.name for a in node.names]
+      elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+          "textclf_jax.configs."):
+        names = [node.module.rsplit(".", 1)[1]]
+      elif isinstance(node, ast.Import):
+        names = [a.name.rsplit(".", 1)[1] for a in node.names
+                 if a.name.startswith("textclf_jax.configs.")]
+      todo.extend(os.path.join(CONFIGS_DIR, f"{n}.py") for n in names)
+  return chain
+
+
+def _flat_items(config, prefix=""):
+  for key, value in config.items():
+    if hasattr(value, "items"):
+      yield from _flat_items(value, f"{prefix}{key}.")
+    else:
+      yield prefix + key, value
+
+
+def key_comments(name_or_path: str) -> dict:
+  """{KEY: (defining file, its comment, file of the default, its comment)}.
+
+  The defining file is the base of the chain that sets the key (base.py for the
+  shared keys, the preset for its own); the file of the default is the first one
+  (a preset's own value). A comment is "" when there is none.
+  """
+  from textclf_jax import config as config_lib
+  chain = _config_chain(name_or_path)
+  comments = {path: config_comments(path) for path in chain}
+  found = {}
+  for key, _ in _flat_items(config_lib.load_preset(name_or_path)):
+    setters = [p for p in chain if key in comments[p]]
+    if not setters:
+      found[key] = ("", "", "", "")
+      continue
+    (defining, own) = setters[-1], setters[0]
+    text = {p: " — ".join(m for m in reversed(comments[p][key]) if m) for p in (defining, own)}
+    found[key] = (defining, text[defining], own, text[own])
+  return found
+
+
+def config_meanings(name_or_path: str) -> dict:
+  """{KEY: one line of meaning} for every key of a preset.
+
+  The meaning is the comment where the key is defined (see `key_comments`); a
+  comment on the value that is the default (a preset's own) follows in brackets.
+  Keys no comment explains take their meaning from UNCOMMENTED_MEANINGS.
+  """
+  meanings = {}
+  for key, (defining, meaning, own, note) in key_comments(name_or_path).items():
+    meaning = meaning or UNCOMMENTED_MEANINGS.get(key, "")
+    if own != defining and note:
+      meaning = f"{meaning} [{os.path.basename(own)[:-3]}: {note}]".strip()
+    meanings[key] = meaning or "(no comment explains this key yet)"
+  return meanings
+
+
+def format_value(value) -> str:
+  """A default as it would be written after --config.KEY=."""
+  if isinstance(value, (tuple, list)):
+    return ",".join(map(str, value)) if value else "()"
+  if isinstance(value, str):
+    return value if value and value.strip() == value and " " not in value else json.dumps(value)
+  return str(value)
+
+
+def cmd_config(args):
+  from textclf_jax import config as config_lib
+  values = dict(_flat_items(config_lib.load_preset(args.preset)))
+  meanings = config_meanings(args.preset)
+  print(f"# {args.preset}: {len(values)} keys, as KEY=DEFAULT  meaning. Set any with "
+        f"--config.KEY=VALUE, e.g.\n#   textclf train --config {args.preset} "
+        f"--config.num_epochs=5")
+  width = max(len(f"{k}={format_value(v)}") for k, v in values.items())
+  for key in sorted(values):
+    setting = f"{key}={format_value(values[key])}"
+    print(f"{setting:<{min(width, 40)}}  {meanings[key]}")
+
+
+# --- errors -----------------------------------------------------------------------
+
+
+def _training_failed_type():
+  """TrainingDiverged, wherever it is defined now (progress.py, or train.py)."""
+  for name in ("textclf_jax.progress", "textclf_jax.train"):
+    try:
+      found = getattr(importlib.import_module(name), "TrainingDiverged", None)
+    except Exception:  # noqa: BLE001 (not there, or broken: try the next)
+      continue
+    if found is not None:
+      return found
+  return None
+
+
+def _chain(error: BaseException):
+  """error, then its causes and contexts (and an exception group's members)."""
+  seen, todo = set(), [error]
+  while todo:
+    e = todo.pop(0)
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    yield e
+    todo.extend(getattr(e, "exceptions", ()) or ())
+    todo.append(e.__cause__)
+    if not e.__suppress_context__:
+      todo.append(e.__context__)
+
+
+HINTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "choose a path this user may write, or change its permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+  """`PATH: what went wrong (hint)`; the running command's path when the error has none."""
+  what = error.strerror or str(error)
+  path = error.filename
+  if path is not None and error.filename2 is not None:
+    path = f"{path} -> {error.filename2}"
+  hint = HINTS.get(error.errno, "")
+  if path is None and _CONTEXT["path"]:
+    return f"{what} (while working on {_CONTEXT['path']}{'; ' + hint if hint else ''})"
+  return f"{path}: {what}{f' ({hint})' if hint else ''}" if path is not None else what
+
+
+def _classify(error: BaseException):
+  """(exit status, message) for an error that ended a command."""
   from textclf_jax.config import ConfigError
   from textclf_jax.data.errors import DataError
 
-  argv = sys.argv[1:] if argv is None else argv
+  # By name first: importing the module that defines it imports JAX (~1 s).
+  if any(c.__name__ == "TrainingDiverged" for c in type(error).__mro__):
+    diverged = _training_failed_type()
+    if diverged is not None and isinstance(error, diverged):
+      return 3, str(error)
+  if isinstance(error, (UsageError, ConfigError, DataError)):
+    return 2, str(error)
+  if isinstance(error, SyntaxError) and error.filename and not os.path.abspath(
+      error.filename).startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep):
+    return 2, f"{error.filename}:{error.lineno}: {error.msg} (a Python config file?)"
+  if isinstance(error, SystemExit):  # raise SystemExit("message") from somewhere
+    return 2, re.sub(r"^textclf(:| \w+:)\s*", "", str(error.code))
+  if isinstance(error, OSError):
+    return 2, str(error) if error.errno is None else describe_os_error(error)
+  os_error = next((e for e in _chain(error) if isinstance(e, OSError) and e.errno), None)
+  if os_error is not None:
+    return 2, describe_os_error(os_error)
+  if isinstance(error, ValueError):  # the project's way to reject a value
+    return 2, str(error)
+  return 1, (f"{type(error).__name__}: {error} (run with --debug for the traceback)")
+
+
+def _fail(code: int, message: str):
+  message = " ".join(message.split("\n")).strip() or "(no message)"
+  sys.stdout.flush()
+  print(f"textclf: error: {message}", file=sys.stderr, flush=True)
+  raise Exit(code, message)
+
+
+def _run(argv, debug_box):
+  overrides, debug, rest = _split_global_args(argv)
+  debug_box[0] = debug_box[0] or debug
+  args = _parse(rest)
+  if overrides and args.command != "train":
+    raise UsageError("--config.* overrides apply to `train` only")
+  if args.command == "config":
+    cmd_config(args)
+    return
+  from textclf_jax import compile_cache, hostmem
+  hostmem.keep_heap_mapped()  # before the first XLA computation
+  compile_cache.enable()  # compiled steps are loaded from disk after the first run
+  if args.command in ("train", "eval", "mesh"):
+    _initialize(args)
+  if args.command == "train":
+    cmd_train(args, overrides)
+  elif args.command == "eval":
+    cmd_eval(args)
+  elif args.command == "mesh":
+    cmd_mesh(args)
+  else:
+    cmd_predict(args)
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else list(argv)
+  debug = [_debug_from_environment()]
+  _CONTEXT["path"] = ""
   try:
-    overrides, rest = _split_config_args(argv)
-    args = _parser().parse_args(rest)
-    if overrides and args.command != "train":
-      raise SystemExit("textclf: --config.* overrides apply to `train` only")
-    from textclf_jax import compile_cache, hostmem
-    hostmem.keep_heap_mapped()  # before the first XLA computation
-    compile_cache.enable()  # compiled steps are loaded from disk after the first run
-    if args.command in ("train", "eval", "mesh"):
-      _initialize(args)
-    if args.command == "train":
-      cmd_train(args, overrides)
-    elif args.command == "eval":
-      cmd_eval(args)
-    elif args.command == "mesh":
-      cmd_mesh(args)
-    else:
-      cmd_predict(args)
-  except (ConfigError, DataError, FileExistsError, ValueError) as e:
-    print(f"textclf: error: {e}", file=sys.stderr)
-    sys.exit(2)
-  except Exception as e:
-    from textclf_jax.train import TrainingDiverged
-    if isinstance(e, TrainingDiverged):
-      print(f"textclf: error: {e}", file=sys.stderr)
-      sys.exit(3)
+    _run(argv, debug)
+  except Exit:
     raise
+  except SystemExit as e:
+    if e.code is None or isinstance(e.code, int):
+      raise  # --help, or an exit status chosen on purpose
+    _fail(*_classify(e))
+  except KeyboardInterrupt:
+    if debug[0]:
+      traceback.print_exc()
+    _fail(130, "interrupted")
+  except BrokenPipeError:  # `textclf predict ... | head`: the reader has gone; so do we
+    try:
+      sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
+    except OSError:
+      pass
+    raise Exit(141, "broken pipe") from None
+  except Exception as e:  # noqa: BLE001
+    if debug[0]:
+      traceback.print_exc()
+    _fail(*_classify(e))
 
 
 if __name__ == "__main__":
