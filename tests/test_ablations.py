@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATASETS, make_rows, tiny_config, write_jsonl
+from test_runner import plot_colours
 from experiments import plots, report, spec
 from experiments.runner import Experiment, Plot, run_experiment
 from textclf_jax.data import pipeline, splits
@@ -99,11 +100,15 @@ def test_line_plot_against_a_numeric_parameter(tmp_path):
                    baselines={"tfidf+lr": []},
                    plots=(Plot("width", {"w1": 1, "w3": 3}, "region size"),
                           Plot("maps", {"m10": 10, "m100": 100}, log_x=True)))
-  rows = [{"variant": v, "dataset": d, "accuracy": 0.5 + 0.1 * i}
+  rows = [{"variant": v, "dataset": d, "accuracy": 0.5 + 0.1 * i + (0.05 if d == "b" else 0)}
           for d in ("a", "b") for i, v in enumerate(["w1", "w3", "m10", "m100", "tfidf+lr"])]
   plots.write_plot(exp, report.summarise(exp, rows), str(tmp_path / "plot.png"))
-  assert os.path.getsize(tmp_path / "plot.png") > 0
-  assert os.path.getsize(tmp_path / "plot_maps.png") > 0
+  # Two figures of 6 x 3.8 in at 120 dpi, each one line per dataset (and its baseline).
+  for name in ("plot.png", "plot_maps.png"):
+    assert plot_colours(tmp_path / name, (456, 720)) == {0, 1}
+  only_a = [r for r in rows if r["dataset"] == "a"]
+  plots.write_plot(exp, report.summarise(exp, only_a), str(tmp_path / "a.png"))
+  assert plot_colours(tmp_path / "a.png", (456, 720)) == {0}
 
 
 def test_stemming_option():
@@ -143,14 +148,15 @@ def test_imbalance_keeps_the_fraction_of_one_class_in_train_only(topic_dir):
 
 @pytest.mark.slow
 @needs_shared
-@pytest.mark.parametrize("study,table,rows", [
-    ("filter_sizes", "", ("w5", "w3-4-5 (ref)", "tfidf+lr")),
-    ("losses", "single", ("ce (ref)", "focal2", "tfidf+lr")),
-    ("architectures", "", ("cnn (ref)", "lstm", "tfidf+lr")),
-    ("regularisation", "", ("default (ref)", "dropout0.0", "tfidf+lr")),
-    ("preprocessing", "", ("default (ref)", "stem", "tfidf+lr default", "tfidf+lr stem")),
+@pytest.mark.parametrize("study,table,rows,colours", [
+    # line plots: one dataset, one colour; bar charts: one colour per row
+    ("filter_sizes", "", ("w5", "w3-4-5 (ref)", "tfidf+lr"), 1),
+    ("losses", "single", ("ce (ref)", "focal2", "tfidf+lr"), 3),
+    ("architectures", "", ("cnn (ref)", "lstm", "tfidf+lr"), 3),
+    ("regularisation", "", ("default (ref)", "dropout0.0", "tfidf+lr"), 1),
+    ("preprocessing", "", ("default (ref)", "stem", "tfidf+lr default", "tfidf+lr stem"), 4),
 ])
-def test_study_quick_mode(tmp_path, study, table, rows):
+def test_study_quick_mode(tmp_path, study, table, rows, colours):
   """`python -m experiments.STUDY --quick`, in-process: a table, a plot, one result per cell."""
   import importlib
   module = importlib.import_module(f"experiments.{study}")
@@ -160,7 +166,7 @@ def test_study_quick_mode(tmp_path, study, table, rows):
   text = (quick / "table.md").read_text()
   for row in rows:
     assert f"| {row} |" in text
-  assert os.path.getsize(quick / "plot.png") > 0
+  assert len(plot_colours(quick / "plot.png")) == colours
   assert all(len({r["unit"] for r in out["rows"]}) == 1 for out in outputs)
   if study == "losses":  # the imbalanced TREC and the multi-label table
     assert "trec-hum10 macro-F1" in text

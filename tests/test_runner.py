@@ -3,9 +3,13 @@
 import csv
 import os
 
+import matplotlib
+import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from conftest import SHARED_DATASETS, make_rows, write_jsonl
+from experiments import plots, report
 from experiments.runner import Experiment, run_experiment
 from experiments.spec import plan_cells
 from textclf_jax import train
@@ -15,6 +19,21 @@ needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATASETS),
 
 TINY = ("max_len=24", "embed_dim=16", "num_filters=8", "batch_size=16", "num_epochs=2",
         "bucket_lengths=(8,16,24)", "wandb=disabled", "log_every_steps=5")
+
+
+def plot_colours(path, shape=None, palette="tab10", min_pixels=30) -> set:
+  """Checks a written PNG is a picture (of `shape`: (height, width), when given) and
+  not blank; returns the palette's colours (indices) covering `min_pixels` or more.
+  The plots colour one bar series per variant, one line per dataset, in palette
+  order. Greys are left out: anti-aliased black text has grey edges."""
+  image = imread(str(path))
+  assert image.ndim == 3 and (shape is None or image.shape[:2] == shape), image.shape
+  rgb = image[..., :3].reshape(-1, 3)
+  assert rgb.var() > 0.005, f"{path} is (nearly) blank"
+  colours = np.array(matplotlib.colormaps[palette].colors)
+  counts = [(np.abs(rgb - colour).max(axis=1) < 0.02).sum() for colour in colours]
+  return {i for i, (n, colour) in enumerate(zip(counts, colours))
+          if n >= min_pixels and np.ptp(colour) > 0.01}
 
 
 def _experiment(tmp_path):
@@ -50,8 +69,10 @@ def test_sweep_writes_outputs_and_skips_finished_cells(tmp_path, monkeypatch):
   root = str(tmp_path / "sweep")
   out = run_experiment(exp, root, only_datasets=["fixed", "cv"], max_units=2)
   assert len(out["rows"]) == 8
-  for name in ("results.csv", "table.md", "plot.png"):
+  for name in ("results.csv", "table.md"):
     assert os.path.getsize(os.path.join(root, name)) > 0
+  # Bars of two variants (w2, w3) on two datasets: 3.2 + 1.4 * 2 + 0.03 * 2 in x 3.6 in.
+  assert plot_colours(os.path.join(root, "plot.png"), (432, 727)) == {0, 1}
   assert "paper 90.0" in out["table"] and "±" in out["table"]
   with open(os.path.join(root, "results.csv")) as f:
     assert len(list(csv.DictReader(f))) == 8
@@ -63,6 +84,18 @@ def test_sweep_writes_outputs_and_skips_finished_cells(tmp_path, monkeypatch):
   # --report over a larger grid tabulates the finished cells and trains nothing.
   report = run_experiment(exp, root, max_units=3, report_only=True)
   assert calls == [] and len(report["rows"]) == 8
+
+
+def test_bar_plot_has_one_coloured_bar_series_per_variant(tmp_path):
+  exp = Experiment(name="bars", preset="cnn", variants={}, datasets={})
+  rows = [{"variant": v, "dataset": d, "accuracy": 0.6 + 0.1 * i + 0.01 * s}
+          for d in ("a", "b") for i, v in enumerate(["x", "y", "z"]) for s in (0, 1)]
+  plots.write_plot(exp, report.summarise(exp, rows), str(tmp_path / "plot.png"))
+  assert plot_colours(tmp_path / "plot.png", (432, 730)) == {0, 1, 2}
+  # Eleven variants: eleven colours of tab20.
+  many = [{"variant": f"v{i}", "dataset": "a", "accuracy": 0.5 + 0.01 * i} for i in range(11)]
+  plots.write_plot(exp, report.summarise(exp, many), str(tmp_path / "many.png"))
+  assert plot_colours(tmp_path / "many.png", (432, 591), "tab20") == set(range(11))
 
 
 def test_quick_mode_runs_one_dataset_one_unit(tmp_path):
