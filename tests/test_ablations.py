@@ -58,7 +58,7 @@ def test_tfidf_baseline_cells_are_read_like_any_cell(tmp_path):
 
 
 def test_multilabel_baseline_tunes_thresholds(tmp_path):
-  from experiments.tfidf import train_tfidf
+  from textclf_jax.linear import train_tfidf
   config = tiny_config(dataset=_fixed_dataset(tmp_path, multi_label=True),
                        multilabel_threshold="global")
   results = train_tfidf(config, str(tmp_path / "run"))
