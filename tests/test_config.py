@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from textclf_jax import config as config_lib
@@ -44,3 +46,29 @@ def test_config_file_and_json_round_trip(tmp_path):
 def test_missing_config_file():
   with pytest.raises(config_lib.ConfigError, match="nope.py"):
     config_lib.load_preset("nope.py")
+
+
+def test_runs_made_before_conv_backward_and_embedding_update_read_as_dense(tmp_path):
+  """A run's config.json from before `conv_backward` / `embedding_update` existed
+  trained with autodiff's conv backward pass and the dense table update: it reads
+  back with those, not with today's default `auto` (which can mean sparse, and
+  would restore the wrong optimiser state or round differently). Other keys it
+  lacks take the base config's defaults; keys it has are kept."""
+  config = config_lib.load_preset("kim")
+  assert (config.conv_backward, config.embedding_update) == ("auto", "auto")
+  saved = json.loads(config_lib.to_json(config))
+  for key in ("conv_backward", "embedding_update", "test_checkpoint"):
+    del saved[key]
+  path = tmp_path / "config.json"
+  path.write_text(json.dumps(saved))
+  old = config_lib.from_json(str(path))
+  assert (old.conv_backward, old.embedding_update) == ("dense", "dense")
+  assert old.test_checkpoint == "best"
+  with old.unlocked():
+    old.conv_backward = old.embedding_update = "auto"
+  assert old == config
+  # A run that names its choices keeps them.
+  saved.update(conv_backward="sparse", embedding_update="auto")
+  path.write_text(json.dumps(saved))
+  named = config_lib.from_json(str(path))
+  assert (named.conv_backward, named.embedding_update) == ("sparse", "auto")
