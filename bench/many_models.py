@@ -1,4 +1,4 @@
-"""K seeds of one model: one vmapped program (`many.train_many`) vs K solo runs.
+"""K seeds of one model: one vmapped program (`textclf_jax.group.train_many`) vs K solo runs.
 
     python bench/many_models.py                    # 10 seeds of the SST-2 CNN, full recipe
     python bench/many_models.py --quick            # 1 epoch on 1,000 examples, 4 seeds
@@ -28,7 +28,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 from textclf_jax import config as config_lib  # noqa: E402
 from textclf_jax import compile_cache, hostmem  # noqa: E402
-from textclf_jax import many, train  # noqa: E402
+from textclf_jax import group, train  # noqa: E402
 
 SHARED_DATASETS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "datasets"))
 QUICK = ["num_epochs=1", "max_train_examples=1000"]
@@ -70,8 +70,8 @@ def main():
     compile_cache.enable()
     root = args.workdir or tmp
     started = time.time()
-    grouped = many.train_many(configs, [os.path.join(root, f"many/seed_{c.seed}")
-                                        for c in configs], os.path.join(root, "many/group"))
+    grouped = group.train_many(configs, [os.path.join(root, f"many/seed_{c.seed}")
+                                         for c in configs], os.path.join(root, "many/group"))
     vmapped_s = time.time() - started
     started = time.time()
     solo = [train.train_and_evaluate(c, os.path.join(root, f"solo/seed_{c.seed}"))

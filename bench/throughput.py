@@ -39,7 +39,7 @@ import numpy as np
 from textclf_jax import hostmem  # noqa: E402
 
 from textclf_jax import config as config_lib
-from textclf_jax import train
+from textclf_jax import build
 from textclf_jax.data.batching import Encoded
 from textclf_jax.models.cnn import uses_sparse_backward
 from textclf_jax.steps import init_metrics
@@ -59,18 +59,18 @@ def bench_one(preset: str, length: int, batch: int, steps: int, vocab: int, embe
     config.bucket_lengths = (length,)
     if preset in ("cnn", "kim"):
       config.optimizer, config.learning_rate = "adadelta", 1.0
-  mesh = train.make_mesh(config)
+  mesh = build.make_mesh(config)
   vectors = None
   if embedding != "rand":
     vectors = np.random.default_rng(0).normal(0, 0.3, (vocab, embed_dim)).astype(np.float32)
-  step_fns, state = train.make_steps(config, vocab, 2, False, mesh, total_steps=10 ** 6,
+  step_fns, state = build.make_steps(config, vocab, 2, False, mesh, total_steps=10 ** 6,
                                      vectors=vectors)
   rng = np.random.default_rng(0)
   n = 4 * batch  # four distinct batches, every row full length
   data = Encoded(rng.integers(2, vocab, (n, length)).astype(np.int32),
                  np.full(n, length, np.int32), rng.integers(0, 2, n).astype(np.int32))
-  batcher = train.make_batcher(config, mesh)
-  batches = [train.device_batch(batcher, data, np.arange(i, i + batch), mesh)
+  batcher = build.make_batcher(config, mesh)
+  batches = [build.device_batch(batcher, data, np.arange(i, i + batch), mesh)
              for i in range(0, n, batch)]
   metrics = init_metrics()
   start = time.perf_counter()
@@ -111,7 +111,7 @@ def dense_backward_flops(config, vocab, mesh, vectors, batch) -> float:
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.conv_backward = "dense"
-  step_fns, state = train.make_steps(config, vocab, 2, False, mesh, total_steps=10 ** 6,
+  step_fns, state = build.make_steps(config, vocab, 2, False, mesh, total_steps=10 ** 6,
                                      vectors=vectors)
   return step_flops(step_fns, state, batch)
 
@@ -153,7 +153,7 @@ def padding_fractions(datasets: list, data_dir: str) -> list:
       config.dataset, config.data_dir, config.embedding = name, data_dir, "rand"
     prepared = prepare(config, fold=0, load_vectors_file=False)
     data = prepared.splits["train"]
-    batcher = train.make_batcher(config, train.make_mesh(config))
+    batcher = build.make_batcher(config, build.make_mesh(config))
     plan = batcher.train_plan(data, config.seed, 0)
     rows.append((name, batcher.padding_fraction(data, plan), float(data.lengths.mean()),
                  tuple(int(b) for b in batcher.buckets)))

@@ -57,27 +57,27 @@ def run_jax(config, args) -> dict:
   compile_cache.enable()  # as the CLI does; the parent points it at its own folder
   import jax
 
-  from textclf_jax import train
+  from textclf_jax import build, evaluate
   from textclf_jax.data.pipeline import prepare
   from textclf_jax.steps import init_metrics
 
   prepared = prepare(config, fold=0)
   data_s = time.perf_counter() - START
   train_data, dev = prepared.splits["train"], prepared.splits["dev"]
-  mesh = train.make_mesh(config)
+  mesh = build.make_mesh(config)
   steps_per_epoch = -(-len(train_data) // config.batch_size)
-  step_fns, state = train.make_steps(config, len(prepared.vocab), len(prepared.label_names),
+  step_fns, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
                                      False, mesh, steps_per_epoch * args.max_epochs,
                                      vectors=prepared.vectors)
-  batcher = train.make_batcher(config, mesh)
+  batcher = build.make_batcher(config, mesh)
   metrics, step, history = init_metrics(), 0, []
   for epoch in range(args.max_epochs):
     for index in batcher.train_plan(train_data, config.seed, epoch):
-      batch = train.device_batch(batcher, train_data, index, mesh)
+      batch = build.device_batch(batcher, train_data, index, mesh)
       state, metrics = step_fns.train_step(state, batch, metrics)
       step += 1
       if step % args.eval_every == 0:
-        probs = train.predict_probs(step_fns, state, dev, batcher)
+        probs = evaluate.predict_probs(step_fns, state, dev, batcher)
         accuracy = float(np.mean(probs.argmax(-1) == dev.labels))
         history.append((step, round(time.perf_counter() - START, 2), round(accuracy, 4)))
         if accuracy >= args.target:
@@ -92,7 +92,7 @@ def run_torch(config, args) -> dict:
   import torch
   from torch import nn
 
-  from textclf_jax import train
+  from textclf_jax import build
   from textclf_jax.data.pipeline import prepare
   from torch_reference import KimCNN
 
@@ -110,7 +110,7 @@ def run_torch(config, args) -> dict:
   opt = torch.optim.Adadelta(model.parameters(), lr=config.learning_rate,
                              rho=config.adadelta_rho, eps=config.adadelta_eps)
   loss_fn = nn.CrossEntropyLoss()
-  batcher = train.make_batcher(config, train.make_mesh(config))
+  batcher = build.make_batcher(config, build.make_mesh(config))
 
   def tensors(batch):
     return (torch.from_numpy(batch["tokens"]).long(), torch.from_numpy(batch["lengths"]).long(),

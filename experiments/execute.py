@@ -1,7 +1,7 @@
 """Training a sweep's cells: one at a time (`run_cell`: a network through
-textclf_jax.train, a TF-IDF baseline through experiments/tfidf.py), or the cells
+textclf_jax.train, a TF-IDF baseline through textclf_jax/linear.py), or the cells
 that differ only in per-member values as one vmapped program (`run_groups`,
-textclf_jax/many.py).
+textclf_jax/group/).
 
 A finished cell (results.json) is read, not re-run; a half-finished one
 (config.json) is resumed.
@@ -10,50 +10,40 @@ A finished cell (results.json) is read, not re-run; a half-finished one
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
-from textclf_jax import parallel, train
+from textclf_jax import group as group_lib
+from textclf_jax import parallel, rundir, train
 
 from experiments.spec import Cell, Experiment, cell_config
 
 
 def is_finished(cell: Cell, root: str) -> bool:
-  return os.path.exists(os.path.join(cell.workdir(root), "results.json"))
+  return os.path.exists(rundir.path(cell.workdir(root), rundir.RESULTS))
 
 
 def run_cell(exp: Experiment, cell: Cell, root: str, extra=()) -> dict:
   """The cell's results.json: read back when finished, else trained (or resumed)."""
   workdir = cell.workdir(root)
-  if is_finished(cell, root):
-    with open(os.path.join(workdir, "results.json")) as f:
-      return json.load(f)
+  finished = rundir.read_results(workdir)
+  if finished is not None:
+    return finished
   config = cell_config(exp, cell, extra)
   if parallel.is_main_process():
     print(f"[{exp.name}] {cell.dataset} / {cell.variant} / {cell.unit}", flush=True)
-  resume = os.path.exists(os.path.join(workdir, "config.json"))
+  resume = os.path.exists(rundir.path(workdir, rundir.CONFIG))
   if cell.kind == "tfidf":
-    from experiments import tfidf
-    return tfidf.train_tfidf(config, workdir, cell.fold(config))
+    from textclf_jax import linear
+    return linear.train_tfidf(config, workdir, cell.fold(config))
   return train.train_and_evaluate(config, workdir, resume=resume, fold=cell.fold(config))
 
 
 # --- many models in one program (vmap) ---------------------------------------------
 
 
-def grouping_key(config) -> str:
-  """Configs with equal keys can train as one group: everything but what many.py
-  varies per member (seed, fold, learning rate, dropout, class weights) and what
-  it ignores. The one place that reads many.py's private flattening."""
-  from textclf_jax import many
-  flat = many._flat(config)  # pylint: disable=protected-access
-  fixed = {k: v for k, v in flat.items() if k not in many.VMAPPABLE + many.IGNORED}
-  return json.dumps(fixed, sort_keys=True, default=str)
-
-
 def group_dir(root: str, cells: list) -> str:
   """ROOT/DATASET/VARIANT/group-HASH (one variant) or ROOT/DATASET/group-HASH (variants
-  with one `grouping_key`): named by its members, so another set of units (a larger
+  with one grouping key): named by its members, so another set of units (a larger
   --units) is another group."""
   variants = sorted({c.variant for c in cells})
   names = [c.unit for c in cells] if len(variants) == 1 else \
@@ -67,13 +57,14 @@ def group_dir(root: str, cells: list) -> str:
 
 def plan_groups(exp: Experiment, cells: list, extra=()) -> list:
   """The network cells as [[(cell, config), ...], ...]: one list per dataset and
-  `grouping_key`, so a dropout or loss-weight grid is one program with its seeds or
-  folds. In the order the groups' first cells come."""
+  `textclf_jax.group.grouping_key`, so a dropout or loss-weight grid is one program
+  with its seeds or folds. In the order the groups' first cells come."""
   groups = {}
   for cell in cells:
     if cell.kind == "net":
       config = cell_config(exp, cell, extra)
-      groups.setdefault((cell.dataset, grouping_key(config)), []).append((cell, config))
+      groups.setdefault((cell.dataset, group_lib.grouping_key(config)), []).append(
+          (cell, config))
   return list(groups.values())
 
 
@@ -83,14 +74,13 @@ def run_groups(exp: Experiment, cells: list, root: str, extra=()):
   Cells holding a solo run (config.json, not a member of the group) are left to
   `run_cell`, which resumes them; finished cells are left alone.
   """
-  from textclf_jax import many
   for group in plan_groups(exp, cells, extra):
     todo = [(c, config) for c, config in group if not is_finished(c, root)]
     if not todo:
       continue
-    members = many.group_members(group_dir(root, [c for c, _ in todo]))
+    members = group_lib.group_members(group_dir(root, [c for c, _ in todo]))
     todo = [(c, config) for c, config in todo if os.path.abspath(c.workdir(root)) in members
-            or not os.path.exists(os.path.join(c.workdir(root), "config.json"))]
+            or not os.path.exists(rundir.path(c.workdir(root), rundir.CONFIG))]
     if not todo:
       continue
     cells_todo, configs = [c for c, _ in todo], [config for _, config in todo]
@@ -98,5 +88,5 @@ def run_groups(exp: Experiment, cells: list, root: str, extra=()):
       variants = "+".join(dict.fromkeys(c.variant for c in cells_todo))
       print(f"[{exp.name}] {cells_todo[0].dataset} / {variants} / "
             f"{', '.join(c.unit for c in cells_todo)} as one program", flush=True)
-    many.train_many(configs, [c.workdir(root) for c in cells_todo],
-                    group_dir(root, cells_todo), [c.fold(config) for c, config in todo])
+    group_lib.train_many(configs, [c.workdir(root) for c in cells_todo],
+                         group_dir(root, cells_todo), [c.fold(config) for c, config in todo])

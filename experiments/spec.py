@@ -58,7 +58,7 @@ class Cell:
   dataset: str
   unit: str  # fold_K or seed_S
   overrides: list
-  kind: str = "net"  # net | tfidf (experiments/tfidf.py, no network)
+  kind: str = "net"  # net | tfidf (textclf_jax/linear.py, no network)
 
   def workdir(self, root: str) -> str:
     return os.path.join(root, self.dataset, self.variant, self.unit)

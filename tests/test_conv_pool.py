@@ -61,7 +61,7 @@ def test_features_and_gradients_match_autodiff(widths):
 
 
 def test_under_vmap_and_jit_per_member_parameters():
-  """many.py vmaps the model over members with their own parameters and data."""
+  """A group (textclf_jax.group) vmaps the model over members with their own parameters and data."""
   members = [_inputs((3, 4), [11, 5, 2], seed=s) for s in range(3)]
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *members)
 

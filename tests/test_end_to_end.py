@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import REPO, make_rows, tiny_config, write_jsonl
-from textclf_jax import cli, runs, train
+from textclf_jax import cli, progress, rundir, runs, train
 from textclf_jax.data.errors import DataError
 
 
@@ -90,7 +90,7 @@ def test_cross_validation_runs_every_fold(tmp_path):
   np.testing.assert_allclose(summary["test_mean"]["accuracy"],
                              np.mean([r["test"]["accuracy"] for r in per_fold]))
   with pytest.raises(DataError, match="cross-validation run"):
-    runs.load_config(workdir)
+    rundir.load_config(workdir)
   with pytest.raises(FileExistsError, match="already holds a run"):
     train.train_all_folds(tiny_config(dataset=str(d), num_epochs=1), workdir)
   again = train.train_all_folds(tiny_config(dataset=str(d), num_epochs=2), workdir, resume=True)
@@ -108,7 +108,7 @@ def test_divergence_stops_naming_the_step_and_keeps_last_checkpoint(topic_dir, t
   workdir = str(tmp_path / "run")
   config = tiny_config(dataset=topic_dir, optimizer="sgd", momentum=0.0, learning_rate=1e30,
                        num_epochs=2, max_norm=0.0, log_every_steps=1)
-  with pytest.raises(train.TrainingDiverged, match=r"NaN/Inf at step \d+"):
+  with pytest.raises(progress.TrainingDiverged, match=r"NaN/Inf at step \d+"):
     train.train_and_evaluate(config, workdir)
   assert not os.path.exists(os.path.join(workdir, "results.json"))
 
@@ -130,7 +130,7 @@ def test_kill_and_resume_is_bitwise_identical(topic_dir, tmp_path):
           "--config.embed_dim=16", "--config.num_filters=16", "--config.batch_size=8",
           "--config.num_epochs=2", "--config.checkpoint_every_steps=6",
           "--config.log_every_steps=4", "--config.progress_bar=False",
-          "--config.bucket_lengths=(8,16,24)"]
+          "--config.bucket_lengths=(8,16,24)", "--config.keep_checkpoints=both"]
   straight = str(tmp_path / "straight")
   proc = _run(["train", *args, "--workdir", straight])
   out, err = proc.communicate(timeout=600)

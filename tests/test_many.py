@@ -15,7 +15,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import make_rows, tiny_config, write_jsonl
-from textclf_jax import many, parallel, runs, train
+from textclf_jax import build, evaluate, parallel, runs, train
+from textclf_jax import steps as steps_lib
+from textclf_jax import group as group_lib
+from textclf_jax.group import compiled, stack, train_many
 from textclf_jax.data.batching import Encoded
 
 TOL = 1e-5
@@ -23,7 +26,8 @@ TOL = 1e-5
 
 def _config(**overrides):
   """tiny_config with one filter width and two padded lengths: few compilations."""
-  return tiny_config(**{"filter_widths": (3,), "bucket_lengths": (12, 24), **overrides})
+  return tiny_config(**{"filter_widths": (3,), "bucket_lengths": (12, 24),
+                        "keep_checkpoints": "both", **overrides})
 
 
 def _latest(workdir):
@@ -77,7 +81,7 @@ def test_seeds_match_solo_runs_and_resume(tmp_path, fixed_dir, monkeypatch):
   members = [str(tmp_path / f"many_{s}") for s in range(3)]
   group = str(tmp_path / "group")
   # Interrupted in epoch 2's dev evaluation (after epoch 1's group checkpoint) ...
-  calls, score = [], train.score
+  calls, score = [], evaluate.score
 
   def dying_score(*args, **kwargs):
     calls.append(1)
@@ -85,25 +89,25 @@ def test_seeds_match_solo_runs_and_resume(tmp_path, fixed_dir, monkeypatch):
       raise KeyboardInterrupt("killed")
     return score(*args, **kwargs)
 
-  monkeypatch.setattr(train, "score", dying_score)
+  monkeypatch.setattr(evaluate, "score", dying_score)
   with pytest.raises(KeyboardInterrupt):
-    many.train_many(configs, members, group)
-  monkeypatch.setattr(train, "score", score)
+    train_many(configs, members, group)
+  monkeypatch.setattr(evaluate, "score", score)
   # ... and resumed from that checkpoint.
-  results = many.train_many(configs, members, group)
+  results = train_many(configs, members, group)
   for s, config in enumerate(configs):
     solo = train.train_and_evaluate(config, str(tmp_path / f"solo_{s}"))
     _assert_same_run(members[s], str(tmp_path / f"solo_{s}"), results[s], solo)
   first, second = (jax.tree.leaves(_latest(m)[0]["params"]) for m in members[:2])
   assert not np.allclose(first[0], second[0])  # the members are different models
   # Finished members are read back, not trained.
-  assert many.train_many(configs, members, group) == results
+  assert train_many(configs, members, group) == results
 
 
 def test_cv_folds_match_solo_runs(tmp_path, cv_dir):
   configs = [_config(dataset=cv_dir, fold=k, num_epochs=2) for k in range(3)]
   members = [str(tmp_path / f"fold_{k}") for k in range(3)]
-  results = many.train_many(configs, members, str(tmp_path / "group"))
+  results = train_many(configs, members, str(tmp_path / "group"))
   vocab_sizes = {r["data"]["vocab_size"] for r in results}
   train_sizes = {r["data"]["num_train"] for r in results}
   assert len(vocab_sizes) > 1 and len(train_sizes) == 3
@@ -123,7 +127,7 @@ def test_early_stopping_of_one_member_leaves_others_alone(tmp_path, fixed_dir):
   configs = [_config(dataset=fixed_dir, seed=s, learning_rate=lr, num_epochs=4,
                          early_stopping_patience=1) for s, lr in settings]
   members = [str(tmp_path / f"many_{i}") for i in range(3)]
-  results = many.train_many(configs, members, str(tmp_path / "group"))
+  results = train_many(configs, members, str(tmp_path / "group"))
   assert results[1]["stopped_early"] and results[1]["best_step"] == results[1]["final_step"] / 2
   assert results[1]["final_step"] < max(r["final_step"] for r in (results[0], results[2]))
   for i, config in enumerate(configs):
@@ -147,29 +151,29 @@ def test_group_steps_equal_solo_steps_bit_for_bit(preset, overrides):
   for seed, (shortest, longest) in enumerate([(3, 12), (13, 24)]):  # buckets 12 and 24
     config = tiny_config(preset, seed=seed, embed_dim=8, filter_widths=(3, 4),
                          conv_backward="sparse", bucket_lengths=(12, 24), **overrides)
-    step_fns, state = train.make_steps(config, vocab, 3, False, mesh, 100, vectors)
+    step_fns, state = build.make_steps(config, vocab, 3, False, mesh, 100, vectors)
     lengths = rng.integers(shortest, longest + 1, 8 * steps).astype(np.int32)
     tokens = rng.integers(2, vocab, (8 * steps, 24)).astype(np.int32)
     tokens[np.arange(24)[None, :] >= lengths[:, None]] = 0
     data = Encoded(tokens, lengths, rng.integers(0, 3, 8 * steps).astype(np.int32))
-    batcher = train.make_batcher(config, mesh, batch_size=8)
+    batcher = build.make_batcher(config, mesh, batch_size=8)
     batches.append([batcher.make_batch(data, np.arange(i, i + 8)) for i in range(0, 8 * steps, 8)])
     solo_states.append(state)
   idle = {(1, 2)}  # (member, step): member 1 has no batch at step 2
-  train_step, _ = many._compile(step_fns)  # pylint: disable=protected-access
+  train_step, _ = compiled.compile_steps(step_fns)
   device = jax.local_devices()[0]
-  stacked = many.stack_states(solo_states, device)
-  metrics = jax.tree.map(lambda x: jnp.stack([x] * 2), train.steps_lib.init_metrics())
+  stacked = stack.stack_states(solo_states, device)
+  metrics = jax.tree.map(lambda x: jnp.stack([x] * 2), steps_lib.init_metrics())
   for i in range(steps):
     parts = [None if (k, i) in idle else batches[k][i] for k in range(2)]
     active = np.asarray([p is not None for p in parts])
-    batch = jax.device_put(many.stack_batches(parts, (), np.int32), device)
-    stacked, metrics = train_step(stacked, batch, metrics, jnp.asarray(active), {},
+    batch = jax.device_put(stack.stack_batches(parts, (), np.int32), device)
+    stacked, metrics = train_step(stacked, batch, metrics, jnp.asarray(active), steps_lib.SOLO,
                                   bool(active.all()))
   assert batch["tokens"].shape == (2, 8, 24)  # member 0's [8, 12] batches were padded
   stacked = jax.device_get(stacked)
   for k, state in enumerate(solo_states):
-    metrics = train.steps_lib.init_metrics()
+    metrics = steps_lib.init_metrics()
     for i in range(steps):
       if (k, i) not in idle:
         state, metrics = step_fns.train_step(
@@ -185,10 +189,10 @@ GROUP_ON_DEVICES = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import jax
     from conftest import tiny_config
-    from textclf_jax import many
+    from textclf_jax.group import train_many
     configs = [tiny_config(dataset={data!r}, seed=s, num_epochs=2, filter_widths=(3,),
                            bucket_lengths=(12, 24), conv_backward="sparse") for s in range(2)]
-    results = many.train_many(configs, [{root!r} + f"/m{{s}}" for s in range(2)], {root!r} + "/g")
+    results = train_many(configs, [{root!r} + f"/m{{s}}" for s in range(2)], {root!r} + "/g")
     print(json.dumps({{"devices": jax.local_device_count(),
                       "results": [{{k: r[k] for k in ("dev", "test", "best_step")}}
                                   for r in results]}}))
@@ -221,7 +225,7 @@ def test_dropout_rates_and_class_weights_vary_within_a_group(tmp_path, fixed_dir
   configs = [_config(dataset=fixed_dir, dropout=d, class_weights=w, num_epochs=2,
                      conv_backward="sparse") for d, w in settings]
   members = [str(tmp_path / f"many_{i}") for i in range(3)]
-  results = many.train_many(configs, members, str(tmp_path / "group"))
+  results = train_many(configs, members, str(tmp_path / "group"))
   for i, config in enumerate(configs):
     solo = train.train_and_evaluate(config, str(tmp_path / f"solo_{i}"))
     _assert_same_run(members[i], str(tmp_path / f"solo_{i}"), results[i], solo)
@@ -230,7 +234,7 @@ def test_dropout_rates_and_class_weights_vary_within_a_group(tmp_path, fixed_dir
   assert not np.allclose(params[0][0], params[1][0])
   bad = [_config(dataset=fixed_dir, dropout=d) for d in (0.5, 1.0)]
   with pytest.raises(ValueError, match="dropout=1.0"):
-    many.train_many(bad, [str(tmp_path / "bad_0"), str(tmp_path / "bad_1")],
+    train_many(bad, [str(tmp_path / "bad_0"), str(tmp_path / "bad_1")],
                     str(tmp_path / "bad_group"))
   assert not os.path.exists(tmp_path / "bad_0") and not os.path.exists(tmp_path / "bad_group")
 
@@ -238,10 +242,10 @@ def test_dropout_rates_and_class_weights_vary_within_a_group(tmp_path, fixed_dir
 def test_configs_differing_in_other_keys_raise(tmp_path, fixed_dir):
   configs = [_config(dataset=fixed_dir), _config(dataset=fixed_dir, num_filters=4)]
   with pytest.raises(ValueError, match="num_filters"):
-    many.train_many(configs, [str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "g"))
+    train_many(configs, [str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "g"))
   configs = [_config(dataset=fixed_dir), _config(dataset=fixed_dir, eval_every_steps=5)]
   with pytest.raises(ValueError, match="eval_every_steps"):
-    many.train_many(configs, [str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "g"))
+    train_many(configs, [str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "g"))
   assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "g")
 
 
@@ -261,7 +265,7 @@ def test_runner_vmap_makes_the_same_table(tmp_path, monkeypatch):
     assert os.path.getsize(tmp_path / "many" / name) > 0
   # Finished cells are read back: nothing is trained again.
   calls = []
-  monkeypatch.setattr(many, "train_many", lambda *a, **k: calls.append(a))
+  monkeypatch.setattr(group_lib, "train_many", lambda *a, **k: calls.append(a))
   again = runner.run_experiment(exp, str(tmp_path / "many"), vmap=True, **only)
   assert calls == [] and again["table"] == grouped["table"]
 

@@ -206,39 +206,29 @@ def test_tokenizer_rejects_non_text_with_a_data_error(value):
 
 # --- config parser ----------------------------------------------------------------
 #
-# Crashes hypothesis found in config.py (owned elsewhere; reported, not fixed here).
-# They are pinned below as strict xfails: when config.py raises ConfigError for
-# them, the xfail turns into a failure, and the entry (and its line in
-# _known_config_crash) should go.
+# Crashes hypothesis found in config.py, fixed: each must now be a ConfigError
+# that names the key (overrides) or the file (from_json).
 
 KNOWN_OVERRIDE_CRASHES = [
-    "seed.x=1",            # TypeError: argument of type 'int' is not iterable
-    "dataset.x=1",         # AttributeError: 'str' object has no attribute 'keys'
-    "dataset.bbc=1",       # AttributeError: 'str' object has no attribute 'unlocked'
-    "bucket_lengths=" + "-" * 100_000 + "1",  # MemoryError from ast.literal_eval
-    "bucket_lengths=" + "a." * 50_000 + "b",  # RecursionError from ast.literal_eval
+    "seed.x=1",            # was TypeError: argument of type 'int' is not iterable
+    "dataset.x=1",         # was AttributeError: 'str' object has no attribute 'keys'
+    "dataset.bbc=1",       # was AttributeError: 'str' object has no attribute 'unlocked'
+    "bucket_lengths=" + "-" * 100_000 + "1",  # was MemoryError from ast.literal_eval
+    "bucket_lengths=" + "a." * 50_000 + "b",  # was RecursionError from ast.literal_eval
 ]
 KNOWN_FROM_JSON_CRASHES = [
-    b"\xff",                         # UnicodeDecodeError
-    b"[1]",                          # TypeError: 'list' object is not a mapping
-    b"null",                         # TypeError: argument of type 'NoneType' is not iterable
-    b'{"seed": ' + b"1" * 5000 + b"}",  # ValueError: Exceeds the limit (4300 digits)
-    b"[" * 100_000,                  # RecursionError
-    b'{"a.b": 1}',                   # ValueError: ConfigDict does not accept dots in field names
+    b"\xff",                         # was UnicodeDecodeError
+    b"[1]",                          # was TypeError: 'list' object is not a mapping
+    b"null",                         # was TypeError: argument of type 'NoneType' is not iterable
+    b'{"seed": ' + b"1" * 5000 + b"}",  # was ValueError: Exceeds the limit (4300 digits)
+    b"[" * 100_000,                  # was RecursionError
+    b'{"a.b": 1}',                   # was ValueError: ConfigDict does not accept dots
 ]
 
 
 def _known_config_crash(error: BaseException, key: str = "") -> bool:
-  """The crashes of config.py reported with this test (see above)."""
-  if isinstance(error, (TypeError, AttributeError)) and "." in key:
-    return True  # a dotted key through a field that is not a ConfigDict
-  if isinstance(error, TypeError) and "unhashable" in str(error):
-    return True  # _parse_value: ast.literal_eval("{[]}") (apply_overrides wraps it)
-  if isinstance(error, (MemoryError, RecursionError)):
-    return True  # deep nesting in ast.literal_eval or json.load
-  if isinstance(error, (UnicodeDecodeError, TypeError)) or (
-      isinstance(error, ValueError) and re.search("digits|dots in field names", str(error))):
-    return True  # from_json: not UTF-8, not an object, a huge integer, a dotted key
+  """None are left: every error of the config parser is a ConfigError."""
+  del error, key
   return False
 
 
@@ -310,14 +300,12 @@ def test_from_json_raises_only_config_errors_naming_the_file(tmp_path, data):
       raise
 
 
-@pytest.mark.xfail(strict=True, reason="config.py crash, reported (see the list above)")
 @pytest.mark.parametrize("override", KNOWN_OVERRIDE_CRASHES, ids=lambda o: o[:20])
 def test_known_override_crash_is_a_config_error(override):
   with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
     config_lib.apply_overrides(config_lib.load_preset("cnn"), [override])
 
 
-@pytest.mark.xfail(strict=True, reason="config.py crash, reported (see the list above)")
 @pytest.mark.parametrize("content", KNOWN_FROM_JSON_CRASHES, ids=lambda c: repr(c[:12]))
 def test_known_from_json_crash_is_a_config_error(tmp_path, content):
   path = tmp_path / "config.json"
@@ -326,13 +314,13 @@ def test_known_from_json_crash_is_a_config_error(tmp_path, content):
     config_lib.from_json(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason="config.py crash, reported (see the list above)")
-def test_known_parse_value_crash_is_a_config_error():
-  with pytest.raises(ConfigError, match="some_key"):
-    config_lib._parse_value("some_key", "{[]}", (1, 2))
+def test_a_list_value_that_is_no_literal_is_split_on_commas():
+  """Not a Python literal: the comma-separated strings (validation then names the key)."""
+  assert config_lib._parse_value("some_key", "{[]}", (1, 2)) == ("{[]}",)
+  with pytest.raises(ConfigError, match="bucket_lengths"):
+    config_lib.apply_overrides(config_lib.load_preset("cnn"), ["bucket_lengths={[]}"])
 
 
-@pytest.mark.xfail(strict=True, reason="config.py crash, reported (see the list above)")
 def test_known_from_json_crash_on_a_directory_is_a_config_error(tmp_path):
   with pytest.raises(ConfigError, match=re.escape(str(tmp_path))):
     config_lib.from_json(str(tmp_path))  # IsADirectoryError

@@ -10,7 +10,9 @@ import pytest
 
 from conftest import tiny_config
 from textclf_jax import config as config_lib
-from textclf_jax import many, parallel, sparse_embed, train
+from textclf_jax import build, parallel, rundir, sparse_embed
+from textclf_jax import steps as steps_lib
+from textclf_jax.group import compiled, stack
 from textclf_jax.checkpoint import Checkpoints
 from textclf_jax.data.batching import Encoded
 
@@ -29,7 +31,7 @@ def _setup(mode, steps=8, **overrides):
   config = _config(mode, **overrides)
   mesh = parallel.make_mesh(num_devices=1)
   vectors = np.random.default_rng(1).normal(0, 0.3, (VOCAB, DIM)).astype(np.float32)
-  step_fns, state = train.make_steps(config, VOCAB, 3, False, mesh, 100,
+  step_fns, state = build.make_steps(config, VOCAB, 3, False, mesh, 100,
                                      None if config.embedding == "rand" else vectors)
   rng = np.random.default_rng(0)
   n, length = steps * 8, 16
@@ -38,14 +40,14 @@ def _setup(mode, steps=8, **overrides):
   tokens = np.minimum(rng.zipf(1.3, (n, length)), USED - 1).astype(np.int32)
   tokens[np.arange(length)[None, :] >= lengths[:, None]] = 0
   data = Encoded(tokens, lengths, rng.integers(0, 3, n).astype(np.int32))
-  batcher = train.make_batcher(config, mesh, batch_size=8)
-  batches = [train.device_batch(batcher, data, np.arange(i, i + 8), mesh)
+  batcher = build.make_batcher(config, mesh, batch_size=8)
+  batches = [build.device_batch(batcher, data, np.arange(i, i + 8), mesh)
              for i in range(0, n, 8)]
   return step_fns, state, batches
 
 
 def _train(step_fns, state, batches, plateau_at=None):
-  metrics = train.steps_lib.init_metrics()
+  metrics = steps_lib.init_metrics()
   for i, batch in enumerate(batches):
     if i == plateau_at:
       state = step_fns.set_plateau_scale(state, jnp.float32(0.5))
@@ -119,24 +121,24 @@ def test_runs_made_before_the_key_stay_dense(tmp_path):
   assert config.embedding_update == "dense"
   assert sparse_embed.embedding_update(config) == "dense"
   # the sweep runner resumes with a config rebuilt from the preset: it keeps dense too
-  kept = train.keep_saved_choices(_config("auto"), str(tmp_path))
+  kept = rundir.keep_saved_choices(_config("auto"), str(tmp_path))
   assert kept.embedding_update == "dense"
-  assert train.keep_saved_choices(_config("auto"), str(tmp_path / "new")).embedding_update \
+  assert rundir.keep_saved_choices(_config("auto"), str(tmp_path / "new")).embedding_update \
       == "auto"
 
 
 def test_vmapped_members_with_learning_rates_match_dense():
-  """many.py's vmapped step, members at learning rates 1 and 0.3 (the second one
+  """A group's vmapped step, members at learning rates 1 and 0.3 (the second one
   idle for two steps): sparse equals dense per member."""
   out = {}
   for mode in ("dense", "sparse"):
     step_fns, state, batches = _setup(mode, steps=6, embedding="non-static", dropout=0.0,
                                       learning_rate=1.0)
-    train_step, _ = many._compile(step_fns)  # pylint: disable=protected-access
+    train_step, _ = compiled.compile_steps(step_fns)
     device = jax.local_devices()[0]
-    stacked = many.stack_states([state, state], device)
-    metrics = jax.tree.map(lambda x: jnp.stack([x] * 2), train.steps_lib.init_metrics())
-    values = {"lr_scale": jnp.asarray([1.0, 0.3], jnp.float32)}
+    stacked = stack.stack_states([state, state], device)
+    metrics = jax.tree.map(lambda x: jnp.stack([x] * 2), steps_lib.init_metrics())
+    values = steps_lib.MemberValues(lr_scale=jnp.asarray([1.0, 0.3], jnp.float32))
     for i, batch in enumerate(batches):
       both = jax.tree.map(lambda x: jnp.stack([x] * 2), batch)
       active = np.asarray([True, i not in (1, 2)])  # steps 1, 2: the masked step
@@ -154,7 +156,7 @@ def test_vmapped_members_with_learning_rates_match_dense():
 
 def test_checkpoint_round_trip_continues_identically(tmp_path):
   step_fns, state, batches = _setup("sparse", steps=6, embedding="rand")
-  metrics = train.steps_lib.init_metrics()
+  metrics = steps_lib.init_metrics()
   for batch in batches[:3]:
     state, metrics = step_fns.train_step(state, batch, metrics)
   ckpt = Checkpoints(str(tmp_path))

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, tiny_config
-from textclf_jax import parallel, train
+from textclf_jax import build, parallel
+from textclf_jax import steps as steps_lib
 from textclf_jax.data.pipeline import prepare
 
 
@@ -20,11 +21,11 @@ def _setup(topic_dir, tmp_path, preset, **overrides):
   config = tiny_config(preset, dataset=topic_dir, embed_dim=4, vectors=str(vectors), **overrides)
   prepared = prepare(config)
   mesh = parallel.make_mesh(num_devices=1)
-  steps, state = train.make_steps(config, len(prepared.vocab), len(prepared.label_names),
+  steps, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
                                   prepared.multi_label, mesh, 100, prepared.vectors)
-  batcher = train.make_batcher(config, mesh)
+  batcher = build.make_batcher(config, mesh)
   data = prepared.splits["train"]
-  batch = train.device_batch(batcher, data, np.arange(16), mesh)
+  batch = build.device_batch(batcher, data, np.arange(16), mesh)
   return steps, state, batch
 
 
@@ -34,7 +35,7 @@ def test_step_changes_every_trainable_param_and_no_frozen(topic_dir, tmp_path, p
                                                           embedding):
   steps, state, batch = _setup(topic_dir, tmp_path, preset, embedding=embedding, max_norm=0.0)
   before = jax.device_get(state)
-  after, _ = steps.train_step(state, batch, train.steps_lib.init_metrics())
+  after, _ = steps.train_step(state, batch, steps_lib.init_metrics())
   after = jax.device_get(after)
   changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before["params"],
                          after["params"])
@@ -50,7 +51,7 @@ def test_step_changes_every_trainable_param_and_no_frozen(topic_dir, tmp_path, p
 def test_max_norm_caps_output_columns(topic_dir, tmp_path):
   steps, state, batch = _setup(topic_dir, tmp_path, "cnn", embedding="rand", max_norm=0.05,
                                learning_rate=1.0)
-  after, _ = steps.train_step(state, batch, train.steps_lib.init_metrics())
+  after, _ = steps.train_step(state, batch, steps_lib.init_metrics())
   kernel = np.asarray(after["params"]["head"]["kernel"][...])
   assert np.linalg.norm(kernel, axis=0).max() <= 0.05 + 1e-6
 
@@ -63,7 +64,7 @@ def test_bfloat16_compute_keeps_float32_params_and_tracks_float32_loss(topic_dir
     steps, state, batch = _setup(topic_dir, tmp_path, "cnn", embedding="multichannel",
                                  compute_dtype=dtype, dropout=0.0)
     before = jax.device_get(state["params"])
-    state, metrics = steps.train_step(state, batch, train.steps_lib.init_metrics())
+    state, metrics = steps.train_step(state, batch, steps_lib.init_metrics())
     m = jax.device_get(metrics)
     losses[dtype] = float(m["loss_sum"] / m["count"])
     leaves = jax.tree.leaves(state["params"]) + jax.tree.leaves(state["opt_state"])
@@ -89,7 +90,8 @@ EIGHT_DEVICES = textwrap.dedent("""
     import jax
     sys.path.insert(0, {tests!r})
     from conftest import tiny_config
-    from textclf_jax import parallel, train
+    from textclf_jax import build, evaluate, parallel
+    from textclf_jax import steps as steps_lib
     from textclf_jax.data.pipeline import prepare
     assert jax.device_count() == 8, jax.devices()
     out = {{}}
@@ -99,19 +101,19 @@ EIGHT_DEVICES = textwrap.dedent("""
                            mesh_model=model_axis)
       prepared = prepare(config)
       mesh = parallel.make_mesh(model_axis, num_devices=devices)
-      steps, state = train.make_steps(config, len(prepared.vocab), len(prepared.label_names),
+      steps, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
                                       prepared.multi_label, mesh, 100, prepared.vectors)
-      batcher = train.make_batcher(config, mesh)
+      batcher = build.make_batcher(config, mesh)
       data = prepared.splits["train"]
       losses, count = [], 0
       for index in batcher.train_plan(data, seed=0, epoch=0)[:5]:
-        metrics = train.steps_lib.init_metrics()
-        batch = train.device_batch(batcher, data, index, mesh)
+        metrics = steps_lib.init_metrics()
+        batch = build.device_batch(batcher, data, index, mesh)
         state, metrics = steps.train_step(state, batch, metrics)
         m = jax.device_get(metrics)
         losses.append(float(m["loss_sum"] / m["count"]))
         count += int(m["count"])
-      probs = train.predict_probs(steps, state, prepared.splits["test"], batcher)
+      probs = evaluate.predict_probs(steps, state, prepared.splits["test"], batcher)
       table = state["params"]["embed"]["trainable"][...]
       out[f"{{devices}}x{{model_axis}}"] = {{
           "losses": losses, "count": count, "probs_sum": float(probs.sum()), "rows": len(probs),

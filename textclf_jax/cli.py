@@ -1,10 +1,10 @@
 """`textclf train | eval | predict | config` (also `python -m textclf_jax`).
 
-    textclf train [--config cnn|kim|lstm|hybrid|FILE.py] [--config.KEY=VALUE ...]
+    textclf train [--config cnn|kim|lstm|hybrid|tfidf|FILE.py] [--config.KEY=VALUE ...]
                   [--workdir RUN] [--resume RUN [--config.num_epochs=N]]
     textclf eval RUN [--split test|dev] [--data_dir DIR]
     textclf predict RUN [TEXT ...] [--input FILE] [--top_k K]   (stdin if no text)
-    textclf config [cnn|kim|lstm|hybrid|FILE.py]   (every key: default and meaning)
+    textclf config [PRESET|FILE.py]         (every key: default and meaning)
     textclf mesh [--mesh_model M]          (the processes, devices and mesh JAX sees)
 
 Options may come before, between or after the positional arguments
@@ -36,16 +36,12 @@ traceback before that line; the exit status stays the same. Called as a function
 from __future__ import annotations
 
 import argparse
-import ast
 import errno
-import importlib
-import io
 import json
 import os
 import re
 import sys
 import time
-import tokenize
 import traceback
 
 CONFIG_HELP = """\
@@ -107,7 +103,7 @@ def _debug_from_environment() -> bool:
 
 # Settings a resumed run may change: how long it trains and how it reports.
 RESUME_OVERRIDES = ("num_epochs", "early_stopping_patience", "log_every_steps",
-                    "checkpoint_every_steps", "progress_bar", "wandb")
+                    "checkpoint_every_steps", "progress_bar", "wandb", "keep_checkpoints")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -204,7 +200,7 @@ def _print_results(results: dict):
   if "test_mean" in results:
     line = ", ".join(f"{k} {results['test_mean'][k]:.4f} ± {results['test_std'][k]:.4f}"
                      for k in ("accuracy", "macro_f1", "micro_f1") if k in results["test_mean"])
-    print(f"[textclf] {len(results['folds'])}-fold CV test: {line}")
+    print(f"[textclf] {len(results['folds'])}-fold CV test (mean ± sample std): {line}")
     return
   test = results["test"]
   keys = ("accuracy", "macro_f1") if "accuracy" in test else (
@@ -217,7 +213,7 @@ def _print_results(results: dict):
 
 def cmd_train(args, overrides):
   from textclf_jax import config as config_lib
-  from textclf_jax import parallel, runs, train
+  from textclf_jax import parallel, rundir, train
 
   if args.resume:
     refused = [key for key in (o.split("=", 1)[0] for o in overrides)
@@ -227,7 +223,7 @@ def cmd_train(args, overrides):
                        f"--config.{refused[0]} cannot change (allowed: "
                        f"{', '.join(RESUME_OVERRIDES)})")
     _CONTEXT["path"] = args.resume
-    config = runs.load_config(args.resume, allow_cv=True)
+    config = rundir.load_config_to_resume(args.resume)
     config = config_lib.apply_overrides(config, overrides)
     workdir = args.resume
   else:
@@ -241,7 +237,9 @@ def cmd_train(args, overrides):
   if not main_process:
     return
   _print_results(results)
-  print(f"[textclf] wrote {os.path.join(workdir, 'results.json' if 'test' in results else 'cv_results.json')}")
+  written = rundir.RESULTS if "test" in results else rundir.CV_RESULTS
+  print(f"[textclf] wrote {os.path.join(workdir, written)}; the run directory holds "
+        f"{rundir.disk_usage(workdir) / 2 ** 20:.1f} MB")
 
 
 def cmd_mesh(args):
@@ -322,211 +320,23 @@ def cmd_predict(args):
     for i, row in zip(index, predicted):
       rows[i] = row
   else:
-    runs.load_config(args.run)  # nothing to classify, but RUN must still be a run
+    runs.check_run(args.run)  # nothing to classify, but RUN must still be a run
   for row in rows:
     print(json.dumps(row, ensure_ascii=False))
 
 
-# --- textclf config ---------------------------------------------------------------
-
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
-
-# Meanings of keys that no comment in textclf_jax/configs/*.py explains yet. A
-# comment where the key is set takes precedence, and tests/test_cli_errors.py
-# fails on an entry here that a comment now covers: add the comment, drop the entry.
-UNCOMMENTED_MEANINGS = {
-    # base.py
-    "seed": "seeds initialisation, dropout, data order and every seeded sample or split",
-    "dev_file": "a dev split file (overrides the dataset's own)",
-    "test_file": "a test split file (overrides the dataset's own)",
-    "text_key": "the key (JSONL) or column (CSV/TSV) holding the text",
-    "lowercase": "lowercase the text before tokenising",
-    "remove_stopwords": "drop English function words (see keep_negations)",
-    "max_len": "tokens kept per text (longer texts are cut)",
-    "min_count": "words seen fewer times in the training split become UNK",
-    "bucket_lengths": "the padded lengths batches use (plus max_len): fewer programs to compile",
-    "label_smoothing": "softmax_ce: mass moved from the true label to all labels; 0: off",
-    "focal_gamma": "focal loss: the exponent that down-weights easy examples",
-    "batch_size": "training examples per step (over all devices)",
-    "num_epochs": "passes over the training split (early stopping may end sooner)",
-    "learning_rate": "the peak learning rate (the schedule scales it)",
-    "adadelta_rho": "adadelta: decay of its running averages",
-    "adadelta_eps": "adadelta: epsilon",
-    "warmup_steps": "steps of linear warm-up from 0 to learning_rate; 0: none",
-    "decay_steps": "exponential: steps per factor of decay_rate",
-    "plateau_factor": "plateau: factor on the learning rate after plateau_patience bad epochs",
-    "weight_decay": "decay of the weights per step (see weight_decay_mode); 0: off",
-    "log_every_steps": "training metrics are logged every this many steps",
-    "progress_bar": "show a progress bar (main process only)",
-    "wandb_project": "the Weights & Biases project",
-    "wandb_group": "the Weights & Biases group; \"\": none",
-    # cnn.py, kim.py, lstm.py, hybrid.py
-    "model": "the architecture: cnn | lstm | hybrid",
-    "filter_widths": "convolution widths in tokens, one set of filters each",
-    "num_filters": "filters (feature maps) per width",
-    "dropout": "dropout rate (CNN: on the pooled features; LSTM: also on its inputs)",
-    "lstm_hidden": "LSTM units per direction",
-    "lstm_layers": "stacked LSTM layers",
-    "bidirectional": "a second LSTM reads the text backwards; their states are concatenated",
-}
-
-
-def _assigned_key(target) -> str | None:
-  """`c.a.b` -> "a.b" (the name of the config variable itself is dropped)."""
-  parts = []
-  while isinstance(target, ast.Attribute):
-    parts.append(target.attr)
-    target = target.value
-  return ".".join(reversed(parts)) if parts and isinstance(target, ast.Name) else None
-
-
-def config_comments(path: str) -> dict:
-  """{KEY: (comment above, comment on the line)} for each `c.KEY = ...` in a config file.
-
-  The comment above is the block of whole-line comments right above the line
-  (section rules such as `# --- data ---` excluded); it also describes the
-  assignments right below (no blank line between) that it names in backticks.
-  """
-  with open(path, encoding="utf-8") as f:
-    source = f.read()
-  own_line, trailing = {}, {}  # line number -> comment text
-  for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-    if tok.type == tokenize.COMMENT:
-      text = tok.string.lstrip("#").strip()
-      row = tok.start[0]
-      (trailing if tok.line[:tok.start[1]].strip() else own_line)[row] = text
-  found, previous = {}, None  # previous: (last line, key, block) of the assignment above
-  for node in ast.walk(ast.parse(source)):
-    if not isinstance(node, ast.Assign):
-      continue
-    for target in node.targets:
-      key = _assigned_key(target)
-      if key is None:
-        continue
-      block, row = [], node.lineno - 1
-      while row in own_line and not own_line[row].startswith("---"):
-        block.insert(0, own_line[row])
-        row -= 1
-      after = " ".join(trailing[r] for r in range(node.lineno, node.end_lineno + 1)
-                       if r in trailing)
-      above = " ".join(block)
-      if (not above and not after and previous and previous[0] == node.lineno - 1
-          and f"`{key}`" in previous[2]):
-        above = previous[2]  # a comment above the group that names this key too
-      found.setdefault(key, (above, after))
-      previous = (node.end_lineno, key, above)
-  return found
-
-
-def _config_chain(name_or_path: str) -> list:
-  """The files that build a config: the preset (or file), then what it imports from
-  textclf_jax.configs, depth first (cnn.py, base.py)."""
-  first = (os.path.join(CONFIGS_DIR, f"{name_or_path}.py")
-           if os.path.sep not in name_or_path and not name_or_path.endswith(".py")
-           else name_or_path)
-  chain, todo = [], [first]
-  while todo:
-    path = todo.pop(0)
-    if path in chain or not os.path.isfile(path):
-      continue
-    chain.append(path)
-    with open(path, encoding="utf-8") as f:
-      tree = ast.parse(f.read())
-    for node in ast.walk(tree):
-      names = []
-      if isinstance(node, ast.ImportFrom) and node.module == "textclf_jax.configs":
-        names = [a.name for a in node.names]
-      elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
-          "textclf_jax.configs."):
-        names = [node.module.rsplit(".", 1)[1]]
-      elif isinstance(node, ast.Import):
-        names = [a.name.rsplit(".", 1)[1] for a in node.names
-                 if a.name.startswith("textclf_jax.configs.")]
-      todo.extend(os.path.join(CONFIGS_DIR, f"{n}.py") for n in names)
-  return chain
-
-
-def _flat_items(config, prefix=""):
-  for key, value in config.items():
-    if hasattr(value, "items"):
-      yield from _flat_items(value, f"{prefix}{key}.")
-    else:
-      yield prefix + key, value
-
-
-def key_comments(name_or_path: str) -> dict:
-  """{KEY: (defining file, its comment, file of the default, its comment)}.
-
-  The defining file is the base of the chain that sets the key (base.py for the
-  shared keys, the preset for its own); the file of the default is the first one
-  (a preset's own value). A comment is "" when there is none.
-  """
-  from textclf_jax import config as config_lib
-  chain = _config_chain(name_or_path)
-  comments = {path: config_comments(path) for path in chain}
-  found = {}
-  for key, _ in _flat_items(config_lib.load_preset(name_or_path)):
-    setters = [p for p in chain if key in comments[p]]
-    if not setters:
-      found[key] = ("", "", "", "")
-      continue
-    (defining, own) = setters[-1], setters[0]
-    text = {p: " — ".join(m for m in reversed(comments[p][key]) if m) for p in (defining, own)}
-    found[key] = (defining, text[defining], own, text[own])
-  return found
-
-
-def config_meanings(name_or_path: str) -> dict:
-  """{KEY: one line of meaning} for every key of a preset.
-
-  The meaning is the comment where the key is defined (see `key_comments`); a
-  comment on the value that is the default (a preset's own) follows in brackets.
-  Keys no comment explains take their meaning from UNCOMMENTED_MEANINGS.
-  """
-  meanings = {}
-  for key, (defining, meaning, own, note) in key_comments(name_or_path).items():
-    meaning = meaning or UNCOMMENTED_MEANINGS.get(key, "")
-    if own != defining and note:
-      meaning = f"{meaning} [{os.path.basename(own)[:-3]}: {note}]".strip()
-    meanings[key] = meaning or "(no comment explains this key yet)"
-  return meanings
-
-
-def format_value(value) -> str:
-  """A default as it would be written after --config.KEY=."""
-  if isinstance(value, (tuple, list)):
-    return ",".join(map(str, value)) if value else "()"
-  if isinstance(value, str):
-    return value if value and value.strip() == value and " " not in value else json.dumps(value)
-  return str(value)
-
-
 def cmd_config(args):
-  from textclf_jax import config as config_lib
-  values = dict(_flat_items(config_lib.load_preset(args.preset)))
-  meanings = config_meanings(args.preset)
-  print(f"# {args.preset}: {len(values)} keys, as KEY=DEFAULT  meaning. Set any with "
-        f"--config.KEY=VALUE, e.g.\n#   textclf train --config {args.preset} "
-        f"--config.num_epochs=5")
-  width = max(len(f"{k}={format_value(v)}") for k, v in values.items())
-  for key in sorted(values):
-    setting = f"{key}={format_value(values[key])}"
-    print(f"{setting:<{min(width, 40)}}  {meanings[key]}")
+  from textclf_jax import config_doc
+  print(config_doc.describe(args.preset))
 
 
 # --- errors -----------------------------------------------------------------------
 
 
 def _training_failed_type():
-  """TrainingDiverged, wherever it is defined now (progress.py, or train.py)."""
-  for name in ("textclf_jax.progress", "textclf_jax.train"):
-    try:
-      found = getattr(importlib.import_module(name), "TrainingDiverged", None)
-    except Exception:  # noqa: BLE001 (not there, or broken: try the next)
-      continue
-    if found is not None:
-      return found
-  return None
+  """progress.TrainingDiverged (imported only when needed: it brings in JAX)."""
+  from textclf_jax.progress import TrainingDiverged
+  return TrainingDiverged
 
 
 def _chain(error: BaseException):

@@ -16,10 +16,11 @@ from typing import Iterable
 
 import ml_collections
 
-PRESETS = ("cnn", "kim", "lstm", "hybrid")
+PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf")
 # Runs made before embedding_update existed updated the table densely (and their
 # checkpoints hold the dense optimiser state); those made before conv_backward
 # existed took autodiff's backward pass (kept, so that they resume bit for bit).
+# Used only where a saved run is read (`from_json`).
 OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense"}
 
 
@@ -43,6 +44,7 @@ def load_preset(name_or_path: str) -> ml_collections.ConfigDict:
       raise ConfigError(f"{name_or_path}: defines no get_config()")
   config = module.get_config()
   config.lock()
+  validate(config, where=name_or_path)
   return config
 
 
@@ -68,7 +70,7 @@ def _parse_value(key: str, text: str, current):
   if isinstance(current, (tuple, list)):
     try:
       value = ast.literal_eval(text if text.strip() else "()")
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
       value = tuple(x.strip() for x in text.split(",") if x.strip())
     if not isinstance(value, (tuple, list)):
       value = (value,)
@@ -89,6 +91,8 @@ def apply_overrides(config: ml_collections.ConfigDict,
       if part not in parent:
         raise ConfigError(f"--config.{key}: unknown key {part!r}")
       parent = parent[part]
+      if not isinstance(parent, ml_collections.ConfigDict):
+        raise ConfigError(f"--config.{key}: {part!r} is a value, not a group of keys")
     if leaf not in parent:
       close = [k for k in parent.keys() if k[:3] == leaf[:3]]
       hint = f" (did you mean {', '.join(close)}?)" if close else ""
@@ -98,6 +102,7 @@ def apply_overrides(config: ml_collections.ConfigDict,
         parent[leaf] = _parse_value(key, text, parent[leaf])
     except TypeError as e:
       raise ConfigError(f"--config.{key}: {e}") from None
+  validate(config)
   return config
 
 
@@ -114,6 +119,15 @@ def from_json(path: str) -> ml_collections.ConfigDict:
     raise ConfigError(f"{path}: missing (is this a run directory?)") from None
   except json.JSONDecodeError as e:
     raise ConfigError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+  except UnicodeDecodeError:
+    raise ConfigError(f"{path}: not UTF-8 text") from None
+  except (ValueError, RecursionError) as e:  # a huge integer, nesting too deep
+    raise ConfigError(f"{path}: unreadable JSON ({type(e).__name__}: {str(e)[:100]})") from None
+  except OSError as e:
+    raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
+  if not isinstance(raw, dict):
+    raise ConfigError(f"{path}: expected a JSON object of config keys, got "
+                      f"{type(raw).__name__}")
 
   def fix(value):
     if isinstance(value, list):
@@ -127,6 +141,148 @@ def from_json(path: str) -> ml_collections.ConfigDict:
   # the value that keeps such a run training (and restoring) as it did.
   defaults = {**base.get_config().to_dict(), **OLD_RUN_DEFAULTS}
   raw = {**{k: v for k, v in defaults.items() if k not in raw}, **raw}
-  config = ml_collections.ConfigDict(fix(raw))
+  try:
+    config = ml_collections.ConfigDict(fix(raw))
+  except (ValueError, TypeError, KeyError) as e:  # e.g. a key with a dot
+    raise ConfigError(f"{path}: not a config ({e})") from None
   config.lock()
+  validate(config, where=path)
   return config
+
+
+# --- validation -------------------------------------------------------------------------
+
+# Every check of a config value lives here; the modules that use a value take it as valid.
+_POSITIVE_INTS = ("batch_size", "num_epochs", "max_len", "log_every_steps",
+                  "checkpoint_every_steps", "mesh_model", "vocab_multiple", "min_count",
+                  "decay_steps", "plateau_patience", "num_filters", "lstm_hidden",
+                  "lstm_layers")
+_NON_NEGATIVE_INTS = ("seed", "embed_dim", "eval_every_steps", "early_stopping_patience", "max_vocab",
+                      "max_train_examples", "warmup_steps", "eval_batch_size")
+# key: (low, high, low inclusive, high inclusive)
+_RANGES = {
+    "learning_rate": (0.0, float("inf"), True, False),
+    "dropout": (0.0, 1.0, True, True),
+    "label_smoothing": (0.0, 1.0, True, False),
+    "focal_gamma": (0.0, float("inf"), True, False),
+    "weight_decay": (0.0, float("inf"), True, False),
+    "clip_norm": (0.0, float("inf"), True, False),
+    "max_norm": (0.0, float("inf"), True, False),
+    "dev_fraction": (0.0, 1.0, False, False),
+    "test_fraction": (0.0, 1.0, False, False),
+    "imbalance_fraction": (0.0, 1.0, False, True),
+    "momentum": (0.0, 1.0, True, True),
+    "adadelta_rho": (0.0, 1.0, False, False),
+    "adadelta_eps": (0.0, float("inf"), False, False),
+    "decay_rate": (0.0, float("inf"), False, False),
+    "plateau_factor": (0.0, 1.0, False, True),
+    "unk_init_scale": (0.0, float("inf"), True, False),
+}
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+KEEP_CHECKPOINTS = ("tested", "both")
+TEST_CHECKPOINTS = ("best", "last")
+
+
+def _choices() -> dict:
+  """key -> the values it may take (imported here: config.py loads without JAX)."""
+  from textclf_jax import losses, metrics, optim, sparse_embed, steps
+  from textclf_jax.data import vectors
+  from textclf_jax.linear import LINEAR_MODELS
+  from textclf_jax.models import MODELS, cnn, embeddings
+  return {
+      "model": tuple(MODELS) + LINEAR_MODELS, "embedding": embeddings.KINDS,
+      "loss": losses.LOSSES, "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
+      "weight_decay_mode": ("decoupled", "l2"), "embedding_update": sparse_embed.MODES,
+      "conv_backward": cnn.CONV_BACKWARD, "compute_dtype": tuple(steps.COMPUTE_DTYPES),
+      "test_checkpoint": TEST_CHECKPOINTS, "multilabel_threshold": metrics.THRESHOLD_MODES,
+      "wandb": WANDB_MODES, "vectors_format": vectors.FORMATS,
+  }
+
+
+def problems(config) -> list:
+  """Every bad value of `config`, one message each ([] for a valid config)."""
+  out = []
+
+  def bad(key, expected):
+    out.append(f"config.{key}={config[key]!r}: expected {expected}")
+
+  for key, allowed in _choices().items():
+    if key in config and config[key] not in allowed:
+      bad(key, f"one of {', '.join(map(str, allowed))}")
+  for key in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+    if key not in config:
+      continue
+    low = 1 if key in _POSITIVE_INTS else 0
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      bad(key, f"an integer >= {low}")
+  for key, (low, high, low_in, high_in) in _RANGES.items():
+    if key not in config:
+      continue
+    value = config[key]
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and (value >= low if low_in else value > low)
+          and (value <= high if high_in else value < high))
+    if not ok:
+      bad(key, f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
+  if "fold" in config and (not isinstance(config.fold, int) or config.fold < -1):
+    bad("fold", "-1 (every fold) or a fold index >= 0")
+  if "folds" in config and (not isinstance(config.folds, (tuple, list)) or not all(
+      isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in config.folds)):
+    bad("folds", "a list of fold indices >= 0 (empty: config.fold decides)")
+  if "keep_checkpoints" in config and config.keep_checkpoints not in KEEP_CHECKPOINTS:
+    bad("keep_checkpoints", f"one of {', '.join(KEEP_CHECKPOINTS)}")
+  if "num_folds" in config and (not isinstance(config.num_folds, int) or config.num_folds < 2):
+    bad("num_folds", "an integer >= 2")
+  for key in ("filter_widths", "bucket_lengths"):
+    value = config.get(key)
+    if key in config and (not isinstance(value, (tuple, list)) or not value or not all(
+        isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)):
+      bad(key, "a non-empty list of integers >= 1")
+  if "class_weights" in config:
+    spec = str(config.class_weights)
+    if spec not in ("", "none", "balanced", "balanced_sqrt"):
+      try:
+        if any(float(x) < 0 for x in spec.split(",")):
+          raise ValueError
+      except ValueError:
+        bad("class_weights", "none, balanced, balanced_sqrt or comma-separated numbers >= 0")
+  if config.get("embedding", "rand") != "rand" and not config.get("vectors"):
+    out.append(f"config.embedding={config.embedding!r} needs pretrained vectors: set "
+               "config.vectors")
+  if not out and config.get("embedding_update") == "sparse":
+    from textclf_jax import sparse_embed
+    reasons = sparse_embed.dense_only(config)
+    if reasons:
+      out.append("config.embedding_update='sparse' is exact only for Adadelta without "
+                 f"clipping or weight decay on one model shard: {'; '.join(reasons)}")
+  return out
+
+
+DEFAULT_EMBED_DIM = 128
+
+
+def resolve(config):
+  """`config` with the values that depend on files filled in (so the run directory
+  records what was trained): embed_dim 0 becomes the vectors file's dimension,
+  or DEFAULT_EMBED_DIM without vectors. A config with nothing to fill is returned as is."""
+  if config.get("embed_dim", 1) != 0:
+    return config
+  dim = DEFAULT_EMBED_DIM
+  if config.vectors:
+    from textclf_jax.data.vectors import vectors_dim
+    dim = vectors_dim(config.vectors, config.vectors_format)
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.embed_dim = dim
+  return config
+
+
+def validate(config, where: str = ""):
+  """Raises ConfigError naming every bad key of `config` at once (types, ranges,
+  choices, combinations that cannot work). Run whenever a config is made,
+  overridden or read back, so nothing is written for a config that cannot train."""
+  found = problems(config)
+  if found:
+    prefix = f"{where}: " if where else ""
+    raise ConfigError(prefix + "; ".join(found))

@@ -95,7 +95,7 @@ def problems(config) -> list:
 def _sklearn():
   """Raises one ConfigError (exit status 2) naming the extra when scikit-learn is missing."""
   try:
-    import sklearn  # noqa: F401
+    import sklearn  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
   except ImportError:
     raise config_lib.ConfigError(
         "the tfidf model (TF-IDF + logistic regression) needs scikit-learn, which is not "

@@ -73,7 +73,7 @@ def resolve_loss_name(name: str, multi_label: bool) -> str:
 def make_loss_fn(config, multi_label: bool, class_weights=None):
   """Returns loss(logits, labels, class_weights=None) -> [B] for the config's loss.
 
-  The weights given to a call (a many.py group member's own [C], traced) replace
+  The weights given to a call (a group member's own [C], traced) replace
   `class_weights`, the run's.
   """
   name = resolve_loss_name(config.loss, multi_label)

@@ -1,4 +1,4 @@
-"""`per_member`: code that, under many.py's vmapped member axis, runs once per member.
+"""`per_member`: code that runs once per member under a group's vmapped member axis.
 
 vmap rewrites a function for a batch of members, and XLA then compiles and fuses
 that batched program its own way: a grouped convolution where a member had a

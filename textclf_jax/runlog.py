@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import jax
 
 
 def wandb_mode(setting: str) -> str:
   """auto -> online with an API key (WANDB_API_KEY), else offline."""
-  if setting not in ("auto", "online", "offline", "disabled"):
-    raise ValueError(f"config.wandb={setting!r}: expected auto, online, offline or disabled")
   if setting == "auto":
     return os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY")
                                             else "offline")
@@ -62,6 +61,22 @@ class RunLogger:
     if self.wandb is not None:
       self.wandb.finish()
       self.wandb = None
+
+
+def mirror_to_wandb(workdir: str, config, results: dict):
+  """Replays a finished run's metrics.jsonl into its own W&B run (group members train
+  with W&B off, then are mirrored one at a time)."""
+  if wandb_mode(config.wandb) == "disabled":
+    return
+  logger = RunLogger(workdir, config, resume_step=sys.maxsize)
+  if logger.wandb is not None:
+    with open(logger.path, encoding="utf-8") as f:
+      for line in f:
+        values = json.loads(line)
+        step = values.pop("step")
+        logger.wandb.log(_flatten(values), step=step)
+  logger.summary(results)
+  logger.close()
 
 
 def _run_id(workdir: str) -> str:

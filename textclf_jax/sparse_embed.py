@@ -23,8 +23,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from textclf_jax.config import ConfigError
-
 MODES = ("auto", "dense", "sparse")
 # `auto` takes the sparse update only for batches of at most this many token slots
 # (batch_size x max_len): it won at 50 x 20 (~1.4x less CPU per CNN step) and lost 5-20%
@@ -51,16 +49,11 @@ def dense_only(config) -> list:
 
 
 def embedding_update(config) -> str:
-  """`dense` or `sparse` for config.embedding_update; `auto`: sparse when `dense_only`
-  finds nothing and a batch has at most AUTO_MAX_BATCH_TOKENS token slots. Configs
-  without the key (runs made before it) are dense."""
-  mode = config.get("embedding_update", "dense")
-  if mode not in MODES:
-    raise ConfigError(f"config.embedding_update={mode!r}: expected one of {', '.join(MODES)}")
+  """`dense` or `sparse` for config.embedding_update (validated by `config.validate`);
+  `auto`: sparse when `dense_only` finds nothing and a batch has at most
+  AUTO_MAX_BATCH_TOKENS token slots."""
+  mode = config.embedding_update
   reasons = dense_only(config)
-  if mode == "sparse" and reasons:
-    raise ConfigError("config.embedding_update='sparse' is exact only for Adadelta without "
-                      f"clipping or weight decay on one model shard: {'; '.join(reasons)}")
   if mode == "auto":
     small_batches = config.batch_size * config.max_len <= AUTO_MAX_BATCH_TOKENS
     return "sparse" if small_batches and not reasons else "dense"

@@ -31,12 +31,6 @@ NO_BAD_STEP = jnp.iinfo(jnp.int32).max
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def compute_dtype(name: str):
-  if name not in COMPUTE_DTYPES:
-    raise ValueError(f"config.compute_dtype={name!r}: expected one of {', '.join(COMPUTE_DTYPES)}")
-  return COMPUTE_DTYPES[name]
-
-
 def cast_floats(tree, dtype):
   """Floating leaves of `tree` as `dtype` (a no-op for float32)."""
   if dtype == jnp.float32:
@@ -66,6 +60,24 @@ def init_metrics():
           "first_bad_step": jnp.asarray(NO_BAD_STEP, jnp.int32)}
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class MemberValues:
+  """A vmapped group member's own values of the config keys that differ between the
+  members (`textclf_jax.group`); traced, [K, ...] across the group. None: the run's own.
+
+  lr_scale       multiplies the updates (with a tx built for learning rate 1)
+  dropout_keep   1 - its dropout rate, float32
+  class_weights  [C], its loss's class weights
+  """
+  lr_scale: jax.Array | None = None
+  dropout_keep: jax.Array | None = None
+  class_weights: jax.Array | None = None
+
+
+SOLO = MemberValues()
+
+
 @dataclasses.dataclass
 class Steps:
   """Compiled steps for one model/optimiser/loss on one mesh."""
@@ -82,10 +94,11 @@ class Steps:
   def __post_init__(self):
     rep, data = parallel.replicated(self.mesh), parallel.data_sharding(self.mesh)
     state = self.state_sharding
-    self.train_step = jax.jit(self._train_step, in_shardings=(state, data, rep),
+    self.train_step = jax.jit(self.train_step_fn, in_shardings=(state, data, rep),
                               out_shardings=(state, rep), donate_argnums=(0, 2))
-    self.predict_step = jax.jit(self._predict_step, in_shardings=(state, data),
+    self.predict_step = jax.jit(self.predict_fn, in_shardings=(state, data),
                                 out_shardings=rep)
+    self.all_finite = jax.jit(self.all_finite_fn, in_shardings=(state,), out_shardings=rep)
     self.set_plateau_scale = jax.jit(self._set_plateau_scale, in_shardings=(state, rep),
                                      out_shardings=state, donate_argnums=(0,))
 
@@ -93,22 +106,25 @@ class Steps:
     return nnx.merge(self.graphdef, cast_floats(params, self.dtype),
                      cast_floats(frozen, self.dtype))
 
+  @staticmethod
+  def all_finite_fn(state):
+    """Whether every float parameter of `state` is finite (a bool scalar)."""
+    leaves = [x for x in jax.tree.leaves((state["params"], state["frozen"]))
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
   def _set_plateau_scale(self, state, scale):
     return {**state, "opt_state": optim.set_plateau_scale(state["opt_state"], scale)}
 
-  def _train_step(self, state, batch, metrics, member=None, active=None):
-    """One update.
+  def train_step_fn(self, state, batch, metrics, member: MemberValues = SOLO, active=None):
+    """One update (un-jitted: `train_step` is its jitted, sharded form).
 
-    member (many.py): a group member's own values of the config keys that differ
-    between members, traced; absent keys take the run's own:
-      lr_scale       multiplies the updates (with a tx built for learning rate 1)
-      dropout_keep   1 - its dropout rate, float32
-      class_weights  [C], its loss's class weights
-    active (a traced bool, many.py): False leaves the sparse-updated table and its
-    embed_opt untouched, so a vmapped group need not select over [V, D] leaves.
+    member: a group member's own values (`MemberValues`; SOLO for a run alone).
+    active (a traced bool, group members only): False leaves the sparse-updated
+    table and its embed_opt untouched, so a vmapped group need not select over
+    [V, D] leaves.
     """
-    member = member or {}
-    lr_scale = member.get("lr_scale")
+    lr_scale = member.lr_scale
     key = jax.random.fold_in(state["rng"], state["step"])
 
     def loss_of(params, vectors=None):
@@ -116,9 +132,9 @@ class Steps:
         vectors = cast_floats(vectors, self.dtype)
       logits = self.model(params, state["frozen"])(
           batch["tokens"], batch["lengths"], key, trainable_vectors=vectors,
-          dropout_keep=member.get("dropout_keep"))
+          dropout_keep=member.dropout_keep)
       logits = logits.astype(jnp.float32)
-      per_example = self.loss_fn(logits, batch["labels"], member.get("class_weights"))
+      per_example = self.loss_fn(logits, batch["labels"], member.class_weights)
       return losses.weighted_mean(per_example, batch["weights"]), logits
 
     new_state = {}
@@ -147,7 +163,7 @@ class Steps:
 
   def _apply_tx(self, grads, opt_state, params, lr_scale):
     """(params, opt_state) after tx's update (times `lr_scale`) and the max-norm
-    constraint. Under many.py's vmap it runs once per member, so a member's
+    constraint. Under a group's vmap it runs once per member, so a member's
     parameters round exactly as in its solo run."""
     def update(grads, opt_state, params, lr_scale):
       updates, opt_state = self.tx.update(grads, opt_state, params)
@@ -185,7 +201,7 @@ class Steps:
     params = nnx.merge_state(rest, table)
     return params, opt_state, embed_opt, loss, logits
 
-  def _predict_step(self, state, batch):
+  def predict_fn(self, state, batch):
     """Probabilities [B, C]: softmax (single-label) or sigmoid (multi-label)."""
     logits = self.model(state["params"], state["frozen"])(batch["tokens"], batch["lengths"])
     logits = logits.astype(jnp.float32)

@@ -8,7 +8,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.seed = 0
+  c.seed = 0  # seeds initialisation, dropout, data order and every seeded sample or split
 
   # --- data -----------------------------------------------------------------
   # A built-in name (`bbc_news`), a benchmark name resolved under `data_dir`
@@ -17,15 +17,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.dataset = "bbc_news"
   c.data_dir = ""  # falls back to $TEXTCLF_DATA_DIR
   c.train_file = ""  # explicit files override the dataset's own
-  c.dev_file = ""
-  c.test_file = ""
-  c.text_key = "text"
+  c.dev_file = ""  # a dev split file (overrides the dataset's own)
+  c.test_file = ""  # a test split file (overrides the dataset's own)
+  c.text_key = "text"  # the key (JSONL) or column (CSV/TSV) holding the text
   c.label_key = "label"  # single-label rows
   c.labels_key = "labels"  # multi-label rows (a list)
   c.dev_fraction = 0.1  # dev = seeded, stratified 10% of train when missing
   c.test_fraction = 0.2  # built-in datasets without splits (bbc_news)
   c.num_folds = 10  # k-fold CV when there is no test split
   c.fold = -1  # -1: every fold (one sub-run each); k: only fold k
+  c.folds = ()  # a subset of folds, e.g. 0,1,2 (empty: as `fold` says)
   c.max_train_examples = 0  # 0: all; else a seeded stratified sample (quick looks)
   # Imbalance studies: keep only `imbalance_fraction` of the TRAINING examples of
   # label `imbalance_label` (a fixed seeded sample, at least one; dev and test are
@@ -34,18 +35,19 @@ def get_config() -> ml_collections.ConfigDict:
   c.imbalance_fraction = 1.0
 
   # --- text -----------------------------------------------------------------
-  c.lowercase = True
-  c.remove_stopwords = False
+  c.lowercase = True  # lowercase the text before tokenising
+  c.remove_stopwords = False  # drop English function words (see keep_negations)
   c.keep_negations = True  # with remove_stopwords: keep not/no/n't/never…
   c.stem = False  # Snowball (Porter2) English stemmer on every token, after stop words
-  c.max_len = 64
-  c.min_count = 1
+  c.max_len = 64  # tokens kept per text (longer texts are cut)
+  c.min_count = 1  # words seen fewer times in the training split become UNK
   c.max_vocab = 0  # 0: no limit
+  # the padded lengths batches use (plus max_len): fewer programs to compile
   c.bucket_lengths = (16, 32, 64, 128, 256, 512, 1024)
 
   # --- embeddings -------------------------------------------------------------
   c.embedding = "rand"  # rand | static | non-static | multichannel
-  c.embed_dim = 128
+  c.embed_dim = 0  # 0: the vectors file's dimension, or DEFAULT_EMBED_DIM without vectors
   c.vectors = ""  # GloVe / word2vec (text or .bin) / fastText .vec, .gz ok
   c.vectors_format = "auto"  # auto | glove | word2vec | word2vec_bin | fasttext
   c.unk_init_scale = 0.25  # U[-s, s] for words missing from the vectors
@@ -55,28 +57,28 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- loss -----------------------------------------------------------------
   c.loss = "auto"  # auto | softmax_ce | sigmoid_bce | focal
-  c.label_smoothing = 0.0
-  c.focal_gamma = 2.0
+  c.label_smoothing = 0.0  # softmax_ce: mass moved from the true label to all labels; 0: off
+  c.focal_gamma = 2.0  # focal loss: the exponent that down-weights easy examples
   # none | balanced | balanced_sqrt | "w1,w2,…" (label-map order). Multi-label
   # (sigmoid_bce / focal): the weights of each label's POSITIVES, balanced =
   # negatives/positives per label; balanced_sqrt: its square root (tamer for rare labels).
   c.class_weights = "none"
 
   # --- optimisation ---------------------------------------------------------
-  c.batch_size = 50
-  c.num_epochs = 10
+  c.batch_size = 50  # training examples per step (over all devices)
+  c.num_epochs = 10  # passes over the training split (early stopping may end sooner)
   c.optimizer = "adam"  # sgd | adam | adamw | adadelta
-  c.learning_rate = 1e-3
+  c.learning_rate = 1e-3  # the peak learning rate (the schedule scales it)
   c.momentum = 0.9  # sgd only
-  c.adadelta_rho = 0.95
-  c.adadelta_eps = 1e-6
+  c.adadelta_rho = 0.95  # adadelta: decay of its running averages
+  c.adadelta_eps = 1e-6  # adadelta: epsilon
   c.schedule = "constant"  # constant | warmup_cosine | linear | exponential | plateau
-  c.warmup_steps = 0
+  c.warmup_steps = 0  # steps of linear warm-up from 0 to learning_rate; 0: none
   c.decay_rate = 0.5  # exponential: factor per `decay_steps`
-  c.decay_steps = 1000
-  c.plateau_factor = 0.5
+  c.decay_steps = 1000  # exponential: steps per factor of decay_rate
+  c.plateau_factor = 0.5  # plateau: factor on the learning rate after plateau_patience bad epochs
   c.plateau_patience = 2  # epochs without dev improvement
-  c.weight_decay = 0.0
+  c.weight_decay = 0.0  # decay of the weights per step (see weight_decay_mode); 0: off
   c.weight_decay_mode = "decoupled"  # decoupled | l2
   c.clip_norm = 0.0  # 0: off
   c.max_norm = 0.0  # Kim's s=3 on the output layer's weights; 0: off
@@ -111,10 +113,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.compute_dtype = "float32"  # float32 | bfloat16 (parameters and updates stay float32)
 
   # --- runs -----------------------------------------------------------------
-  c.log_every_steps = 50
+  c.log_every_steps = 50  # training metrics are logged every this many steps
   c.checkpoint_every_steps = 200  # plus one at every epoch end
-  c.progress_bar = True
+  # What a finished run keeps: `tested` (the checkpoint its results come from; latest is
+  # kept only while training) or `both` (also latest, to train it longer exactly).
+  c.keep_checkpoints = "tested"
+  c.progress_bar = True  # show a progress bar (main process only)
   c.wandb = "auto"  # auto (offline without an API key) | online | offline | disabled
-  c.wandb_project = "textclf_jax"
-  c.wandb_group = ""
+  c.wandb_project = "textclf_jax"  # the Weights & Biases project
+  c.wandb_group = ""  # the Weights & Biases group; "": none
   return c

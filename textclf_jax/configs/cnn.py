@@ -11,10 +11,10 @@ from textclf_jax.configs import base
 
 def get_config():
   c = base.get_config()
-  c.model = "cnn"
-  c.filter_widths = (3, 4, 5)
-  c.num_filters = 100
-  c.dropout = 0.5
+  c.model = "cnn"  # the architecture: cnn | lstm | hybrid
+  c.filter_widths = (3, 4, 5)  # convolution widths in tokens, one set of filters each
+  c.num_filters = 100  # filters (feature maps) per width
+  c.dropout = 0.5  # dropout rate (CNN: on the pooled features; LSTM: also on its inputs)
   c.max_len = 512  # bbc_news articles: ~390 words on average, 1 in 5 longer
   c.num_epochs = 12
   c.optimizer = "adam"

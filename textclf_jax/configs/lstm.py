@@ -8,11 +8,11 @@ from textclf_jax.configs import base
 
 def get_config():
   c = base.get_config()
-  c.model = "lstm"
-  c.lstm_hidden = 150
-  c.lstm_layers = 1
-  c.bidirectional = True
-  c.dropout = 0.5
+  c.model = "lstm"  # the architecture: cnn | lstm | hybrid
+  c.lstm_hidden = 150  # LSTM units per direction
+  c.lstm_layers = 1  # stacked LSTM layers
+  c.bidirectional = True  # a second LSTM reads the text backwards; their states are concatenated
+  c.dropout = 0.5  # dropout rate (CNN: on the pooled features; LSTM: also on its inputs)
   c.max_len = 400
   c.num_epochs = 10
   c.optimizer = "adam"

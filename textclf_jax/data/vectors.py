@@ -102,6 +102,15 @@ def iter_vectors(path: str, fmt: str = "auto"):
     yield from _iter_text(path, has_header=fmt in ("word2vec", "fasttext"))
 
 
+def vectors_dim(path: str, fmt: str = "auto") -> int:
+  """The dimension of the vectors in `path` (read from its first vector)."""
+  if not os.path.isfile(path):
+    raise DataError(f"{path}: vectors file not found (config.vectors)")
+  for _, _, _, dim in iter_vectors(path, fmt):
+    return dim
+  raise DataError(f"{path}: holds no vectors")
+
+
 def _decode_word(path, where, word: bytes) -> str:
   try:
     return word.decode("utf-8")
@@ -124,7 +133,8 @@ def load_vectors(path: str, vocab: Vocab, dim: int, fmt: str = "auto",
   for where, word, values, file_dim in iter_vectors(path, fmt):
     if file_dim != dim:
       raise DataError(f"{path}: vectors have dimension {file_dim}, but the config says "
-                      f"embed_dim={dim}; set --config.embed_dim={file_dim}")
+                      f"embed_dim={dim}; leave embed_dim unset (0: the file's dimension) "
+                      f"or set --config.embed_dim={file_dim}")
     i = vocab.index.get(_decode_word(path, where, word))
     if i is None or found[i]:
       continue

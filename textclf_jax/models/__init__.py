@@ -5,7 +5,8 @@ from textclf_jax.models.embeddings import Embeddings, FrozenEmbedding
 from textclf_jax.models.hybrid import CNNLSTM
 from textclf_jax.models.lstm import LSTMClassifier
 
-__all__ = ["CNNLSTM", "Embeddings", "FrozenEmbedding", "KimCNN", "LSTMClassifier", "build_model"]
+__all__ = ["CNNLSTM", "Embeddings", "FrozenEmbedding", "KimCNN", "LSTMClassifier", "build_model",
+           "min_length"]
 
 MODELS = {"cnn": KimCNN, "lstm": LSTMClassifier, "hybrid": CNNLSTM}
 
@@ -19,3 +20,9 @@ def build_model(config, vocab_size: int, num_classes: int, vectors=None, *, seed
   rngs = nnx.Rngs(params=seed)
   embeddings = Embeddings(vocab_size, config.embed_dim, config.embedding, vectors, rngs=rngs)
   return MODELS[config.model].from_config(config, embeddings, num_classes, rngs=rngs)
+
+
+def min_length(config) -> int:
+  """The shortest padded batch length `config.model` accepts (1 if it has no minimum)."""
+  model = MODELS.get(config.model)
+  return model.min_length(config) if hasattr(model, "min_length") else 1

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from textclf_jax.config import ConfigError
 from textclf_jax.models.conv_pool import conv_relu_max, window_scores
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
@@ -19,13 +18,6 @@ CONV_BACKWARD = ("auto", "dense", "sparse")
 # ablations; max_len <= 64) were made that way, and re-running them with `auto`
 # must give the same bits. `conv_backward=sparse` takes the faster pass there.
 SPARSE_BACKWARD_MIN_LENGTH = 64
-
-
-def check_conv_backward(value: str) -> str:
-  if value not in CONV_BACKWARD:
-    raise ConfigError(f"config.conv_backward={value!r}: expected one of "
-                      f"{', '.join(CONV_BACKWARD)}")
-  return value
 
 
 def uses_sparse_backward(conv_backward: str, length: int) -> bool:
@@ -46,7 +38,9 @@ class KimCNN(nnx.Module):
                num_filters: int = 100, dropout: float = 0.5, conv_backward: str = "auto",
                *, rngs: nnx.Rngs):
     self.embed = embeddings
-    self.conv_backward = check_conv_backward(conv_backward)
+    if conv_backward not in CONV_BACKWARD:
+      raise ValueError(f"conv_backward={conv_backward!r}: expected one of {CONV_BACKWARD}")
+    self.conv_backward = conv_backward
     self.widths = tuple(int(w) for w in filter_widths)
     self.convs = nnx.List([
         nnx.Conv(embeddings.out_features, num_filters, kernel_size=(w,), padding="VALID",
@@ -57,7 +51,12 @@ class KimCNN(nnx.Module):
   @classmethod
   def from_config(cls, config, embeddings, num_classes, *, rngs):
     return cls(embeddings, num_classes, config.filter_widths, config.num_filters,
-               config.dropout, config.get("conv_backward", "dense"), rngs=rngs)
+               config.dropout, config.conv_backward, rngs=rngs)
+
+  @staticmethod
+  def min_length(config) -> int:
+    """Batches are padded to at least the widest filter, so every filter has a window."""
+    return max(config.filter_widths)
 
   def sparse_backward(self, length: int) -> bool:
     """Whether a batch of `length` tokens takes conv_pool's sparse backward pass."""

@@ -34,6 +34,11 @@ class CNNLSTM(nnx.Module):
                config.lstm_hidden, config.lstm_layers, config.bidirectional,
                config.dropout, rngs=rngs)
 
+  @staticmethod
+  def min_length(config) -> int:
+    """At least the widest filter (kept from the CNN, so batch shapes are unchanged)."""
+    return max(config.filter_widths)
+
   def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
     """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
     k_in, k_enc, k_out = split_key(key, 3)

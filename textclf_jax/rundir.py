@@ -1,0 +1,283 @@
+"""The run directory: its layout, atomic JSON, creation, refusal, and the results record.
+
+    RUN/config.json  vocab.json  labels.json  data.json  [thresholds.json]
+        metrics.jsonl   results.json   checkpoints/{latest,best}/N   [wandb/]
+    CV:    RUN/config.json  RUN/fold_K/<a run>  RUN/cv_results.json
+    group: GROUP/group.json  GROUP/checkpoints/latest/N   (members are runs)
+
+Every JSON file is written atomically (a temporary file, then a rename), so a
+reader sees the old contents or the new, never half of them. This module is the
+only writer of these files; `checkpoint.py` writes the orbax checkpoints and
+`runlog.py` appends to metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from textclf_jax import config as config_lib
+from textclf_jax.data.errors import DataError
+
+CONFIG = "config.json"
+VOCAB = "vocab.json"
+LABELS = "labels.json"
+DATA = "data.json"
+THRESHOLDS = "thresholds.json"
+RESULTS = "results.json"
+CV_RESULTS = "cv_results.json"
+GROUP = "group.json"
+CHECKPOINTS = "checkpoints"
+RUN_FILES = (CONFIG, VOCAB, LABELS)  # what `eval` and `predict` need, besides a checkpoint
+
+# The results record (results.json) of every run, neural or baseline, in this order.
+RESULT_KEYS = ("dataset", "model", "fold", "best_step", "tested_checkpoint", "final_step",
+               "stopped_early", "dev", "test", "train_seconds", "train_examples_per_second",
+               "wall_seconds", "num_devices", "num_processes", "platform", "data")
+
+
+class RunDirError(DataError):
+  """A directory that is not the run the command expects."""
+
+
+def path(workdir: str, name: str) -> str:
+  return os.path.join(workdir, name)
+
+
+def write_json(file: str, value):
+  """Writes JSON atomically (temporary file + rename): never half-written."""
+  tmp = file + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=2, ensure_ascii=False)
+  os.replace(tmp, file)
+
+
+def read_json(file: str):
+  with open(file, encoding="utf-8") as f:
+    return json.load(f)
+
+
+# --- the lock ------------------------------------------------------------------------
+
+LOCK = ".lock"  # held (flock) by the one process that writes the run
+LOCK_INFO = ".lock.json"  # who holds it: host, pid, since, command
+
+
+class RunLocked(RunDirError):
+  """Another live process is writing this run directory."""
+
+
+class RunLock:
+  """The exclusive right to write one run (or group) directory.
+
+  An OS file lock (`filelock`, flock on Linux) on RUN/.lock: the kernel releases
+  it when its process ends, even by kill -9, so a lock left by a dead process is
+  simply taken over (and said). RUN/.lock.json names the holder for the refusal
+  message. Readers (`eval`, `predict`) never take it; `holder(run)` tells them
+  whether the run is being written.
+  """
+
+  def __init__(self, workdir: str):
+    import filelock
+    self.workdir = workdir
+    os.makedirs(workdir, exist_ok=True)
+    self._lock = filelock.FileLock(path(workdir, LOCK), timeout=0)
+    self.took_over = None  # the holder record of a dead process, if one was replaced
+
+  def acquire(self):
+    import filelock
+    try:
+      self._lock.acquire()
+    except filelock.Timeout:
+      info = holder(self.workdir) or {}
+      raise RunLocked(
+          f"{self.workdir}: in use by pid {info.get('pid', '?')} on {info.get('host', '?')} "
+          f"(since {info.get('since', '?')}: {info.get('command', '?')}); wait for it to "
+          f"finish or stop it (lock file {path(self.workdir, LOCK)})") from None
+    previous = _read_info(self.workdir)
+    if previous and previous.get("pid") != os.getpid():
+      self.took_over = previous
+    write_json(path(self.workdir, LOCK_INFO), _holder_info())
+    return self
+
+  def release(self):
+    if self._lock.is_locked:
+      try:
+        os.remove(path(self.workdir, LOCK_INFO))
+      except FileNotFoundError:
+        pass
+      self._lock.release()
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
+
+
+def _holder_info() -> dict:
+  import socket
+  import sys
+  import time
+  return {"host": socket.gethostname(), "pid": os.getpid(),
+          "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
+
+
+def _read_info(workdir: str) -> dict | None:
+  try:
+    return read_json(path(workdir, LOCK_INFO))
+  except (FileNotFoundError, ValueError):
+    return None
+
+
+def holder(workdir: str) -> dict | None:
+  """Who is writing `workdir` now (host, pid, since, command), or None."""
+  import filelock
+  if not os.path.exists(path(workdir, LOCK)):
+    return None
+  probe = filelock.FileLock(path(workdir, LOCK), timeout=0)
+  try:
+    probe.acquire()
+  except filelock.Timeout:
+    return _read_info(workdir) or {}
+  except OSError:  # a read-only run directory: nobody can be writing it
+    return None
+  probe.release()
+  return None
+
+
+# --- creating a run -----------------------------------------------------------------
+
+
+def check_can_start(workdir: str, resume: bool):
+  """Refuses to start a new run in a directory that holds one (nothing is changed)."""
+  if resume:
+    return
+  if os.path.exists(path(workdir, RESULTS)):
+    raise FileExistsError(f"{workdir}: already holds a finished run; choose another "
+                          "--workdir (nothing was changed)")
+  if os.path.exists(path(workdir, CONFIG)):
+    raise FileExistsError(f"{workdir}: already holds a run; continue it with "
+                          f"`textclf train --resume {workdir}` or choose another --workdir")
+
+
+def write_config(config, workdir: str):
+  os.makedirs(workdir, exist_ok=True)
+  write_json(path(workdir, CONFIG), json.loads(config_lib.to_json(config)))
+
+
+def init(config, workdir: str, prepared):
+  """Writes config, vocabulary, label map and data stats of a new run."""
+  write_config(config, workdir)
+  prepared.vocab.to_json(path(workdir, VOCAB))
+  write_json(path(workdir, LABELS),
+             {"labels": prepared.label_names, "multi_label": prepared.multi_label})
+  write_json(path(workdir, DATA), prepared.stats)
+
+
+def is_initialised(workdir: str) -> bool:
+  """Whether `init` completed here (a run that crashed sooner is initialised again)."""
+  return all(os.path.exists(path(workdir, f)) for f in (CONFIG, VOCAB, LABELS, DATA))
+
+
+# Implementation choices a resumed run keeps from its saved config, whatever
+# `auto` means now: the table update decides the optimiser state it restores,
+# both decide the float rounding of every later step.
+KEPT_ON_RESUME = ("embedding_update", "conv_backward")
+
+
+def keep_saved_choices(config, workdir: str):
+  """`config` with the KEPT_ON_RESUME choices of the run already in `workdir`, if any
+  (`config.from_json` gives runs made before a key existed its old behaviour)."""
+  if not os.path.exists(path(workdir, CONFIG)):
+    return config
+  saved = config_lib.from_json(path(workdir, CONFIG))
+  changed = {k: saved[k] for k in KEPT_ON_RESUME if config.get(k) != saved[k]}
+  if not changed:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.update(changed)
+  return config
+
+
+# --- what a run ends with -------------------------------------------------------------
+
+
+def write_thresholds(workdir: str, mode: str, thresholds):
+  write_json(path(workdir, THRESHOLDS), {"mode": mode, "thresholds": thresholds})
+
+
+def results_record(**fields) -> dict:
+  """The results.json record: every RESULT_KEYS field, in that order, then extras."""
+  missing = [k for k in RESULT_KEYS if k not in fields]
+  if missing:
+    raise ValueError(f"results record without {', '.join(missing)}")
+  return {**{k: fields[k] for k in RESULT_KEYS},
+          **{k: v for k, v in fields.items() if k not in RESULT_KEYS}}
+
+
+def write_results(workdir: str, results: dict):
+  write_json(path(workdir, RESULTS), results)
+
+
+def read_results(workdir: str) -> dict | None:
+  """results.json of a finished run, or None."""
+  file = path(workdir, RESULTS)
+  return read_json(file) if os.path.exists(file) else None
+
+
+# --- reading a run back ---------------------------------------------------------------
+
+
+def is_cv_run(run: str) -> bool:
+  return os.path.isdir(run) and any(d.startswith("fold_") for d in os.listdir(run))
+
+
+def check_run_dir(run: str):
+  """Raises RunDirError unless `run` holds one run that `eval`/`predict` can load."""
+  if not os.path.isdir(run):
+    raise RunDirError(f"{run}: not a directory")
+  if is_cv_run(run):
+    folds = sorted(d for d in os.listdir(run) if d.startswith("fold_"))
+    raise RunDirError(f"{run}: a cross-validation run; give one fold's directory, e.g. "
+                      f"{os.path.join(run, folds[0] if folds else 'fold_0')}")
+  missing = [f for f in RUN_FILES if not os.path.exists(path(run, f))]
+  if missing or not os.path.isdir(path(run, CHECKPOINTS)):
+    raise RunDirError(f"{run}: not a run directory (missing "
+                      f"{', '.join(missing or [CHECKPOINTS + '/'])})")
+
+
+def load_config(run: str, allow_cv: bool = False):
+  """The config of a run (or, with allow_cv, of a cross-validation parent directory)."""
+  if not (allow_cv and is_cv_run(run)):
+    check_run_dir(run)
+  return config_lib.from_json(path(run, CONFIG))
+
+
+def load_config_to_resume(run: str):
+  """The config of a run to continue: its config.json is enough (a run that crashed
+  before its first checkpoint restarts in place, from step 0)."""
+  if not os.path.isdir(run):
+    raise RunDirError(f"{run}: not a directory")
+  if not os.path.exists(path(run, CONFIG)):
+    raise RunDirError(f"{run}: not a run directory (missing {CONFIG}); nothing to resume")
+  return config_lib.from_json(path(run, CONFIG))
+
+
+def disk_usage(directory: str) -> int:
+  """Bytes of every file below `directory`."""
+  return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(directory)
+             for f in files if not os.path.islink(os.path.join(root, f)))
+
+
+def read_labels(run: str) -> dict:
+  return read_json(path(run, LABELS))
+
+
+def read_thresholds(run: str):
+  return read_json(path(run, THRESHOLDS))["thresholds"]
+
+
+def read_fold(run: str) -> int:
+  return read_json(path(run, DATA)).get("fold", -1)
