@@ -29,7 +29,6 @@ arrays, so `eval` computes the probabilities exactly as the fit did (bit for bit
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -456,12 +455,7 @@ def evaluate_run(run: str, split: str = "test", data_dir: str = "") -> dict:
   probs = loaded.predict_proba([loaded.tokenizer(t) for t in data.texts])
   metrics = _score(probs, labels, loaded.label_names, loaded.multi_label, config,
                    loaded.thresholds)
-  metrics = json.loads(json.dumps(metrics))  # the same float repr as results.json
-  matches = None
-  results = rundir.read_results(run)
-  if results is not None and split in ("dev", "test"):
-    matches = results[split] == metrics
-  return {"metrics": metrics, "summary": metrics_lib.summary(metrics), "matches_results": matches}
+  return rundir.evaluation_report(run, split, metrics)
 
 
 def predict_texts(run: str, texts: list, top_k: int = 5) -> list:

@@ -271,6 +271,17 @@ def disk_usage(directory: str) -> int:
              for f in files if not os.path.islink(os.path.join(root, f)))
 
 
+def evaluation_report(run: str, split: str, metrics: dict) -> dict:
+  """`eval`'s answer: the recomputed metrics, their summary, and whether they equal
+  results.json's for that split exactly (None when there is nothing to compare)."""
+  from textclf_jax import metrics as metrics_lib
+  metrics = json.loads(json.dumps(metrics))  # the same float repr as results.json
+  results = read_results(run)
+  matches = results[split] == metrics if results is not None and split in ("dev", "test") \
+      else None
+  return {"metrics": metrics, "summary": metrics_lib.summary(metrics), "matches_results": matches}
+
+
 def read_labels(run: str) -> dict:
   return read_json(path(run, LABELS))
 

@@ -7,7 +7,6 @@ A run directory holds config.json, vocab.json, labels.json, data.json,
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 
 import numpy as np
@@ -100,12 +99,7 @@ def evaluate_run(run: str, split: str = "test", data_dir: str = "") -> dict:
   data = prepared.splits[split]
   probs = evaluate_lib.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
   metrics = evaluate_lib.score(probs, data.labels, prepared, config, loaded.thresholds)
-  metrics = json.loads(json.dumps(metrics))  # the same float repr as results.json
-  matches = None
-  results = rundir.read_results(run)
-  if results is not None and split in ("dev", "test"):
-    matches = results[split] == metrics
-  return {"metrics": metrics, "summary": metrics_lib.summary(metrics), "matches_results": matches}
+  return rundir.evaluation_report(run, split, metrics)
 
 
 def predict_texts(run: str, texts: list, top_k: int = 5, batch_size: int = 0) -> list:
