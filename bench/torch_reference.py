@@ -36,7 +36,7 @@ class KimCNN(nn.Module):
     pooled = []
     for w, conv in zip(self.widths, self.convs):
       h = torch.relu(conv(nn.functional.pad(x, (w - 1, w - 1))))  # [B, F, L + w - 1]
-      valid = torch.arange(h.shape[2])[None, :] < (lengths + w - 1)[:, None]
+      valid = torch.arange(h.shape[2], device=h.device)[None, :] < (lengths + w - 1)[:, None]
       pooled.append(h.masked_fill(~valid[:, None, :], 0.0).amax(dim=2))
     return self.head(self.dropout(torch.cat(pooled, dim=1)))
 
@@ -74,27 +74,41 @@ class CNNLSTM(nn.Module):
 
 
 def bench_torch(model_name: str, length: int, batch: int, steps: int, vocab: int,
-                embedding: str, embed_dim: int) -> dict:
-  """Training examples/s of the PyTorch model (after a warm-up), like bench_one."""
+                embedding: str, embed_dim: int, device: str = "cpu",
+                compute_dtype: str = "float32") -> dict:
+  """Training examples/s of the PyTorch model (after a warm-up), like bench_one.
+
+  `device` "cuda" runs it on the GPU (timed between synchronisations);
+  `compute_dtype` "bfloat16" runs forward and loss under bf16 autocast, with
+  float32 parameters and optimiser state (like `compute_dtype` in the config).
+  """
   torch.manual_seed(0)
   static = embedding == "static"
   model = {"cnn": KimCNN, "lstm": LSTMClassifier, "hybrid": CNNLSTM}[model_name](
-      vocab, embed_dim, 2, static=static)
+      vocab, embed_dim, 2, static=static).to(device)
   params = [p for p in model.parameters() if p.requires_grad]
   if model_name == "cnn":
     opt = torch.optim.Adadelta(params, lr=1.0, rho=0.95, eps=1e-6)
   else:
     opt = torch.optim.Adam(params, lr=2e-3)
   rng = np.random.default_rng(0)
-  batches = [(torch.from_numpy(rng.integers(2, vocab, (batch, length))),
-              torch.full((batch,), length), torch.from_numpy(rng.integers(0, 2, batch)))
+  batches = [(torch.from_numpy(rng.integers(2, vocab, (batch, length))).to(device),
+              torch.full((batch,), length, device=device),
+              torch.from_numpy(rng.integers(0, 2, batch)).to(device))
              for _ in range(4)]
+  autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                            enabled=compute_dtype == "bfloat16")
+
+  def sync():
+    if torch.device(device).type == "cuda":
+      torch.cuda.synchronize()
   loss_fn = nn.CrossEntropyLoss()
   model.train()
 
   def step(tokens, lengths, labels):
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(model(tokens, lengths), labels)
+    with autocast:
+      loss = loss_fn(model(tokens, lengths), labels)
     loss.backward()
     if model_name != "cnn":
       nn.utils.clip_grad_norm_(params, 5.0)
@@ -107,10 +121,13 @@ def bench_torch(model_name: str, length: int, batch: int, steps: int, vocab: int
 
   for b in batches:  # warm-up
     step(*b)
+  sync()
   start, cpu = time.perf_counter(), time.process_time()
   for i in range(steps):
     step(*batches[i % len(batches)])
+  sync()
   seconds = time.perf_counter() - start
   cpu = time.process_time() - cpu
   return {"examples_per_s": steps * batch / seconds, "cpu_ms_per_step": 1e3 * cpu / steps,
-          "params": sum(p.numel() for p in params), "threads": torch.get_num_threads()}
+          "params": sum(p.numel() for p in params), "threads": torch.get_num_threads(),
+          "device": str(device), "dtype": compute_dtype}
