@@ -127,7 +127,7 @@ def test_1_sgd_at_lr_1e6_stops_with_exit_3_and_keeps_only_finite_checkpoints(
   for which in ("latest", "best"):
     for step in steps_in(workdir, which):
       assert all_finite(restore_arrays(workdir, which, step)[1]), (which, step)
-  assert err.count("the training loss grew from") == 1, err
+  assert err.count("times that of a uniform guess") == 1, err
   assert not os.path.exists(os.path.join(workdir, "results.json"))
 
 
@@ -162,12 +162,6 @@ def test_1_eval_and_predict_refuse_parameters_that_are_not_finite(textclf, finis
         "the run diverged and has nothing to evaluate or serve")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "progress.RunProgress.log_train measures loss growth against the FIRST LOGGED loss; "
-    "at lr 1e6 the blow-up happens within the first log interval (log_every_steps=5 here, "
-    "50 by default), so the first logged loss is already ~1e13 and never grows 100x "
-    "more; the dev accuracy (0.5 on 3 balanced labels) is above the majority class, so "
-    "the chance warning is silent too. Compare with the loss at chance, log(num_labels)."))
 def test_1_adam_at_lr_1e6_is_called_out(textclf, topics, tmp_path):
   workdir = str(tmp_path / "run")
   code, out, err = textclf.run(train_args(topics, workdir, "--config.learning_rate=1e6",
@@ -401,11 +395,6 @@ def test_6_and_7_options_before_the_texts_and_blank_texts_keep_their_place(textc
     assert len(row["probabilities"]) == 1 and row["label"] in row["probabilities"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "runs.load_run opens checkpoint.Checkpoints(run, read_only=True), and orbax logs six "
-    "absl WARNING lines for read-only managers ('CheckpointManagerOptions.read_only=True, "
-    "setting save_interval_steps=0.', '... setting max_to_keep=None.', 'Given directory "
-    "is read only=...', for latest and for best) on every eval and predict"))
 def test_7_predict_says_nothing_on_stderr_when_all_is_well(textclf, finished):
   code, out, err = textclf.run(["predict", finished[0], "the goal of the match"])
   assert code == 0 and len(out.splitlines()) == 1
@@ -419,16 +408,11 @@ def test_7_resume_of_a_finished_run_leaves_it_untouched(finished, tmp_path, caps
   code, out, err = main(["train", "--resume", workdir], capsys)
   assert code == 0, err
   final = json.loads(before[0])["final_step"]
-  assert (f"[textclf] {workdir}: finished at step {final}; nothing left to train (its "
-          "results.json is kept") in out
+  assert (f"[textclf] {workdir}: finished at step {final}; nothing left to train, "
+          "results.json is unchanged") in out
   assert (read_bytes(results), os.stat(results).st_mtime_ns) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "on a finished run, `train --resume` says 'its results.json is kept' and then "
-    "cli.cmd_train prints '[textclf] wrote RUN/results.json' anyway; and its hint 'raise "
-    "--config.num_epochs to train longer' is refused for a run with the default "
-    "keep_checkpoints=tested ('cannot be trained longer exactly')"))
 def test_7_resume_of_a_finished_run_says_only_what_is_true(finished, tmp_path, capsys):
   workdir = copy_of(finished[0], tmp_path)
   code, out, err = main(["train", "--resume", workdir], capsys)

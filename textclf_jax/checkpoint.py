@@ -28,6 +28,8 @@ TMP_MARK = ".orbax-checkpoint-tmp"
 # Room kept free beyond a checkpoint's array bytes (metadata, JSON, the filesystem).
 SPARE_BYTES = 4 * 2 ** 20
 FAILED_SAVE_DRAIN_SECONDS = 2.0
+# The CLI sets this: after a save fails, the process only reports it and exits.
+MUTE_AFTER_FAILURE = False
 
 
 def state_bytes(state) -> int:
@@ -42,7 +44,7 @@ def _disk_full(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_orbax():
+def _quiet_orbax(saving: bool = False):
   """Holds back what a save prints (orbax logs a failed save's error from each of its
   threads, and its I/O callbacks print tracebacks natively once its event loop is
   closed): replayed if the save succeeds, dropped if it fails (the error we raise
@@ -63,14 +65,34 @@ def _quiet_orbax():
       raise
     finally:
       sys.stderr.flush()
-      os.dup2(saved, 2)
-      os.close(saved)
-      logger.setLevel(level)
+      if failed and saving and MUTE_AFTER_FAILURE:
+        # The command is about to end with one error line: orbax's writes still in
+        # flight print from threads and native callbacks until it exits. Python's
+        # own stderr keeps the real one; file descriptor 2 and orbax's loggers stay quiet.
+        sys.stderr = os.fdopen(saved, "w", buffering=1, closefd=False)
+        for name in ("asyncio", "absl"):
+          logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+      else:
+        os.dup2(saved, 2)
+        os.close(saved)
+        logger.setLevel(level)
       if not failed:
         held.seek(0)
         text = held.read()
         if text:
           os.write(2, text)
+
+
+@contextlib.contextmanager
+def _absl_errors_only():
+  logger = logging.getLogger("absl")
+  level = logger.level
+  logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    logger.setLevel(level)
 
 
 class Checkpoints:
@@ -81,11 +103,14 @@ class Checkpoints:
     writing; they see only committed checkpoints and change nothing."""
     root = os.path.join(os.path.abspath(workdir), "checkpoints")
     options = dict(enable_async_checkpointing=False, create=not read_only, read_only=read_only)
-    self.latest = ocp.CheckpointManager(
-        os.path.join(root, "latest"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep_latest, **options))
-    self.best = ocp.CheckpointManager(
-        os.path.join(root, "best"), options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
+    with _absl_errors_only() if read_only else contextlib.nullcontext():
+      # (read-only managers warn that they will not save: that is the point)
+      self.latest = ocp.CheckpointManager(
+          os.path.join(root, "latest"),
+          options=ocp.CheckpointManagerOptions(max_to_keep=keep_latest, **options))
+      self.best = ocp.CheckpointManager(
+          os.path.join(root, "best"),
+          options=ocp.CheckpointManagerOptions(max_to_keep=1, **options))
 
   @staticmethod
   def _save(manager, step: int, state, meta: dict):
@@ -99,7 +124,7 @@ class Checkpoints:
     if step in manager.all_steps():
       manager.delete(step)  # redone after a resume: same step, same contents
     try:
-      with _quiet_orbax():
+      with _quiet_orbax(saving=True):
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    meta=ocp.args.JsonSave(meta)))
         manager.wait_until_finished()

@@ -233,12 +233,15 @@ def cmd_train(args, overrides):
   main_process = parallel.is_main_process()
   if main_process:
     print(f"[textclf] run directory: {workdir}", flush=True)
+  results_file = os.path.join(workdir, rundir.RESULTS)
+  before = os.path.getmtime(results_file) if os.path.exists(results_file) else None
   results = train.train_all_folds(config, workdir, resume=bool(args.resume))
   if not main_process:
     return
   _print_results(results)
-  written = rundir.RESULTS if "test" in results else rundir.CV_RESULTS
-  print(f"[textclf] wrote {os.path.join(workdir, written)}; the run directory holds "
+  written = results_file if "test" in results else os.path.join(workdir, rundir.CV_RESULTS)
+  done = "wrote" if "test" not in results or os.path.getmtime(written) != before else "kept"
+  print(f"[textclf] {done} {written}; the run directory holds "
         f"{rundir.disk_usage(workdir) / 2 ** 20:.1f} MB")
 
 
@@ -424,6 +427,9 @@ def _run(argv, debug_box):
   if args.command in ("train", "eval", "mesh"):
     _initialize(args)
   if args.command == "train":
+    if _CONTEXT.get("program") and not debug_box[0]:
+      from textclf_jax import checkpoint
+      checkpoint.MUTE_AFTER_FAILURE = True  # a failed save ends the program in one line
     cmd_train(args, overrides)
   elif args.command == "eval":
     cmd_eval(args)
@@ -434,6 +440,7 @@ def _run(argv, debug_box):
 
 
 def main(argv=None):
+  _CONTEXT["program"] = argv is None  # the `textclf` program, not a call from Python
   argv = sys.argv[1:] if argv is None else list(argv)
   debug = [_debug_from_environment()]
   _CONTEXT["path"] = ""

@@ -157,8 +157,8 @@ _POSITIVE_INTS = ("batch_size", "num_epochs", "max_len", "log_every_steps",
                   "checkpoint_every_steps", "mesh_model", "vocab_multiple", "min_count",
                   "decay_steps", "plateau_patience", "num_filters", "lstm_hidden",
                   "lstm_layers")
-_NON_NEGATIVE_INTS = ("seed", "embed_dim", "eval_every_steps", "early_stopping_patience", "max_vocab",
-                      "max_train_examples", "warmup_steps", "eval_batch_size")
+_NON_NEGATIVE_INTS = ("seed", "embed_dim", "eval_every_steps", "early_stopping_patience",
+                      "max_vocab", "max_train_examples", "warmup_steps", "eval_batch_size")
 # key: (low, high, low inclusive, high inclusive)
 _RANGES = {
     "learning_rate": (0.0, float("inf"), True, False),

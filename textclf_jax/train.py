@@ -69,9 +69,11 @@ def _already_finished(config, workdir: str) -> dict | None:
   if results["stopped_early"] or (epochs is not None and epochs >= config.num_epochs) \
       or (epochs is None and not has_latest):
     if parallel.is_main_process():
+      longer = ("raise --config.num_epochs to train it longer" if has_latest else
+                "it kept only its tested checkpoint; to train longer, train it again with "
+                "--config.keep_checkpoints=both")
       print(f"[textclf] {workdir}: finished at step {results['final_step']}; nothing left to "
-            "train (its results.json is kept; raise --config.num_epochs to train longer)",
-            flush=True)
+            f"train, results.json is unchanged ({longer})", flush=True)
     return results
   if not has_latest:
     raise rundir.RunDirError(
@@ -164,29 +166,31 @@ def _train(config, workdir, resume, fold, raw, started) -> dict:
     bar = tqdm.tqdm(total=len(plan), initial=start, desc=f"epoch {epoch + 1}/{config.num_epochs}",
                     disable=not (config.progress_bar and is_main), leave=False, dynamic_ncols=True)
     epoch_time, epoch_examples = time.time(), 0
-    for i, batch in zip(range(start, len(plan)), batches):
-      state, device_metrics = steps.train_step(state, batch, device_metrics)
-      step = steps_per_epoch * epoch + i + 1
-      examples = len(plan[i])
-      log_examples += examples
-      epoch_examples += examples
-      bar.update(1)
-      if step % config.log_every_steps == 0:
-        now = time.time()
-        entry = run.log_train(step, epoch, jax.device_get(device_metrics),
-                              log_examples / max(now - log_time, 1e-9))
-        bar.set_postfix(loss=f"{entry['loss']:.4f}", ex_s=f"{entry['examples_per_second']:.0f}")
-        device_metrics = steps_lib.init_metrics()
-        log_time, log_examples = now, 0
-      run.meta.update(epoch=epoch, position=i + 1)
-      if config.eval_every_steps and step % config.eval_every_steps == 0:
-        run.check_finite(jax.device_get(device_metrics))
-        _, stop = evaluate(step, epoch)
-        if stop:
-          break
-      if step % config.checkpoint_every_steps == 0 and i + 1 < len(plan):
-        run.check_finite(jax.device_get(device_metrics))
-        run.save_latest(step, state)
+    with contextlib.closing(batches):  # stops its thread if the epoch ends early
+      for i, batch in zip(range(start, len(plan)), batches):
+        state, device_metrics = steps.train_step(state, batch, device_metrics)
+        step = steps_per_epoch * epoch + i + 1
+        examples = len(plan[i])
+        log_examples += examples
+        epoch_examples += examples
+        bar.update(1)
+        if step % config.log_every_steps == 0:
+          now = time.time()
+          entry = run.log_train(step, epoch, jax.device_get(device_metrics),
+                                log_examples / max(now - log_time, 1e-9))
+          bar.set_postfix(loss=f"{entry['loss']:.4f}",
+                          ex_s=f"{entry['examples_per_second']:.0f}")
+          device_metrics = steps_lib.init_metrics()
+          log_time, log_examples = now, 0
+        run.meta.update(epoch=epoch, position=i + 1)
+        if config.eval_every_steps and step % config.eval_every_steps == 0:
+          run.check_finite(jax.device_get(device_metrics))
+          _, stop = evaluate(step, epoch)
+          if stop:
+            break
+        if step % config.checkpoint_every_steps == 0 and i + 1 < len(plan):
+          run.check_finite(jax.device_get(device_metrics))
+          run.save_latest(step, state)
     bar.close()
     jax.block_until_ready(state)
     run.add_training(time.time() - epoch_time, epoch_examples)

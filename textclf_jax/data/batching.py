@@ -139,27 +139,45 @@ class Batcher:
 
 
 def prefetch(iterator, size: int = 2):
-  """Runs `iterator` in a background thread, `size` items ahead."""
+  """Runs `iterator` in a background thread, `size` items ahead.
+
+  When the consumer stops early (an error, early stopping), the thread is told to
+  stop and is joined, so no thread is left inside JAX when the interpreter exits.
+  """
   items: queue.Queue = queue.Queue(maxsize=size)
   done = object()
   errors = []
+  stop = threading.Event()
+
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        items.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
 
   def worker():
     try:
       for item in iterator:
-        items.put(item)
+        if not put(item):
+          return
     except BaseException as e:  # re-raised in the consumer
       errors.append(e)
     finally:
-      items.put(done)
+      put(done)
 
   thread = threading.Thread(target=worker, daemon=True)
   thread.start()
-  while True:
-    item = items.get()
-    if item is done:
-      break
-    yield item
-  thread.join()
+  try:
+    while True:
+      item = items.get()
+      if item is done:
+        break
+      yield item
+  finally:
+    stop.set()
+    thread.join()
   if errors:
     raise errors[0]

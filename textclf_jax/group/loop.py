@@ -202,9 +202,10 @@ def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
     epoch_time = time.time()
     device_metrics = jax.device_put(
         jax.tree.map(lambda x: jnp.stack([x] * k), steps_lib.init_metrics()), sharding)
-    for batch, active, all_active in prefetch(batches()):
-      stacked, device_metrics = train_step(stacked, batch, device_metrics, active, values,
-                                           all_active)
+    with contextlib.closing(prefetch(batches())) as stream:
+      for batch, active, all_active in stream:
+        stacked, device_metrics = train_step(stacked, batch, device_metrics, active, values,
+                                             all_active)
     jax.block_until_ready(stacked)
     seconds = time.time() - epoch_time
     host = jax.device_get(device_metrics)
