@@ -57,6 +57,8 @@ def parse_args(doc: str, name: str, argv=None):
   parser.add_argument("--quick", action="store_true", help="a minute-long smoke run")
   parser.add_argument("--report", action="store_true", help="train nothing; tabulate the "
                       "cells that have finished")
+  parser.add_argument("--interval", choices=("std", "ci"), default="std", help="table cells "
+                      "as mean ± std, or mean [95%% CI] (t-interval over the runs)")
   parser.add_argument("--vmap", action="store_true", help="train the cells of a dataset "
                       "that differ only in seed, fold, learning rate, dropout or class "
                       "weights as one vmapped program (one process; for accelerators)")
@@ -93,6 +95,8 @@ def run(studies: list, args) -> list:
     if (args.datasets and not datasets) or (args.variants and not variants):
       continue  # --datasets / --variants name none of this table's
     units = args.units
+    if getattr(args, "interval", exp.interval) != exp.interval:
+      exp = dataclasses.replace(exp, interval=args.interval)
     if args.quick:
       exp = dataclasses.replace(exp, overrides=(*exp.overrides, *QUICK_SHRINK,
                                                 *study.quick_overrides),

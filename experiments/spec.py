@@ -25,8 +25,10 @@ class Experiment:
   overrides; seeds for fixed-split datasets; metric read from results.json's test;
   published: {(variant, dataset): value in the metric's units} for the table.
   metrics: several columns per dataset (test scores, or RUN_METRICS), first = main;
-  reference: the variant Δ is taken from; baselines: name -> overrides of TF-IDF
-  variants (kind "tfidf"); plots: line plots (`Plot`) instead of the bar chart."""
+  reference: the variant Δ and the paired tests are taken from ("": the first
+  variant, see `reference_arm`); baselines: name -> overrides of TF-IDF variants
+  (kind "tfidf"); plots: line plots (`Plot`) instead of the bar chart; interval: the
+  table's cells as mean ± std ("std") or mean [95% CI] ("ci", a t-interval over runs)."""
   name: str
   preset: str
   variants: dict
@@ -40,6 +42,15 @@ class Experiment:
   reference: str = ""
   baselines: dict = dataclasses.field(default_factory=dict)
   plots: tuple = ()
+  interval: str = "std"  # std | ci
+
+
+INTERVALS = ("std", "ci")
+
+
+def reference_arm(exp: Experiment) -> str:
+  """The arm every other row is compared with: `exp.reference`, else the first variant."""
+  return exp.reference or next(iter(exp.variants), "")
 
 
 @dataclasses.dataclass

@@ -49,6 +49,13 @@ def test_tfidf_baseline_cells_are_read_like_any_cell(tmp_path):
   with open(os.path.join(root, "fixed-imb", "tfidf+lr", "seed_0", "data.json")) as f:
     assert json.load(f)["imbalance"]["kept"] == 4  # round(0.1 * 45 sport training rows)
   assert "| tfidf+lr |" in out["table"] and "TF-IDF" in out["table"]
+  # The baseline saved its probabilities too: its comparison has a paired bootstrap.
+  probs = np.load(os.path.join(workdir, "predictions", "test_probs.npy"), allow_pickle=False)
+  assert probs.shape == (45, 3) and probs.dtype == np.float64
+  tests = out["summary"].significance
+  assert tests[("tfidf+lr", "fixed")]["accuracy"]["bootstrap"]["examples"] == 45
+  assert tests[("tfidf+lr", "fixed")]["macro_f1"]["n"] == 1  # one seed: no t-test
+  assert "· Δ" in out["table"] and " †" in out["table"] and "fewer than two matched" in out["table"]
   assert out["table"].index("| w2 (ref) |") < out["table"].index("| tfidf+lr |")
   # The network's parameters are counted from its run directory.
   assert out["summary"][("w2", "fixed")]["num_params"][0] > 1000
@@ -76,9 +83,8 @@ def test_multilabel_baseline_tunes_thresholds(tmp_path):
     report.metric_value(results, "global:nope", "run")
 
 
-def test_spread_marker_and_reference_deltas():
-  assert report.within_spread(0.5, 1.0, 0.2) and report.within_spread(-0.9, 0.1, 1.0)
-  assert not report.within_spread(1.5, 1.0, 0.2) and not report.within_spread(0.0, 0.0, 0.0)
+def test_significance_marker_and_reference_deltas():
+  """≈: not significant at 0.05 by the paired t-test over the matched runs."""
   exp = Experiment(name="t", preset="cnn", variants={}, datasets={}, reference="ref",
                    metrics=("accuracy", "macro_f1"), baselines={"tfidf+lr": []})
   rows = []
@@ -86,13 +92,19 @@ def test_spread_marker_and_reference_deltas():
                         "far": [0.90, 0.91], "tfidf+lr": [0.7, 0.7]}.items():
     rows += [{"variant": variant, "dataset": "d", "accuracy": a, "macro_f1": a - 0.1}
              for a in accs]
-  table = report.format_table(exp, report.summarise(exp, rows))
-  lines = {l.split(" |")[0]: l for l in table.splitlines() if l.startswith("| ")}
+  summary = report.summarise(exp, rows)
+  table = report.format_table(exp, summary)
+  main = table.split("\n\n")[0]
+  lines = {l.split(" |")[0]: l for l in main.splitlines() if l.startswith("| ")}
   assert "| ref (ref)" in lines and "Δ" not in lines["| ref (ref)"]
-  assert lines["| close"].count("Δ +0.0 ≈") == 2  # both metrics within the spread
-  assert "Δ +9.5" in lines["| far"] and "≈" not in lines["| far"]
-  assert "Δ -11.0" in lines["| tfidf+lr"] and "d acc" in table and "d macro-F1" in table
-  assert "within the seed/fold spread" in table and "n < 5" in table
+  assert lines["| close"].count("Δ +0.0 ≈") == 2  # differences +0.5, -0.5: p = 1
+  assert "Δ +9.5" in lines["| far"] and "≈" not in lines["| far"]  # +10, +9: p = 0.033
+  assert summary.significance[("far", "d")]["accuracy"]["t_p"] == pytest.approx(0.0334, abs=1e-4)
+  assert "Δ -11.0 ≈" in lines["| tfidf+lr"]  # -10, -12: p = 0.058
+  assert "d acc" in table and "d macro-F1" in table and "n < 5" in table
+  assert "not significant at 0.05 by a two-sided paired t-test" in table
+  # Rows without run directories: no predictions to resample, and the table says so.
+  assert "| far | d | acc | 2 | +9.50 |" in table and "– (no predictions)" in table
 
 
 def test_line_plot_against_a_numeric_parameter(tmp_path):

@@ -83,7 +83,7 @@ def _assert_no_pickle(run):
       assert not name.endswith((".pkl", ".pickle", ".joblib")), path
       if name.endswith(".npy"):
         array = np.load(path, allow_pickle=False)
-        assert array.dtype == np.float64, path
+        assert array.dtype == np.float64 or name.endswith("_labels.npy"), path
       elif name.endswith(".json"):
         rundir.read_json(path)
       else:
@@ -104,7 +104,7 @@ def test_tfidf_train_eval_predict_through_the_cli(tmp_path, capsys):
   names = _assert_no_pickle(run)
   assert sorted(names) == sorted(
       ["config.json", "labels.json", "data.json", "results.json", ".lock"]
-      + [f"linear/{f}" for f in linear.MODEL_FILES])
+      + [f"linear/{f}" for f in linear.MODEL_FILES] + list(rundir.PREDICTION_FILES))
   # eval: the same metrics, exactly; the probabilities are scikit-learn's, bit for bit.
   assert "matches results.json test metrics exactly: yes" in _eval(capsys, run)
   assert "matches results.json dev metrics exactly: yes" in _eval(capsys, run, "dev")

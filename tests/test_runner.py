@@ -2,6 +2,7 @@
 
 import csv
 import os
+import shutil
 
 import matplotlib
 import numpy as np
@@ -76,14 +77,43 @@ def test_sweep_writes_outputs_and_skips_finished_cells(tmp_path, monkeypatch):
   assert "paper 90.0" in out["table"] and "±" in out["table"]
   with open(os.path.join(root, "results.csv")) as f:
     assert len(list(csv.DictReader(f))) == 8
+  # Every run saved the probabilities its scores come from, as plain .npy.
+  for cell, n in (("fixed/w2/seed_0", 45), ("cv/w3/fold_1", 30)):
+    for split in ("dev", "test"):
+      probs = np.load(os.path.join(root, cell, "predictions", f"{split}_probs.npy"),
+                      allow_pickle=False)
+      labels = np.load(os.path.join(root, cell, "predictions", f"{split}_labels.npy"),
+                       allow_pickle=False)
+      assert probs.shape == (len(labels), 3) and labels.dtype.kind == "i"
+    assert len(labels) == n
+  # The table: w2 (the first variant) is the reference; w3 gets paired tests over the
+  # matched seeds/folds and a paired bootstrap over the pooled test examples.
+  table = out["table"]
+  assert "| w2 (ref) |" in table and "scipy.stats.ttest_rel" in table
+  assert "| 95% CI (t) | t-test p | Wilcoxon p | examples | bootstrap Δ | bootstrap 95% CI " \
+         "| bootstrap p |" in table
+  tests = out["summary"].significance
+  assert tests[("w3", "fixed")]["accuracy"]["bootstrap"]["examples"] == 45  # 2 seeds, 1 set
+  assert tests[("w3", "cv")]["accuracy"]["bootstrap"]["examples"] == 60  # 2 folds of 30
+  row = [l for l in table.splitlines() if l.startswith("| w3 | fixed | acc | 2 |")]
+  assert len(row) == 1 and row[0].count("[") == 2 and "no predictions" not in row[0]
+  with open(os.path.join(root, "significance.csv")) as f:
+    assert {(r["variant"], r["dataset"]) for r in csv.DictReader(f)} == {("w3", "fixed"),
+                                                                          ("w3", "cv")}
   # A second invocation (as after a kill) trains nothing: every cell is read back.
   calls = []
   monkeypatch.setattr(train, "train_and_evaluate", lambda *a, **k: calls.append(a))
   again = run_experiment(exp, root, only_datasets=["fixed", "cv"], max_units=2)
   assert calls == [] and again["summary"] == out["summary"]
-  # --report over a larger grid tabulates the finished cells and trains nothing.
+  # --report over a larger grid tabulates the finished cells and trains nothing: the
+  # same table, tests included (the bootstrap is seeded).
   report = run_experiment(exp, root, max_units=3, report_only=True)
-  assert calls == [] and len(report["rows"]) == 8
+  assert calls == [] and len(report["rows"]) == 8 and report["table"] == table
+  # Runs made before predictions were saved: the run-level tests only, and said so.
+  shutil.rmtree(os.path.join(root, "cv", "w3", "fold_0", "predictions"))
+  old = run_experiment(exp, root, max_units=3, report_only=True)["table"]
+  assert [l for l in old.splitlines() if l.startswith("| w3 | cv |")][0].endswith(
+      "| – (no predictions) | – | – |") and "runs made before test predictions" in old
 
 
 def test_bar_plot_has_one_coloured_bar_series_per_variant(tmp_path):
@@ -115,6 +145,8 @@ def test_kim2014_quick_mode(tmp_path):
                         env=dict(os.environ, WANDB_MODE="disabled"))
   assert proc.returncode == 0, proc.stderr[-2000:]
   table = open(os.path.join(root, "table.md")).read()
-  for variant in ("rand", "static", "non-static", "multichannel"):
+  assert "| rand (ref) |" in table  # no reference named: the first variant
+  for variant in ("static", "non-static", "multichannel"):
     assert f"| {variant} |" in table
-  assert "paper 76.1" in table  # CNN-rand on MR
+  assert "paper 76.1 · Δ" in table  # CNN-rand on MR
+  assert "paper 81.0 (Δ" in table and "| static | mr | acc | 1 |" in table  # Δ from rand too

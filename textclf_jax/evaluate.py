@@ -52,7 +52,8 @@ def improved(value: float, best: float | None, name: str) -> bool:
 def final_scores(config, prepared, steps, state, batcher) -> dict:
   """Dev and test metrics of `state`; for multi-label data, thresholds tuned on dev.
 
-  Returns {dev, test, thresholds (or None), [by_threshold_mode]}.
+  Returns {dev, test, thresholds (or None), predictions: {split: (probs, labels)},
+  [by_threshold_mode]}.
   """
   dev, test = prepared.splits["dev"], prepared.splits["test"]
   dev_probs = predict_probs(steps, state, dev, batcher)
@@ -63,7 +64,8 @@ def final_scores(config, prepared, steps, state, batcher) -> dict:
   test_probs = predict_probs(steps, state, test, batcher)
   out = {"dev": score(dev_probs, dev.labels, prepared, config, thresholds),
          "test": score(test_probs, test.labels, prepared, config, thresholds),
-         "thresholds": thresholds}
+         "thresholds": thresholds,
+         "predictions": {"dev": (dev_probs, dev.labels), "test": (test_probs, test.labels)}}
   if prepared.multi_label:
     out["by_threshold_mode"] = metrics_lib.scores_by_threshold_mode(
         dev_probs, dev.labels, test_probs, test.labels, prepared.label_names,

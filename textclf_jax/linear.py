@@ -15,6 +15,7 @@ The run directory is a neural run's, with the fitted model in `linear/` instead 
 checkpoints/ (no metrics.jsonl: there are no training steps), and no pickle:
 
     RUN/config.json  labels.json  data.json  [thresholds.json]  results.json
+        predictions/{dev,test}_{probs,labels}.npy   the scored probabilities (rundir)
         linear/model.json     what was fitted: kind, C chosen (and the grid), the
                               classifier's settings and classes, constant labels
                ngrams.json    the vectorizer's vocabulary: column i is ngrams[i]
@@ -323,6 +324,8 @@ def _fit(config, workdir, fold, raw, started) -> dict:
     rundir.write_json(rundir.path(workdir, rundir.DATA), stats)
     if multi:
       rundir.write_thresholds(workdir, config.multilabel_threshold, thresholds)
+    rundir.write_predictions(workdir, {"dev": (dev_probs, labels["dev"]),
+                                       "test": (test_probs, labels["test"])})
     rundir.write_results(workdir, results)  # last: a run with results.json is complete
   return results
 

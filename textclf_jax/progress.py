@@ -7,7 +7,7 @@ with every checkpoint as JSON) and does each step of a run's life once:
   evaluate      dev metrics -> log -> early stopping / plateau -> best checkpoint
   end_epoch     the position after an epoch (and whether training stops)
   save_latest   the latest checkpoint
-  finish        dev/test scores of the tested checkpoint -> results.json
+  finish        dev/test scores of the tested checkpoint -> predictions/, results.json
 
 `train.py` drives one for a run; `group/` drives one per member, so a member
 stops, selects and scores by exactly the rule of a run alone.
@@ -166,7 +166,8 @@ class RunProgress:
 
   def finish(self, steps, state, batcher, started: float) -> dict:
     """Scores dev and test with the best (or, test_checkpoint=last, the final) state,
-    writes thresholds.json and results.json, and closes the logs and checkpoints."""
+    writes thresholds.json, the scored probabilities (predictions/) and results.json,
+    and closes the logs and checkpoints."""
     final_step = int(state["step"])
     if self.config.test_checkpoint == "best":
       best = self.ckpt.restore_best(parallel.abstract_like(state))
@@ -189,7 +190,8 @@ class RunProgress:
       if scores["thresholds"] is not None:
         rundir.write_thresholds(self.workdir, self.config.multilabel_threshold,
                                 scores["thresholds"])
-      rundir.write_results(self.workdir, results)
+      rundir.write_predictions(self.workdir, scores["predictions"])
+      rundir.write_results(self.workdir, results)  # last: a run with results.json is complete
     if self.config.keep_checkpoints == "tested":
       # Only the checkpoint the results come from is needed now (eval, predict).
       if self.config.test_checkpoint == "last":

@@ -2,6 +2,7 @@
 
     RUN/config.json  vocab.json  labels.json  data.json  [thresholds.json]
         metrics.jsonl   results.json   checkpoints/{latest,best}/N   [wandb/]
+        predictions/{dev,test}_{probs,labels}.npy   (the scored probabilities)
     CV:    RUN/config.json  RUN/fold_K/<a run>  RUN/cv_results.json
     group: GROUP/group.json  GROUP/checkpoints/latest/N   (members are runs)
 
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+
+import numpy as np
 
 from textclf_jax import config as config_lib
 from textclf_jax.data.errors import DataError
@@ -215,6 +218,44 @@ def results_record(**fields) -> dict:
     raise ValueError(f"results record without {', '.join(missing)}")
   return {**{k: fields[k] for k in RESULT_KEYS},
           **{k: v for k, v in fields.items() if k not in RESULT_KEYS}}
+
+
+# The probabilities a run's dev/test scores were computed from, with their labels (what
+# a sweep's paired bootstrap resamples): plain .npy arrays, never a pickle.
+PREDICTIONS = "predictions"
+PREDICTION_SPLITS = ("dev", "test")
+PREDICTION_FILES = tuple(f"{PREDICTIONS}/{split}_{kind}.npy" for split in PREDICTION_SPLITS
+                         for kind in ("probs", "labels"))
+
+
+def prediction_file(workdir: str, split: str, kind: str) -> str:
+  """RUN/predictions/SPLIT_KIND.npy; kind: probs ([N, C]) or labels ([N], or [N, C] 0/1)."""
+  return os.path.join(workdir, PREDICTIONS, f"{split}_{kind}.npy")
+
+
+def write_array(file: str, array):
+  """np.save with allow_pickle=False, atomically (a temporary file, then a rename)."""
+  tmp = file + ".tmp"
+  with open(tmp, "wb") as f:
+    np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+  os.replace(tmp, file)
+
+
+def write_predictions(workdir: str, predictions: dict):
+  """{split: (probs [N, C], labels)} -> RUN/predictions/SPLIT_{probs,labels}.npy."""
+  os.makedirs(path(workdir, PREDICTIONS), exist_ok=True)
+  for split, (probs, labels) in predictions.items():
+    write_array(prediction_file(workdir, split, "probs"), np.asarray(probs))
+    write_array(prediction_file(workdir, split, "labels"), np.asarray(labels))
+
+
+def read_predictions(workdir: str, split: str = "test"):
+  """(probs, labels) of a split as saved by `write_predictions`, or None (a run made
+  before predictions were saved, or one without that split's files)."""
+  files = [prediction_file(workdir, split, kind) for kind in ("probs", "labels")]
+  if not all(os.path.isfile(f) for f in files):
+    return None
+  return tuple(np.load(f, allow_pickle=False) for f in files)
 
 
 def write_results(workdir: str, results: dict):
