@@ -15,6 +15,7 @@ stops, selects and scores by exactly the rule of a run alone.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -26,7 +27,7 @@ from textclf_jax import parallel, rundir
 from textclf_jax import steps as steps_lib
 
 
-# A train-log loss this many times the first one logged is called out once.
+# A train-log loss this many times that of a uniform guess is called out once.
 LOSS_GROWTH_WARNING = 100.0
 
 
@@ -73,7 +74,6 @@ class RunProgress:
     self.config = config
     self.all_finite = all_finite  # state -> whether its parameters are finite
     self._warned = set()
-    self._first_loss = None
     self.workdir = workdir
     self.prepared = prepared
     self.ckpt = ckpt
@@ -109,12 +109,13 @@ class RunProgress:
              "accuracy": float(host_metrics["correct"] / count),
              "examples_per_second": examples_per_second}
     self.logger.log(step, epoch=epoch, train=entry)
-    if self._first_loss is None:
-      self._first_loss = (step, entry["loss"])
-    elif entry["loss"] > LOSS_GROWTH_WARNING * max(self._first_loss[1], 1e-6):
-      self._warn("loss", f"the training loss grew from {self._first_loss[1]:.4g} (step "
-                 f"{self._first_loss[0]}) to {entry['loss']:.4g} (step {step}): the "
-                 f"learning rate ({self.config.learning_rate:g}) is probably too high")
+    chance = math.log(2.0 if self.prepared.multi_label else
+                      max(len(self.prepared.label_names), 2))
+    if entry["loss"] > LOSS_GROWTH_WARNING * chance:
+      self._warn("loss", f"the training loss at step {step} is {entry['loss']:.4g}, "
+                 f"{entry['loss'] / chance:.0f} times that of a uniform guess "
+                 f"({chance:.3g}): the learning rate ({self.config.learning_rate:g}) is "
+                 "probably too high")
     return entry
 
   def _warn(self, kind: str, message: str):
