@@ -69,6 +69,18 @@ def topic_dir(tmp_path):
   return str(d)
 
 
+def run_textclf(args, capsys):
+  """(exit status, stdout, stderr) of `textclf ARGS` run in this process."""
+  from textclf_jax import cli
+  try:
+    cli.main(args)
+    code = 0
+  except SystemExit as e:
+    code = e.code
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
 def tiny_config(preset="cnn", **overrides):
   """A preset shrunk to train in seconds on the CPU."""
   from textclf_jax import config as config_lib

@@ -12,20 +12,12 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, run_textclf
 from textclf_jax import cli, config_doc
 from textclf_jax import config as config_lib
 
 
-def _main(args, capsys):
-  """(exit status, stdout, stderr) of `textclf ARGS` run in this process."""
-  try:
-    cli.main(args)
-    code = 0
-  except SystemExit as e:
-    code = e.code
-  out, err = capsys.readouterr()
-  return code, out, err
+_main = run_textclf  # (exit status, stdout, stderr)
 
 
 def _error(args, capsys):

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_rows, tiny_config, write_jsonl
-from textclf_jax import cli, linear, rundir, runs
+from conftest import make_rows, run_textclf, tiny_config, write_jsonl
+from textclf_jax import linear, rundir, runs
 from textclf_jax import config as config_lib
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
@@ -19,15 +19,7 @@ from textclf_jax.data.tokenize import Tokenizer
 pytest.importorskip("sklearn")
 
 
-def _main(args, capsys):
-  """(exit status, stdout, stderr) of `textclf ARGS` run in this process."""
-  try:
-    cli.main(args)
-    code = 0
-  except SystemExit as e:
-    code = e.code
-  out, err = capsys.readouterr()
-  return code, out, err
+_main = run_textclf  # (exit status, stdout, stderr)
 
 
 def _train(capsys, data, workdir, *overrides):

@@ -31,7 +31,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import TOPICS, make_rows, write_jsonl
+from conftest import TOPICS, make_rows, run_textclf, write_jsonl
 from test_fault_injection import (TINY, Textclf, all_finite, compile_cache,
                                   known_abort_on_exit, one_error_line, restore_arrays,
                                   resume_message, steps_in, temporary_dirs, write_topics)
@@ -56,15 +56,7 @@ def train_args(data, workdir, *more, tiny=TINY):
           "--workdir", workdir]
 
 
-def main(args, capsys):
-  """(exit status, stdout, stderr) of `textclf ARGS` run in this process."""
-  try:
-    cli.main(args)
-    code = 0
-  except SystemExit as e:
-    code = e.code
-  out, err = capsys.readouterr()
-  return code, out, err
+main = run_textclf  # (exit status, stdout, stderr)
 
 
 def last_error_line(err):
