@@ -106,3 +106,17 @@ def test_compilation_cache_is_filled_then_used_with_identical_results(topic_dir,
   assert sorted(os.listdir(cache)) == entries  # every program came from the cache
   assert train_run("off", "off") == first
   assert sorted(os.listdir(cache)) == entries
+
+
+def test_a_multi_label_run_prints_both_threshold_modes(capsys):
+  """results.json holds the test scores under both threshold modes; the end of a run
+  prints both, not only the configured one."""
+  scores = {"micro_f1": 0.5, "macro_f1": 0.25, "num_examples": 4}
+  cli._print_results({
+      "test": scores, "best_step": 3, "train_examples_per_second": 10.0,
+      "wall_seconds": 1.0,
+      "by_threshold_mode": {"global": {"dev": scores, "test": {**scores, "micro_f1": 0.6}},
+                            "per_label": {"dev": scores, "test": {**scores, "macro_f1": 0.3}}}})
+  out = capsys.readouterr().out
+  assert "test with global thresholds: micro_f1 0.6000, macro_f1 0.2500" in out
+  assert "test with per_label thresholds: micro_f1 0.5000, macro_f1 0.3000" in out

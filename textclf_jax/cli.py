@@ -209,6 +209,10 @@ def _print_results(results: dict):
         + f" ({test['num_examples']} examples; best dev step {results['best_step']}, "
         f"{results['train_examples_per_second']:.0f} train examples/s, "
         f"wall {results['wall_seconds']:.0f} s)")
+  for mode, scores in sorted(results.get("by_threshold_mode", {}).items()):
+    # Multi-label: the same model under both threshold modes (each tuned on dev).
+    print(f"[textclf] test with {mode} thresholds: " + ", ".join(
+        f"{k} {scores['test'][k]:.4f}" for k in ("micro_f1", "macro_f1") if k in scores["test"]))
 
 
 def cmd_train(args, overrides):
