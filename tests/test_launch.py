@@ -48,8 +48,8 @@ def test_two_processes_match_one_and_resume_in_one(topic_dir, tmp_path):
   devices (a batch of 50 padded to 56 rows); the 2-process run's checkpoint then
   resumes in a single process and continues exactly like the 1-process run."""
   two, one = str(tmp_path / "two"), str(tmp_path / "one")
-  proc = _launch("local_processes.sh", "2", "4", *_train_args(topic_dir, two,
-                                                                  "--config.num_epochs=1"))
+  proc = _launch("local_processes.sh", "2", "4", *_train_args(
+      topic_dir, two, "--config.num_epochs=1", "--config.keep_checkpoints=both"))
   assert "mesh {'data': 8, 'model': 1} over 8 cpu device(s) in 2 process(es)" in proc.stdout
   assert proc.stdout.count("[textclf] test:") == 1  # only process 0 reports
   _launch("cpu_devices.sh", "8", *_train_args(topic_dir, one))
