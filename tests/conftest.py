@@ -10,6 +10,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # The CLI and the runner keep compiled steps in ~/.cache; tests leave it alone
 # (test_cli.py tests the cache in a directory of its own).
 os.environ.setdefault("TEXTCLF_COMPILATION_CACHE", "off")
+# glibc's default malloc in the test process and the programs it starts: the CLI's
+# and the runner's malloc tuning (hostmem.py) is for speed, which tests do not measure.
+os.environ.setdefault("TEXTCLF_MALLOC_TUNING", "0")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))

@@ -71,13 +71,17 @@ def test_wandb_offline_writes_a_local_run(tmp_path, monkeypatch):
   assert '"loss": 0.5' in open(os.path.join(tmp_path, "metrics.jsonl")).read()
 
 
-def test_host_memory_tuning_is_glibc_only_and_can_be_turned_off(monkeypatch):
+def test_host_memory_tuning_is_glibc_only_and_can_be_turned_off():
+  """Checked in a process of its own: mallopt changes the whole process."""
   import platform
-  from textclf_jax import hostmem
-  monkeypatch.setenv("TEXTCLF_MALLOC_TUNING", "0")
-  assert hostmem.keep_heap_mapped() is False
-  monkeypatch.delenv("TEXTCLF_MALLOC_TUNING")
-  assert hostmem.keep_heap_mapped() is (platform.libc_ver()[0] == "glibc")
+  import subprocess
+  import sys
+  code = "from textclf_jax import hostmem; print(hostmem.keep_heap_mapped())"
+  for setting, expected in (("0", False), ("1", platform.libc_ver()[0] == "glibc")):
+    env = dict(os.environ, TEXTCLF_MALLOC_TUNING=setting)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.strip()
+    assert out == str(expected), (setting, out)
 
 
 def test_compilation_cache_is_filled_then_used_with_identical_results(topic_dir, tmp_path):

@@ -28,8 +28,10 @@ TMP_MARK = ".orbax-checkpoint-tmp"
 # Room kept free beyond a checkpoint's array bytes (metadata, JSON, the filesystem).
 SPARE_BYTES = 4 * 2 ** 20
 FAILED_SAVE_DRAIN_SECONDS = 2.0
-# The CLI sets this: after a save fails, the process only reports it and exits.
+# The `textclf` program sets this (not a library caller): after orbax fails, native
+# stderr stays muted for the rest of the process (see _quiet_orbax).
 MUTE_AFTER_FAILURE = False
+_MUTED = []
 
 
 def state_bytes(state) -> int:
@@ -44,11 +46,11 @@ def _disk_full(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_orbax(saving: bool = False):
-  """Holds back what a save prints (orbax logs a failed save's error from each of its
-  threads, and its I/O callbacks print tracebacks natively once its event loop is
-  closed): replayed if the save succeeds, dropped if it fails (the error we raise
-  says it once)."""
+def _quiet_orbax():
+  """Holds back what a save or restore prints (orbax logs a failed save's error from
+  each of its threads, and its I/O callbacks print tracebacks natively once its event
+  loop is closed): replayed if it succeeds, dropped if it fails (the error or the
+  warning we print says it once)."""
   logger = logging.getLogger("absl")
   level = logger.level
   logger.setLevel(logging.CRITICAL)
@@ -65,10 +67,12 @@ def _quiet_orbax(saving: bool = False):
       raise
     finally:
       sys.stderr.flush()
-      if failed and saving and MUTE_AFTER_FAILURE:
-        # The command is about to end with one error line: orbax's writes still in
-        # flight print from threads and native callbacks until it exits. Python's
-        # own stderr keeps the real one; file descriptor 2 and orbax's loggers stay quiet.
+      if failed and MUTE_AFTER_FAILURE and not _MUTED:
+        # Orbax's I/O still in flight prints from threads and native callbacks for
+        # seconds after a failure, whatever the command does next (stop with one
+        # error line, or go on from an older checkpoint). Python's own stderr keeps
+        # the real one; file descriptor 2 and orbax's loggers stay quiet from now on.
+        _MUTED.append(True)
         sys.stderr = os.fdopen(saved, "w", buffering=1, closefd=False)
         for name in ("asyncio", "absl"):
           logging.getLogger(name).setLevel(logging.CRITICAL + 1)
@@ -124,7 +128,7 @@ class Checkpoints:
     if step in manager.all_steps():
       manager.delete(step)  # redone after a resume: same step, same contents
     try:
-      with _quiet_orbax(saving=True):
+      with _quiet_orbax():
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    meta=ocp.args.JsonSave(meta)))
         manager.wait_until_finished()

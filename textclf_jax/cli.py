@@ -426,14 +426,16 @@ def _run(argv, debug_box):
     cmd_config(args)
     return
   from textclf_jax import compile_cache, hostmem
-  hostmem.keep_heap_mapped()  # before the first XLA computation
+  if _CONTEXT.get("program"):  # process-wide: not for a Python process that calls main()
+    hostmem.keep_heap_mapped()  # before the first XLA computation
   compile_cache.enable()  # compiled steps are loaded from disk after the first run
   if args.command in ("train", "eval", "mesh"):
     _initialize(args)
+  if _CONTEXT.get("program") and not debug_box[0] and args.command in ("train", "eval",
+                                                                     "predict"):
+    from textclf_jax import checkpoint
+    checkpoint.MUTE_AFTER_FAILURE = True  # orbax's noise after a failure stays unseen
   if args.command == "train":
-    if _CONTEXT.get("program") and not debug_box[0]:
-      from textclf_jax import checkpoint
-      checkpoint.MUTE_AFTER_FAILURE = True  # a failed save ends the program in one line
     cmd_train(args, overrides)
   elif args.command == "eval":
     cmd_eval(args)
