@@ -3,10 +3,8 @@ LSTM and hybrid members, a multi-label group, schedule=plateau (solo, in a group
 and across a resume), test_checkpoint=last with bfloat16 in a group, and run
 directories made before `conv_backward` and `embedding_update` existed.
 
-Runs of one shape (the seeds of a config, a run and its resume, a group's
-members' prediction steps) share compiled programs through a persistent
-compilation cache in a temporary directory, as the CLI's runs do: a cached
-program is the program XLA compiled, so it changes no bit, only the time.
+No persistent compilation cache in the test process: with one (every program
+serialised) a later in-process compile crashed XLA in the full suite.
 """
 
 import json
@@ -35,21 +33,6 @@ STEPS_PER_EPOCH = 9
 # Finished runs keep their latest checkpoint too: the tests compare final states.
 KEEP = ({"keep_checkpoints": "both"} if "keep_checkpoints" in config_lib.load_preset("cnn")
         else {})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """A persistent compilation cache of this module's own, off again afterwards."""
-  from jax.experimental.compilation_cache import compilation_cache as cc
-  keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
-  before = {k: getattr(jax.config, k) for k in keys}
-  jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-  jax.config.update(keys[1], 0.0)
-  cc.reset_cache()
-  yield
-  for k, v in before.items():
-    jax.config.update(k, v)
-  cc.reset_cache()
 
 
 @pytest.fixture
