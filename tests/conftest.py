@@ -72,6 +72,18 @@ def topic_dir(tmp_path):
   return str(d)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+  """Each test file's compiled XLA programs are dropped after it. Kept for the whole
+  session they pile up (each executable maps memory of its own), and late in the suite
+  an XLA compile segfaulted, at the same test every run."""
+  yield
+  import gc
+  import jax
+  jax.clear_caches()
+  gc.collect()
+
+
 def run_textclf(args, capsys):
   """(exit status, stdout, stderr) of `textclf ARGS` run in this process."""
   from textclf_jax import cli
