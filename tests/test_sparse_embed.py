@@ -103,12 +103,13 @@ def test_auto_is_sparse_only_where_exact():
   assert mode(_config("auto", batch_size=50, max_len=400)) == "dense"
   assert mode(_config("sparse", batch_size=50, max_len=400)) == "sparse"
   assert mode(_config("dense")) == "dense"
+  # Forcing `sparse` where it is not exact, or an unknown mode, is a config error.
   with pytest.raises(config_lib.ConfigError, match="config.optimizer='adam'"):
-    mode(_config("sparse", optimizer="adam"))
+    config_lib.validate(_config("sparse", optimizer="adam"))
   with pytest.raises(config_lib.ConfigError, match="config.clip_norm"):
-    mode(_config("sparse", clip_norm=3.0))
+    config_lib.validate(_config("sparse", clip_norm=3.0))
   with pytest.raises(config_lib.ConfigError, match="config.embedding_update='lazy'"):
-    mode(_config("lazy"))
+    config_lib.validate(_config("lazy"))
 
 
 def test_runs_made_before_the_key_stay_dense(tmp_path):
