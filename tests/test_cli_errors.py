@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from conftest import REPO, run_textclf
-from textclf_jax import cli, config_doc
+from textclf_jax import cli, config_doc, errors, textinput
 from textclf_jax import config as config_lib
 
 
@@ -98,7 +98,7 @@ def test_os_error_without_a_file_names_the_run_and_the_cause(monkeypatch, capsys
   """A full disk: the write that fails names no file; the line names the run, and
   the cause is found under whatever wrapped it."""
   def full_disk(args, overrides):
-    cli._CONTEXT["path"] = "runs/r"
+    errors.CONTEXT["path"] = "runs/r"
     try:
       raise OSError(errno.ENOSPC, "No space left on device")
     except OSError as e:
@@ -111,7 +111,7 @@ def test_os_error_without_a_file_names_the_run_and_the_cause(monkeypatch, capsys
 
 
 def test_training_failed_is_exit_3(monkeypatch, capsys):
-  diverged = cli._training_failed_type()
+  diverged = errors.training_failed_type()
   assert diverged is not None and diverged.__name__ == "TrainingDiverged"
 
   def diverge(args, overrides):
@@ -219,8 +219,8 @@ def test_blank_lines_keep_their_place_in_the_output(run, tmp_path, capsys, monke
   rows = _rows(out)
   assert code == 0 and len(rows) == 4
   assert cli.calls == [["the goal of the match", "stock market"]]  # no blank text
-  assert rows[1] == {"text": "", "error": cli.BLANK_LINE}
-  assert rows[2] == {"text": "   ", "error": cli.BLANK_LINE}
+  assert rows[1] == {"text": "", "error": textinput.BLANK_LINE}
+  assert rows[2] == {"text": "   ", "error": textinput.BLANK_LINE}
   assert (rows[0]["label"], rows[3]["label"]) == ("sport", "money")
   path = tmp_path / "texts.txt"  # a Windows file: CRLF, a byte order mark, no final newline
   path.write_bytes(b"\xef\xbb\xbfstock market\r\n\r\nthe goal of the match")
@@ -228,7 +228,7 @@ def test_blank_lines_keep_their_place_in_the_output(run, tmp_path, capsys, monke
   assert [r.get("label") for r in _rows(out)] == ["money", None, "sport"]
   assert [r["text"] for r in _rows(out)] == ["stock market", "", "the goal of the match"]
   code, out, _ = _main(["predict", run, ""], capsys)  # a blank argument: the same,
-  assert _rows(out) == [{"text": "", "error": cli.BLANK_LINE}]
+  assert _rows(out) == [{"text": "", "error": textinput.BLANK_LINE}]
   assert cli.calls[2:] == [run]  # the model is not even loaded; the run is checked
 
 

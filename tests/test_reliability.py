@@ -35,7 +35,7 @@ from conftest import TOPICS, make_rows, run_textclf, write_jsonl
 from test_fault_injection import (TINY, Textclf, all_finite, compile_cache,
                                   known_abort_on_exit, one_error_line, restore_arrays,
                                   resume_message, steps_in, temporary_dirs, write_topics)
-from textclf_jax import cli, rundir, runs
+from textclf_jax import rundir, runs, textinput
 from textclf_jax import config as config_lib
 
 EPOCHS = 2  # 15 steps an epoch: latest checkpoints at 5, 10, 15, 20, 25, 30
@@ -382,7 +382,7 @@ def test_6_and_7_options_before_the_texts_and_blank_texts_keep_their_place(textc
   assert code == 0, err[-3000:]
   rows = [json.loads(line) for line in out.splitlines()]
   assert [r["text"] for r in rows] == ["the goal of the match", "", "a chip in the phone"]
-  assert rows[1] == {"text": "", "error": cli.BLANK_LINE}
+  assert rows[1] == {"text": "", "error": textinput.BLANK_LINE}
   for row in (rows[0], rows[2]):
     assert len(row["probabilities"]) == 1 and row["label"] in row["probabilities"]
 

@@ -36,38 +36,21 @@ traceback before that line; the exit status stays the same. Called as a function
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
-import re
 import sys
 import time
 import traceback
+
+from textclf_jax import errors, textinput
+from textclf_jax.errors import Exit, UsageError
+
+_CONTEXT = errors.CONTEXT  # the path the running command works on (for OS errors)
 
 CONFIG_HELP = """\
 Any config key can be set as --config.KEY=VALUE (or --config.KEY VALUE), e.g.
   textclf train --config kim --config.dataset=DIR --config.num_epochs=5
 `textclf config PRESET` lists every key with its default and meaning."""
-
-
-class UsageError(Exception):
-  """A command line that cannot work (exit status 2)."""
-
-
-class Exit(SystemExit):
-  """How main() ends on an error: `code` is the exit status, str() the message."""
-
-  def __init__(self, code: int, message: str):
-    super().__init__(code)
-    self.message = message
-
-  def __str__(self):
-    return self.message
-
-
-# What the running command reads or writes: named by an error from the operating
-# system that does not name its file (a write that finds the disk full).
-_CONTEXT = {"path": ""}
 
 
 def _split_global_args(argv):
@@ -133,6 +116,17 @@ def _common_flags() -> argparse.ArgumentParser:
   return flags
 
 
+# Commands that live in a module of their own, textclf_jax/cmd_NAME.py, with
+# `add_parser(subparsers, parents)` (registers NAME) and `run(args)`. The module is
+# imported to build the parser: it imports JAX inside run() only.
+MODULE_COMMANDS = ()
+
+
+def _command_module(name: str):
+  import importlib
+  return importlib.import_module(f"textclf_jax.cmd_{name}")
+
+
 def _parser():
   """The top-level parser and {command: its parser}."""
   parser = _Parser(prog="textclf", description=__doc__, parents=[_common_flags()],
@@ -166,6 +160,8 @@ def _parser():
   mesh = sub.add_parser("mesh", help="print the processes, devices and mesh",
                         parents=[process, common])
   mesh.add_argument("--mesh_model", type=int, default=1, help="size of the model axis")
+  for name in MODULE_COMMANDS:
+    _command_module(name).add_parser(sub, [common])
   return parser, dict(sub.choices)
 
 
@@ -272,27 +268,6 @@ def cmd_eval(args):
           f"{'yes' if result['matches_results'] else 'NO'}")
 
 
-BLANK_LINE = "blank line: nothing to classify"
-
-
-def _read_lines(name: str, data: bytes) -> list:
-  """One text per line (\\n or \\r\\n), blank lines included; errors name the line."""
-  lines = data.split(b"\n")
-  if lines and lines[-1] == b"":
-    lines.pop()  # the final newline ends the last line; it does not start another
-  texts = []
-  for number, raw in enumerate(lines, start=1):
-    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-      raw = raw[3:]  # a UTF-8 byte order mark
-    try:
-      texts.append(raw.decode("utf-8").removesuffix("\r"))
-    except UnicodeDecodeError as e:
-      from textclf_jax.data.errors import DataError
-      raise DataError(f"{name}:{number}: text is not valid UTF-8 (byte 0x{raw[e.start]:02x} "
-                      f"at column {e.start + 1}); re-encode it as UTF-8") from None
-  return texts
-
-
 def cmd_predict(args):
   """One output line per input line: blank lines (nothing to classify) get a row
   with an `error` and no label, so that the output lines up with the input and no
@@ -302,25 +277,9 @@ def cmd_predict(args):
   _CONTEXT["path"] = args.run
   if args.top_k < 1:
     raise UsageError(f"--top_k {args.top_k}: expected a number of labels >= 1")
-  if args.texts and args.input:
-    raise UsageError("predict: texts as arguments or --input FILE, not both")
-  if args.texts:
-    texts = list(args.texts)
-  elif args.input:
-    try:
-      with open(args.input, "rb") as f:
-        data = f.read()
-    except OSError as e:
-      raise UsageError(f"--input {args.input}: {e.strerror or e}") from None
-    texts = _read_lines(args.input, data)
-  else:
-    stdin = getattr(sys.stdin, "buffer", None)
-    texts = (_read_lines("<stdin>", stdin.read()) if stdin is not None
-             else [line.removesuffix("\n").removesuffix("\r") for line in sys.stdin])
-  if not texts:
-    raise UsageError("predict: no texts given (arguments, --input FILE or stdin)")
+  texts = textinput.gather("predict", args.texts, args.input)
   index = [i for i, text in enumerate(texts) if text.strip()]
-  rows = [{"text": text, "error": BLANK_LINE} for text in texts]
+  rows = [{"text": text, "error": textinput.BLANK_LINE} for text in texts]
   if index:
     predicted = runs.predict_texts(args.run, [texts[i] for i in index], top_k=args.top_k,
                                    batch_size=args.batch_size)
@@ -335,85 +294,6 @@ def cmd_predict(args):
 def cmd_config(args):
   from textclf_jax import config_doc
   print(config_doc.describe(args.preset))
-
-
-# --- errors -----------------------------------------------------------------------
-
-
-def _training_failed_type():
-  """progress.TrainingDiverged (imported only when needed: it brings in JAX)."""
-  from textclf_jax.progress import TrainingDiverged
-  return TrainingDiverged
-
-
-def _chain(error: BaseException):
-  """error, then its causes and contexts (and an exception group's members)."""
-  seen, todo = set(), [error]
-  while todo:
-    e = todo.pop(0)
-    if e is None or id(e) in seen:
-      continue
-    seen.add(id(e))
-    yield e
-    todo.extend(getattr(e, "exceptions", ()) or ())
-    todo.append(e.__cause__)
-    if not e.__suppress_context__:
-      todo.append(e.__context__)
-
-
-HINTS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is used up",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "choose a path this user may write, or change its permissions",
-    errno.ENOTDIR: "a part of the path is a file, not a directory",
-}
-
-
-def describe_os_error(error: OSError) -> str:
-  """`PATH: what went wrong (hint)`; the running command's path when the error has none."""
-  what = error.strerror or str(error)
-  path = error.filename
-  if path is not None and error.filename2 is not None:
-    path = f"{path} -> {error.filename2}"
-  hint = HINTS.get(error.errno, "")
-  if path is None and _CONTEXT["path"]:
-    return f"{what} (while working on {_CONTEXT['path']}{'; ' + hint if hint else ''})"
-  return f"{path}: {what}{f' ({hint})' if hint else ''}" if path is not None else what
-
-
-def _classify(error: BaseException):
-  """(exit status, message) for an error that ended a command."""
-  from textclf_jax.config import ConfigError
-  from textclf_jax.data.errors import DataError
-
-  # By name first: importing the module that defines it imports JAX (~1 s).
-  if any(c.__name__ == "TrainingDiverged" for c in type(error).__mro__):
-    diverged = _training_failed_type()
-    if diverged is not None and isinstance(error, diverged):
-      return 3, str(error)
-  if isinstance(error, (UsageError, ConfigError, DataError)):
-    return 2, str(error)
-  if isinstance(error, SyntaxError) and error.filename and not os.path.abspath(
-      error.filename).startswith(os.path.dirname(os.path.abspath(__file__)) + os.sep):
-    return 2, f"{error.filename}:{error.lineno}: {error.msg} (a Python config file?)"
-  if isinstance(error, SystemExit):  # raise SystemExit("message") from somewhere
-    return 2, re.sub(r"^textclf(:| \w+:)\s*", "", str(error.code))
-  if isinstance(error, OSError):
-    return 2, str(error) if error.errno is None else describe_os_error(error)
-  os_error = next((e for e in _chain(error) if isinstance(e, OSError) and e.errno), None)
-  if os_error is not None:
-    return 2, describe_os_error(os_error)
-  if isinstance(error, ValueError):  # the project's way to reject a value
-    return 2, str(error)
-  return 1, (f"{type(error).__name__}: {error} (run with --debug for the traceback)")
-
-
-def _fail(code: int, message: str):
-  message = " ".join(message.split("\n")).strip() or "(no message)"
-  sys.stdout.flush()
-  print(f"textclf: error: {message}", file=sys.stderr, flush=True)
-  raise Exit(code, message)
 
 
 def _run(argv, debug_box):
@@ -431,8 +311,7 @@ def _run(argv, debug_box):
   compile_cache.enable()  # compiled steps are loaded from disk after the first run
   if args.command in ("train", "eval", "mesh"):
     _initialize(args)
-  if _CONTEXT.get("program") and not debug_box[0] and args.command in ("train", "eval",
-                                                                     "predict"):
+  if _CONTEXT.get("program") and not debug_box[0] and args.command != "mesh":
     from textclf_jax import checkpoint
     checkpoint.MUTE_AFTER_FAILURE = True  # orbax's noise after a failure stays unseen
   if args.command == "train":
@@ -441,8 +320,11 @@ def _run(argv, debug_box):
     cmd_eval(args)
   elif args.command == "mesh":
     cmd_mesh(args)
-  else:
+  elif args.command == "predict":
     cmd_predict(args)
+  else:
+    _CONTEXT["path"] = getattr(args, "run", "")
+    _command_module(args.command).run(args)
 
 
 def main(argv=None):
@@ -457,11 +339,11 @@ def main(argv=None):
   except SystemExit as e:
     if e.code is None or isinstance(e.code, int):
       raise  # --help, or an exit status chosen on purpose
-    _fail(*_classify(e))
+    errors.fail(*errors.classify(e))
   except KeyboardInterrupt:
     if debug[0]:
       traceback.print_exc()
-    _fail(130, "interrupted")
+    errors.fail(130, "interrupted")
   except BrokenPipeError:  # `textclf predict ... | head`: the reader has gone; so do we
     try:
       sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
@@ -471,7 +353,7 @@ def main(argv=None):
   except Exception as e:  # noqa: BLE001
     if debug[0]:
       traceback.print_exc()
-    _fail(*_classify(e))
+    errors.fail(*errors.classify(e))
 
 
 if __name__ == "__main__":
