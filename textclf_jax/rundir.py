@@ -3,6 +3,7 @@
     RUN/config.json  vocab.json  labels.json  data.json  [thresholds.json]
         metrics.jsonl   results.json   checkpoints/{latest,best}/N   [wandb/]
         predictions/{dev,test}_{probs,labels}.npy   (the scored probabilities)
+        calibration.json  reliability.png   (temperature scaling fitted on dev)
     CV:    RUN/config.json  RUN/fold_K/<a run>  RUN/cv_results.json
     group: GROUP/group.json  GROUP/checkpoints/latest/N   (members are runs)
 
@@ -27,6 +28,8 @@ VOCAB = "vocab.json"
 LABELS = "labels.json"
 DATA = "data.json"
 THRESHOLDS = "thresholds.json"
+CALIBRATION = "calibration.json"
+RELIABILITY = "reliability.png"
 RESULTS = "results.json"
 CV_RESULTS = "cv_results.json"
 GROUP = "group.json"
@@ -329,6 +332,53 @@ def read_labels(run: str) -> dict:
 
 def read_thresholds(run: str):
   return read_json(path(run, THRESHOLDS))["thresholds"]
+
+
+def write_calibration(workdir: str, record: dict):
+  write_json(path(workdir, CALIBRATION), record)
+
+
+def read_calibration(run: str) -> dict | None:
+  """RUN/calibration.json, validated, or None (a run made before calibration).
+
+  {"temperature": T > 0 (single-label) or [T_label > 0, one per label] (multi-label),
+   [multi-label: "thresholds": a float or one per label, tuned on calibrated dev
+   probabilities], plus the fit's figures}. Calibrated probabilities are
+  softmax(logits / T) or sigmoid(logits / T_label) (`calibration.apply_temperature`).
+  """
+  file = path(run, CALIBRATION)
+  if not os.path.isfile(file):
+    return None
+  try:
+    record = read_json(file)
+  except (OSError, ValueError) as e:
+    raise RunDirError(f"{file}: unreadable JSON ({e})") from None
+  if not isinstance(record, dict) or "temperature" not in record:
+    raise RunDirError(f"{file}: expected an object with key \"temperature\"")
+  labels = read_labels(run) if os.path.isfile(path(run, LABELS)) else None
+
+  def positive(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) and x > 0
+
+  temperature = record["temperature"]
+  if labels is not None and labels.get("multi_label"):
+    count = len(labels["labels"])
+    if not (isinstance(temperature, list) and len(temperature) == count
+            and all(positive(t) for t in temperature)):
+      raise RunDirError(f"{file}: key \"temperature\": expected a list of {count} numbers > 0 "
+                        "(one per label of this multi-label run)")
+    thresholds = record.get("thresholds")
+    if not (isinstance(thresholds, (int, float)) and not isinstance(thresholds, bool)
+            or isinstance(thresholds, list) and len(thresholds) == count
+            and all(isinstance(t, (int, float)) for t in thresholds)):
+      raise RunDirError(f"{file}: key \"thresholds\": expected a number or a list of {count} "
+                        "numbers (this multi-label run's decision thresholds)")
+  elif labels is not None and not positive(temperature):
+    raise RunDirError(f"{file}: key \"temperature\": expected a number > 0 (single-label run)")
+  elif labels is None and not (positive(temperature) or isinstance(temperature, list)
+                               and temperature and all(positive(t) for t in temperature)):
+    raise RunDirError(f"{file}: key \"temperature\": expected a number > 0 or a list of them")
+  return record
 
 
 def read_fold(run: str) -> int:
