@@ -46,3 +46,76 @@ def test_threshold_tuning_improves_dev_f1():
   per_label = metrics.tune_thresholds(probs, labels, "per_label")
   assert len(per_label) == 4 and tuned > at_half
   assert metrics.multi_label_metrics(probs, labels, list("abcd"), per_label)["micro_f1"] >= tuned - 0.02
+
+
+# --- thresholds searched on the dev probabilities themselves, against brute force -------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+# Probabilities from a few values (ties), tiny ones (under the old 0.05 grid floor) and any.
+_PROB = st.one_of(st.sampled_from([0.0, 1e-3, 0.02, 0.25, 0.5, 0.75, 1.0]),
+                  st.floats(0, 1, width=32))
+
+
+@st.composite
+def _dev_set(draw):
+  n, c = draw(st.integers(1, 12)), draw(st.integers(1, 4))
+  probs = draw(hnp.arrays(np.float32, (n, c), elements=_PROB))
+  labels = draw(hnp.arrays(np.float32, (n, c), elements=st.sampled_from([0.0, 1.0])))
+  return probs, labels
+
+
+def _candidates(values):
+  """Every threshold that makes a different decision: each distinct value and one above all."""
+  distinct = np.unique(np.asarray(values, np.float64))
+  return np.append(distinct, np.nextafter(distinct.max(), 2.0))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_dev_set(), st.booleans())
+def test_global_threshold_is_the_brute_force_optimum(dev, at_least_one):
+  probs, labels = dev
+  names = [str(i) for i in range(probs.shape[1])]
+  micro = lambda t: metrics.multi_label_metrics(  # noqa: E731
+      probs, labels, names, t, at_least_one, ks=())["micro_f1"]
+  best = max(micro(t) for t in _candidates(probs))
+  tuned = metrics.tune_thresholds(probs, labels, "global", at_least_one)
+  assert isinstance(tuned, float)
+  assert micro(tuned) >= best - 1e-12
+
+
+@settings(max_examples=150, deadline=None)
+@given(_dev_set())
+def test_per_label_thresholds_are_each_labels_brute_force_optimum(dev):
+  probs, labels = dev
+  names = [str(i) for i in range(probs.shape[1])]
+  tuned = metrics.tune_thresholds(probs, labels, "per_label", at_least_one=False)
+  fallback = metrics.tune_thresholds(probs, labels, "global", at_least_one=False)
+  got = metrics.multi_label_metrics(probs, labels, names, tuned, False, ks=())["per_class"]
+  for c, name in enumerate(names):
+    if not labels[:, c].any():
+      assert tuned[c] == fallback  # no dev positive: the global threshold
+      continue
+    def f1(t, c=c):
+      thresholds = np.full(probs.shape[1], 2.0)
+      thresholds[c] = t
+      return metrics.multi_label_metrics(probs, labels, names, thresholds, False,
+                                         ks=())["per_class"][names[c]]["f1"]
+    assert got[name]["f1"] >= max(f1(t) for t in _candidates(probs[:, c])) - 1e-12
+
+
+def test_a_rare_label_gets_a_threshold_under_the_old_grid_floor():
+  """Positives scored 0.01-0.03 among negatives at 0.001: a 0.05 floor scored F1 0."""
+  probs = np.full((40, 2), 1e-3, np.float32)
+  labels = np.zeros((40, 2), np.float32)
+  labels[:20, 0] = 1
+  probs[:20, 0] = 0.9
+  labels[[3, 7, 11], 1] = 1
+  probs[[3, 7, 11], 1] = [0.01, 0.02, 0.03]
+  tuned = metrics.tune_thresholds(probs, labels, "per_label", at_least_one=False)
+  assert 1e-3 < tuned[1] <= 0.01
+  per = metrics.multi_label_metrics(probs, labels, ["a", "b"], tuned, False)["per_class"]
+  assert per["b"]["f1"] == 1.0 and per["a"]["f1"] == 1.0
+  # The threshold sits halfway between the chosen cut and the next lower dev value.
+  np.testing.assert_allclose(tuned[1], (np.float32(0.01) + np.float32(1e-3)) / 2)

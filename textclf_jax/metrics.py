@@ -2,14 +2,13 @@
 
 Single-label: accuracy, precision/recall/F1 (micro, macro, per class), confusion
 matrix. Multi-label: micro/macro P/R/F1, subset accuracy, Hamming loss, P@k,
-and decision thresholds (one global or one per label) tuned on dev.
+and decision thresholds (one global or one per label) tuned on dev, searched
+exactly over the dev probabilities.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
 def _prf(tp, fp, fn):
@@ -91,29 +90,88 @@ def multi_label_metrics(probs, labels, label_names, thresholds=0.5, at_least_one
 THRESHOLD_MODES = ("global", "per_label")
 
 
+def _cut_thresholds(values_desc: np.ndarray) -> np.ndarray:
+  """Sorted values [K, ...] (descending along axis 0) -> the threshold of each cut
+  [K, ...]: `p >= t[k]` selects exactly the first k + 1 values. The midpoint between
+  value k and the next smaller one (so a test probability near a dev one is not decided
+  by a hair); the last cut is the smallest value itself."""
+  v = values_desc.astype(np.float64)
+  t = v.copy()
+  t[:-1] = (v[:-1] + v[1:]) / 2
+  # Between adjacent floats the midpoint may round onto the smaller one: take the larger.
+  low = t[:-1] <= v[1:]
+  t[:-1][low] = v[:-1][low]
+  return t
+
+
+def _best_global(probs, truth, at_least_one) -> float:
+  """The threshold maximising micro-F1 over every distinct probability (exact).
+
+  With at_least_one, each row's top label is predicted whatever the threshold, so
+  micro-F1(t) = 2 (TP_top + TP(t)) / (n_top + n(t) + positives) over the other
+  entries. Ties go to the threshold nearest 0.5; no dev positive at all: 0.5.
+  """
+  positives = int(truth.sum())
+  if positives == 0 or probs.size == 0:
+    return 0.5
+  forced = np.zeros(probs.shape, dtype=bool)
+  if at_least_one:
+    forced[np.arange(len(probs)), probs.argmax(axis=1)] = True
+  rest = probs[~forced].astype(np.float64)
+  order = np.argsort(-rest, kind="stable")
+  values, hits = rest[order], truth[~forced][order]
+  tp = float(truth[forced].sum()) + np.cumsum(hits)
+  predicted = float(forced.sum()) + np.arange(1, len(values) + 1)
+  f1 = 2 * tp / (predicted + positives)
+  distinct = np.append(values[:-1] != values[1:], True)[:len(values)]  # real cuts
+  thresholds = _cut_thresholds(values)
+  f1, thresholds = f1[distinct], thresholds[distinct]
+  if at_least_one:  # the cut above every other entry: only the top labels are predicted
+    above = 0.5 if not len(values) else max((values[0] + 1.0) / 2,
+                                             np.nextafter(values[0], np.inf))
+    f1 = np.append(f1, 2 * truth[forced].sum() / (forced.sum() + positives))
+    thresholds = np.append(thresholds, above)
+  best = np.lexsort((np.abs(thresholds - 0.5), -f1))[0]
+  return float(thresholds[best])
+
+
+def _best_per_label(probs, truth, fallback: float) -> np.ndarray:
+  """[C] thresholds, each maximising its label's F1 over every distinct dev probability
+  of that label (one sort per label, F1 at every cut); ties go to the threshold nearest
+  `fallback`, and a label without dev positives takes `fallback`."""
+  n, num_labels = probs.shape
+  order = np.argsort(-probs, axis=0, kind="stable")
+  values = np.take_along_axis(probs, order, axis=0).astype(np.float64)  # [N, C] descending
+  tp = np.cumsum(np.take_along_axis(truth, order, axis=0), axis=0)
+  positives = truth.sum(axis=0)
+  f1 = 2 * tp / (np.arange(1, n + 1)[:, None] + positives[None, :])
+  distinct = np.vstack([values[:-1] != values[1:], np.ones((1, num_labels), bool)])
+  f1 = np.where(distinct, f1, -1.0)
+  thresholds = _cut_thresholds(values)
+  out = np.full(num_labels, fallback, dtype=float)
+  for c in np.flatnonzero(positives > 0):
+    out[c] = thresholds[np.lexsort((np.abs(thresholds[:, c] - fallback), -f1[:, c]))[0], c]
+  return out
+
+
 def tune_thresholds(probs, labels, mode="per_label", at_least_one=True):
   """Thresholds that maximise dev F1: one global (micro-F1) or one per label.
 
-  Per label, each label's F1 is maximised on its own; a label without dev
-  positives keeps the global threshold. Returns a float or a list of floats.
+  Searched exactly, on the dev probabilities themselves: every distinct value is a
+  candidate cut (F1 at all cuts from one sort), and the threshold is the midpoint
+  between the chosen cut's value and the next lower one. Per label, each label's F1
+  is maximised on its own (rare labels get thresholds as low as their positives
+  need); a label without dev positives keeps the global threshold. Returns a float
+  (global) or a list of floats (per_label).
   """
-  best_global = max(THRESHOLD_GRID, key=lambda t: (multi_label_metrics(
-      probs, labels, [""] * probs.shape[1], t, at_least_one, ks=())["micro_f1"], -abs(t - .5)))
-  if mode == "global":
-    return float(best_global)
-  if mode != "per_label":
+  if mode not in THRESHOLD_MODES:
     raise ValueError(f"multilabel_threshold={mode!r}: expected global or per_label")
-  truth = labels > 0.5
-  thresholds = np.full(probs.shape[1], best_global, dtype=float)
-  for c in np.flatnonzero(truth.any(axis=0)):
-    predicted = probs[:, c:c + 1] >= THRESHOLD_GRID[None, :]  # [N, T]
-    tp = (predicted & truth[:, c:c + 1]).sum(axis=0).astype(float)
-    fp = (predicted & ~truth[:, c:c + 1]).sum(axis=0).astype(float)
-    fn = (~predicted & truth[:, c:c + 1]).sum(axis=0).astype(float)
-    f1 = _prf(tp, fp, fn)[2]
-    # Ties go to the threshold nearest the global one.
-    thresholds[c] = THRESHOLD_GRID[np.lexsort((np.abs(THRESHOLD_GRID - best_global), -f1))[0]]
-  return thresholds.tolist()
+  probs = np.asarray(probs)
+  truth = np.asarray(labels) > 0.5
+  best_global = _best_global(probs, truth, at_least_one)
+  if mode == "global":
+    return best_global
+  return _best_per_label(probs, truth, best_global).tolist()
 
 
 def scores_by_threshold_mode(dev_probs, dev_labels, test_probs, test_labels, label_names,
