@@ -1,17 +1,21 @@
 """Saved runs: load one (JSON + orbax, never pickle), re-evaluate it, serve it.
 
 A run directory holds config.json, vocab.json, labels.json, data.json,
-[thresholds.json], metrics.jsonl, results.json and checkpoints/{latest,best}.
+[thresholds.json], [calibration.json], metrics.jsonl, results.json and
+checkpoints/{latest,best}. `eval` and `predict` use calibration.json's temperature
+unless told not to (`calibrated=False`); ensembles of runs are in ensemble.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 
 import numpy as np
 
 from textclf_jax import build as build_lib
+from textclf_jax import calibration as calibration_lib
 from textclf_jax import evaluate as evaluate_lib
 from textclf_jax import linear
 from textclf_jax import metrics as metrics_lib, parallel, rundir
@@ -34,6 +38,7 @@ class LoadedRun:
   batcher: object
   step: int = 0  # of the restored checkpoint
   which: str = "best"  # best | latest
+  calibration: dict | None = None  # calibration.json (None: a run made before it)
 
 
 def check_run(run: str):
@@ -81,47 +86,113 @@ def load_run(run: str, batch_size: int = 0) -> LoadedRun:
   batcher = build_lib.make_batcher(config, mesh, batch_size or config.eval_batch_size
                                    or config.batch_size)
   return LoadedRun(config, vocab, labels["labels"], labels["multi_label"], thresholds,
-                   steps, state, batcher, step, which)
+                   steps, state, batcher, step, which, rundir.read_calibration(run))
 
 
-def evaluate_run(run: str, split: str = "test", data_dir: str = "") -> dict:
-  """Recomputes `split` metrics from the best checkpoint; compares with results.json."""
+def load_any(run: str, batch_size: int = 0):
+  """A LoadedRun, or a linear.LinearRun for a TF-IDF run: both have config, label_names,
+  multi_label, thresholds and calibration."""
+  return linear.LinearRun(run) if linear.is_linear_run(run) else load_run(run, batch_size)
+
+
+def text_probs(loaded, texts: list) -> np.ndarray:
+  """Raw texts -> the run's uncalibrated probabilities [N, C], in input order."""
+  if isinstance(loaded, linear.LinearRun):
+    return linear.text_probs(loaded, texts)
+  config = loaded.config
+  ids, lengths = encode_texts(texts, Tokenizer.from_config(config), loaded.vocab, config.max_len)
+  data = Encoded(ids, lengths, np.zeros(len(texts), np.int32))
+  return evaluate_lib.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
+
+
+def split_probs(run: str, split: str = "test", data_dir: str = "") -> tuple:
+  """(the loaded run, uncalibrated probabilities [N, C], labels) of a split, recomputed
+  from the checkpoint the run was tested with (a TF-IDF run: from its saved model)."""
   if linear.is_linear_run(run):  # a TF-IDF run: its model is in RUN/linear/, not checkpoints/
-    return linear.evaluate_run(run, split, data_dir)
+    return linear.split_probs(run, split, data_dir)
   loaded = load_run(run)
   config = loaded.config
   if data_dir:
     with config.unlocked():
       config.data_dir = data_dir
-  fold = rundir.read_fold(run)
-  prepared = prepare(config, fold, vocab=loaded.vocab, label_names=loaded.label_names,
-                     load_vectors_file=False)
+  prepared = prepare(config, rundir.read_fold(run), vocab=loaded.vocab,
+                     label_names=loaded.label_names, load_vectors_file=False)
   data = prepared.splits[split]
   probs = evaluate_lib.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
-  metrics = evaluate_lib.score(probs, data.labels, prepared, config, loaded.thresholds)
-  return rundir.evaluation_report(run, split, metrics)
+  return loaded, probs, data.labels
 
 
-def predict_texts(run: str, texts: list, top_k: int = 5, batch_size: int = 0) -> list:
-  """Raw texts -> [{text, label | labels, probabilities: {label: p}}] in input order."""
-  if linear.is_linear_run(run):
-    return linear.predict_texts(run, texts, top_k)
-  loaded = load_run(run, batch_size)
-  config = loaded.config
-  ids, lengths = encode_texts(texts, Tokenizer.from_config(config), loaded.vocab, config.max_len)
-  num_labels = len(loaded.label_names)
-  data = Encoded(ids, lengths, np.zeros(len(texts), np.int32))
-  probs = evaluate_lib.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
+def calibrated_view(loaded, probs, calibrated: bool = True) -> tuple:
+  """(probabilities, multi-label thresholds) to label with: with `calibrated` and a
+  calibration.json, the temperature-scaled probabilities and the thresholds tuned on
+  them; else the raw ones and thresholds.json's."""
+  record = loaded.calibration if calibrated else None
+  if record is None:
+    return probs, loaded.thresholds
+  return (calibration_lib.apply_temperature(probs, record["temperature"], loaded.multi_label),
+          record.get("thresholds", loaded.thresholds))
+
+
+def score(loaded, probs, labels, thresholds) -> dict:
+  """Metrics of probabilities [N, C] (multi-label: at `thresholds`)."""
+  if loaded.multi_label:
+    return metrics_lib.multi_label_metrics(probs, labels, loaded.label_names, thresholds,
+                                           loaded.config.multilabel_at_least_one)
+  return metrics_lib.single_label_metrics(probs, labels, loaded.label_names)
+
+
+def calibration_report(loaded, probs, labels, calibrated: bool = True) -> dict:
+  """ECE, Brier and NLL of a split before (and, with a calibration.json, after)
+  temperature scaling: {["temperature"], "before", ["after", multi-label "calibrated"]}."""
+  record = loaded.calibration if calibrated else None
+  out = calibration_lib.split_report(probs, labels, loaded.multi_label, record,
+                                     loaded.label_names, loaded.config.multilabel_at_least_one)
+  return out if record is None else {"temperature": record["temperature"], **out}
+
+
+def evaluate_run(run: str, split: str = "test", data_dir: str = "",
+                 calibrated: bool = True) -> dict:
+  """Recomputes `split` metrics from the tested checkpoint, and their calibration
+  before/after temperature scaling; compares both with results.json."""
+  loaded, probs, labels = split_probs(run, split, data_dir)
+  report = rundir.evaluation_report(run, split, score(loaded, probs, labels, loaded.thresholds))
+  report["calibration"] = calibration_report(loaded, probs, labels, calibrated)
+  saved = ((rundir.read_results(run) or {}).get("calibration") or {}).get(split)
+  if saved is not None and report["matches_results"] is not None:
+    recomputed = json.loads(json.dumps(report["calibration"]))  # results.json's float repr
+    recomputed.pop("temperature", None)
+    expected = saved if "after" in recomputed else {"before": saved["before"]}
+    report["matches_results"] = report["matches_results"] and recomputed == expected
+  return report
+
+
+def predict_texts(run: str, texts: list, top_k: int = 5, batch_size: int = 0,
+                  calibrated: bool = True) -> list:
+  """Raw texts -> [{text, label | labels, probabilities: {label: p}}] in input order;
+  probabilities temperature-scaled when the run has a calibration.json and `calibrated`."""
+  return predict_loaded(load_any(run, batch_size), texts, top_k, calibrated)
+
+
+def predict_loaded(loaded, texts: list, top_k: int = 5, calibrated: bool = True) -> list:
+  """`predict_texts` for a run already loaded (`explain` labels and explains with one)."""
+  probs, thresholds = calibrated_view(loaded, text_probs(loaded, texts), calibrated)
+  return label_rows(texts, probs, loaded.label_names, loaded.multi_label, thresholds,
+                    loaded.config.multilabel_at_least_one, top_k)
+
+
+def label_rows(texts, probs, label_names, multi_label, thresholds, at_least_one=True,
+               top_k: int = 5) -> list:
+  """[{text, label | labels (at `thresholds`), probabilities: the top_k {label: p}}]."""
   rows = []
   for text, p in zip(texts, probs):
-    top = np.argsort(-p, kind="stable")[: max(1, min(top_k, num_labels))]
+    top = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(label_names)))]
     row = {"text": text}
-    if loaded.multi_label:
-      chosen = metrics_lib.multi_label_predictions(p[None], np.asarray(loaded.thresholds),
-                                                   config.multilabel_at_least_one)[0]
-      row["labels"] = [loaded.label_names[i] for i in np.flatnonzero(chosen)]
+    if multi_label:
+      chosen = metrics_lib.multi_label_predictions(p[None], np.asarray(thresholds),
+                                                   at_least_one)[0]
+      row["labels"] = [label_names[i] for i in np.flatnonzero(chosen)]
     else:
-      row["label"] = loaded.label_names[int(p.argmax())]
-    row["probabilities"] = {loaded.label_names[i]: round(float(p[i]), 6) for i in top}
+      row["label"] = label_names[int(p.argmax())]
+    row["probabilities"] = {label_names[i]: round(float(p[i]), 6) for i in top}
     rows.append(row)
   return rows

@@ -63,7 +63,11 @@ class KimCNN(nnx.Module):
     return uses_sparse_backward(self.conv_backward, length)
 
   def features(self, tokens, lengths, trainable_vectors=None):
-    """Max-over-time features [B, num_filters * len(widths)], ignoring padding.
+    """Max-over-time features [B, num_filters * len(widths)], ignoring padding."""
+    return self.pool(self.embed(tokens, trainable_vectors), lengths)
+
+  def pool(self, x, lengths):
+    """Embedded texts x [B, L, E] -> max-over-time features [B, num_filters * len(widths)].
 
     Wide convolution as in Kim's code: w - 1 zero vectors on each side of the
     text, so n-grams that overlap its start or end are seen too. Window t covers
@@ -71,8 +75,7 @@ class KimCNN(nnx.Module):
     Same function both ways; the sparse backward pass (conv_pool.py) only
     differs in how the gradient is computed.
     """
-    x = self.embed(tokens, trainable_vectors)
-    if self.sparse_backward(tokens.shape[1]):
+    if self.sparse_backward(x.shape[1]):
       return conv_relu_max(x, tuple(conv.kernel[...] for conv in self.convs),
                            tuple(conv.bias[...] for conv in self.convs), lengths)
     pooled = []
@@ -84,7 +87,11 @@ class KimCNN(nnx.Module):
 
   def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
     """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
-    features = self.features(tokens, lengths, trainable_vectors)
+    return self.classify(self.embed(tokens, trainable_vectors), lengths, key, dropout_keep)
+
+  def classify(self, x, lengths, key=None, dropout_keep=None):
+    """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""
+    features = self.pool(x, lengths)
     features = self.dropout(features, deterministic=key is None, rngs=key,
                             keep_prob=dropout_keep)
     return self.head(features)

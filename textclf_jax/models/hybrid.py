@@ -41,9 +41,12 @@ class CNNLSTM(nnx.Module):
 
   def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
     """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
+    return self.classify(self.embed(tokens, trainable_vectors), lengths, key, dropout_keep)
+
+  def classify(self, x, lengths, key=None, dropout_keep=None):
+    """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""
     k_in, k_enc, k_out = split_key(key, 3)
-    x = self.embed(tokens, trainable_vectors)
-    valid = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None])[..., None]
+    valid = (jnp.arange(x.shape[1])[None, :] < lengths[:, None])[..., None]
     x = jnp.concatenate([jax.nn.relu(conv(x)) for conv in self.convs], axis=-1)
     x = self.dropout(jnp.where(valid, x, 0.0), deterministic=k_in is None, rngs=k_in,
                      keep_prob=dropout_keep)

@@ -211,9 +211,12 @@ class LSTMClassifier(nnx.Module):
 
   def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
     """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
+    return self.classify(self.embed(tokens, trainable_vectors), lengths, key, dropout_keep)
+
+  def classify(self, x, lengths, key=None, dropout_keep=None):
+    """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""
     k_in, k_enc, k_out = split_key(key, 3)
-    x = self.dropout(self.embed(tokens, trainable_vectors), deterministic=k_in is None,
-                     rngs=k_in, keep_prob=dropout_keep)
+    x = self.dropout(x, deterministic=k_in is None, rngs=k_in, keep_prob=dropout_keep)
     _, final = self.encoder(x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)
     final = self.dropout(final, deterministic=k_out is None, rngs=k_out, keep_prob=dropout_keep)
     return self.head(final)
