@@ -119,7 +119,7 @@ def _common_flags() -> argparse.ArgumentParser:
 # Commands that live in a module of their own, textclf_jax/cmd_NAME.py, with
 # `add_parser(subparsers, parents)` (registers NAME) and `run(args)`. The module is
 # imported to build the parser: it imports JAX inside run() only.
-MODULE_COMMANDS = ()
+MODULE_COMMANDS = ("explain",)
 
 
 def _command_module(name: str):
