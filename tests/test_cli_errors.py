@@ -35,7 +35,7 @@ def run(monkeypatch, tmp_path):
   from textclf_jax import runs
   calls = []
 
-  def predict_texts(run, texts, top_k=5, batch_size=0):
+  def predict_texts(run, texts, top_k=5, batch_size=0, calibrated=True):
     calls.append(list(texts))
     rows = []
     for text in texts:

@@ -78,6 +78,8 @@ def _assert_no_pickle(run):
         assert array.dtype == np.float64 or name.endswith("_labels.npy"), path
       elif name.endswith(".json"):
         rundir.read_json(path)
+      elif name == rundir.RELIABILITY:
+        assert head == b"\x89P", path  # a PNG picture
       else:
         assert name == rundir.LOCK, path  # the (empty) lock file
   return names
@@ -95,7 +97,8 @@ def test_tfidf_train_eval_predict_through_the_cli(tmp_path, capsys):
   assert config.model == "tfidf" and tuple(config.tfidf_c_grid) == linear.C_GRID
   names = _assert_no_pickle(run)
   assert sorted(names) == sorted(
-      ["config.json", "labels.json", "data.json", "results.json", ".lock"]
+      ["config.json", "labels.json", "data.json", "results.json", ".lock", rundir.CALIBRATION,
+       rundir.RELIABILITY]
       + [f"linear/{f}" for f in linear.MODEL_FILES] + list(rundir.PREDICTION_FILES))
   # eval: the same metrics, exactly; the probabilities are scikit-learn's, bit for bit.
   assert "matches results.json test metrics exactly: yes" in _eval(capsys, run)

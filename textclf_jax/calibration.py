@@ -24,6 +24,8 @@ probabilities unchanged, bit for bit.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 BINS = 15
@@ -167,3 +169,104 @@ def fit_temperature(probs, labels, multi_label: bool = False) -> dict:
       out_t = 1.0
   return {"temperature": out_t, "nll_before": nll(probs, labels, multi_label),
           "nll_after": nll(apply_temperature(probs, out_t, multi_label), labels, multi_label)}
+
+
+# --- a run's calibration: fitted on dev, reported on dev and test ---------------------
+
+
+def split_report(probs, labels, multi_label: bool, record: dict | None, label_names=(),
+                 at_least_one: bool = True) -> dict:
+  """One split's figures: {"before": scores, ["after": scores of the calibrated
+  probabilities, multi-label: "calibrated": their classification metrics at `record`'s
+  thresholds]}; `record` is calibration.json's (None: before only)."""
+  out = {"before": scores(probs, labels, multi_label)}
+  if record is not None:
+    calibrated = apply_temperature(probs, record["temperature"], multi_label)
+    out["after"] = scores(calibrated, labels, multi_label)
+    if multi_label:
+      from textclf_jax import metrics as metrics_lib
+      out["calibrated"] = metrics_lib.summary(metrics_lib.multi_label_metrics(
+          calibrated, labels, list(label_names), record["thresholds"], at_least_one))
+  return out
+
+
+def calibrate_run(predictions: dict, multi_label: bool, label_names, threshold_mode: str = "",
+                  at_least_one: bool = True) -> tuple:
+  """Temperature scaling of a finished run: predictions {"dev": (probs, labels),
+  "test": (probs, labels)} -> (calibration.json's record, results.json's "calibration"
+  entry). Multi-label: the record's thresholds are tuned (`threshold_mode`) on the
+  calibrated dev probabilities, as thresholds.json's are on the raw ones."""
+  dev_probs, dev_labels = predictions["dev"]
+  fit = fit_temperature(dev_probs, dev_labels, multi_label)
+  record = {"method": "temperature", "multi_label": bool(multi_label),
+            "temperature": fit["temperature"], "fitted_on": "dev",
+            "dev_nll_before": fit["nll_before"], "dev_nll_after": fit["nll_after"],
+            "num_dev_examples": int(len(dev_labels)),
+            "fit": "L-BFGS-B over log T from T = 1, T in [0.05, 20]; kept only where it "
+                   "lowers dev NLL"}
+  if multi_label:
+    from textclf_jax import metrics as metrics_lib
+    calibrated = apply_temperature(dev_probs, fit["temperature"], True)
+    record["threshold_mode"] = threshold_mode
+    record["thresholds"] = metrics_lib.tune_thresholds(calibrated, dev_labels, threshold_mode,
+                                                       at_least_one)
+  entry = {"temperature": fit["temperature"]}
+  for split, (probs, labels) in predictions.items():
+    entry[split] = split_report(probs, labels, multi_label, record, label_names, at_least_one)
+  return record, entry
+
+
+def reliability_diagram(file: str, probs, labels, multi_label: bool, temperature,
+                        title: str = "") -> bool:
+  """A PNG of the reliability diagram before and after temperature scaling (matplotlib,
+  Agg): per confidence bin, the mean outcome (bars) against the mean confidence (dots),
+  the diagonal being perfect calibration. False (nothing written) without matplotlib."""
+  try:
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+  except ImportError:
+    return False
+  edges = np.linspace(0.0, 1.0, BINS + 1)
+  centres = (edges[:-1] + edges[1:]) / 2
+  panels = (("before", probs), ("after temperature scaling", apply_temperature(
+      probs, temperature, multi_label)))
+  fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharey=True)
+  for ax, (name, p) in zip(axes, panels):
+    mean_conf, mean_outcome, count = reliability_bins(p, labels, multi_label)
+    used = count > 0
+    ax.bar(centres[used], mean_outcome[used], width=1 / BINS, edgecolor="black",
+           color="#4c72b0", alpha=0.8, label="observed")
+    ax.plot(mean_conf[used], mean_outcome[used], "o", color="#dd8452", ms=4,
+            label="at mean confidence")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    s = scores(p, labels, multi_label)
+    ax.set_title(f"{name}\nECE {s['ece']:.4f}  NLL {s['nll']:.4f}  Brier {s['brier']:.4f}",
+                 fontsize=10)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("label probability" if multi_label else "top-label confidence")
+  axes[0].set_ylabel("fraction of labels present" if multi_label else "accuracy")
+  axes[0].legend(loc="upper left", fontsize=8)
+  t = temperature if np.ndim(temperature) == 0 else \
+      f"{np.min(temperature):.3g}-{np.max(temperature):.3g} (per label)"
+  fig.suptitle(f"{title}  T = {t if isinstance(t, str) else f'{t:.4g}'}", fontsize=11)
+  fig.tight_layout()
+  tmp = file + ".tmp.png"
+  fig.savefig(tmp, dpi=100)
+  plt.close(fig)
+  os.replace(tmp, file)
+  return True
+
+
+def write(workdir: str, record: dict, predictions: dict, multi_label: bool, name: str = ""):
+  """RUN/calibration.json, and RUN/reliability.png of the test probabilities (a note on
+  stderr instead when matplotlib is not installed)."""
+  import sys
+  from textclf_jax import rundir
+  rundir.write_calibration(workdir, record)
+  probs, labels = predictions["test"]
+  if not reliability_diagram(rundir.path(workdir, rundir.RELIABILITY), probs, labels,
+                             multi_label, record["temperature"], f"{name} test"):
+    print(f"[textclf] note: {workdir}: no {rundir.RELIABILITY} (matplotlib is not "
+          "installed: pip install matplotlib)", file=sys.stderr, flush=True)

@@ -2,8 +2,9 @@
 
     textclf train [--config cnn|kim|lstm|hybrid|tfidf|FILE.py] [--config.KEY=VALUE ...]
                   [--workdir RUN] [--resume RUN [--config.num_epochs=N]]
-    textclf eval RUN [--split test|dev] [--data_dir DIR]
-    textclf predict RUN [TEXT ...] [--input FILE] [--top_k K]   (stdin if no text)
+    textclf eval RUN [--split test|dev] [--data_dir DIR] [--ensemble RUN2,...] [--no-calibrated]
+    textclf predict RUN [TEXT ...] [--input FILE] [--top_k K] [--ensemble RUN2,...]
+                    [--no-calibrated]   (stdin if no text; RUN may be a directory of runs)
     textclf config [PRESET|FILE.py]         (every key: default and meaning)
     textclf mesh [--mesh_model M]          (the processes, devices and mesh JAX sees)
 
@@ -127,6 +128,16 @@ def _command_module(name: str):
   return importlib.import_module(f"textclf_jax.cmd_{name}")
 
 
+def _ensemble_flags(parser):
+  """--ensemble and --calibrated, of `eval` and `predict` (docs/calibration.md)."""
+  parser.add_argument("--ensemble", action="append", default=[], metavar="RUN2,RUN3",
+                      help="average RUN's calibrated probabilities with these runs' (RUN "
+                      "may also be a directory of runs: a sweep cell, a group)")
+  parser.add_argument("--calibrated", action=argparse.BooleanOptionalAction, default=True,
+                      help="use the temperature fitted on dev (calibration.json), when the "
+                      "run has one (default: yes)")
+
+
 def _parser():
   """The top-level parser and {command: its parser}."""
   parser = _Parser(prog="textclf", description=__doc__, parents=[_common_flags()],
@@ -146,6 +157,7 @@ def _parser():
   ev.add_argument("run")
   ev.add_argument("--split", default="test", choices=("test", "dev", "train"))
   ev.add_argument("--data_dir", default="", help="where the run's dataset lives now")
+  _ensemble_flags(ev)
   pr = sub.add_parser("predict", help="label raw texts with a saved run", parents=[common],
                       description="One JSON line per input text, in input order. A blank "
                       "line gets {\"text\": \"\", \"error\": ...} and no label.")
@@ -154,6 +166,7 @@ def _parser():
   pr.add_argument("--input", default="", help="a UTF-8 file with one text per line")
   pr.add_argument("--top_k", type=int, default=5, help="probabilities to print per text")
   pr.add_argument("--batch_size", type=int, default=0)
+  _ensemble_flags(pr)
   co = sub.add_parser("config", help="list a preset's keys: default and meaning",
                       parents=[common], epilog=CONFIG_HELP, formatter_class=raw)
   co.add_argument("preset", nargs="?", default="cnn", help="preset name or Python config file")
@@ -258,11 +271,17 @@ def cmd_mesh(args):
 
 
 def cmd_eval(args):
-  from textclf_jax import runs
+  from textclf_jax import ensemble, runs
 
   _CONTEXT["path"] = args.run
-  result = runs.evaluate_run(args.run, args.split, data_dir=args.data_dir)
-  print(json.dumps(result["summary"], indent=2))
+  members = ensemble.members(args.run, args.ensemble)
+  if len(members) > 1:
+    print(json.dumps(ensemble.evaluate(members, args.split, args.data_dir, args.calibrated),
+                     indent=2))
+    return
+  result = runs.evaluate_run(members[0], args.split, data_dir=args.data_dir,
+                             calibrated=args.calibrated)
+  print(json.dumps({**result["summary"], "calibration": result["calibration"]}, indent=2))
   if result["matches_results"] is not None:
     print(f"[textclf] matches results.json {args.split} metrics exactly: "
           f"{'yes' if result['matches_results'] else 'NO'}")
@@ -272,7 +291,7 @@ def cmd_predict(args):
   """One output line per input line: blank lines (nothing to classify) get a row
   with an `error` and no label, so that the output lines up with the input and no
   label is invented for an empty text."""
-  from textclf_jax import runs
+  from textclf_jax import ensemble, runs
 
   _CONTEXT["path"] = args.run
   if args.top_k < 1:
@@ -280,13 +299,20 @@ def cmd_predict(args):
   texts = textinput.gather("predict", args.texts, args.input)
   index = [i for i, text in enumerate(texts) if text.strip()]
   rows = [{"text": text, "error": textinput.BLANK_LINE} for text in texts]
+  members = ensemble.members(args.run, args.ensemble)
   if index:
-    predicted = runs.predict_texts(args.run, [texts[i] for i in index], top_k=args.top_k,
-                                   batch_size=args.batch_size)
+    chosen = [texts[i] for i in index]
+    if len(members) > 1:
+      predicted = ensemble.predict_texts(members, chosen, args.top_k, args.batch_size,
+                                         args.calibrated)
+    else:
+      predicted = runs.predict_texts(members[0], chosen, top_k=args.top_k,
+                                     batch_size=args.batch_size, calibrated=args.calibrated)
     for i, row in zip(index, predicted):
       rows[i] = row
   else:
-    runs.check_run(args.run)  # nothing to classify, but RUN must still be a run
+    for run in members:  # nothing to classify, but every RUN must still be a run
+      runs.check_run(run)
   for row in rows:
     print(json.dumps(row, ensure_ascii=False))
 

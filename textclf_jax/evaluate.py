@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from textclf_jax import calibration as calibration_lib
 from textclf_jax import metrics as metrics_lib
 from textclf_jax import steps as steps_lib
 from textclf_jax.build import device_batch
@@ -53,7 +54,7 @@ def final_scores(config, prepared, steps, state, batcher) -> dict:
   """Dev and test metrics of `state`; for multi-label data, thresholds tuned on dev.
 
   Returns {dev, test, thresholds (or None), predictions: {split: (probs, labels)},
-  [by_threshold_mode]}.
+  calibration: (calibration.json's record, results.json's entry), [by_threshold_mode]}.
   """
   dev, test = prepared.splits["dev"], prepared.splits["test"]
   dev_probs = predict_probs(steps, state, dev, batcher)
@@ -66,6 +67,9 @@ def final_scores(config, prepared, steps, state, batcher) -> dict:
          "test": score(test_probs, test.labels, prepared, config, thresholds),
          "thresholds": thresholds,
          "predictions": {"dev": (dev_probs, dev.labels), "test": (test_probs, test.labels)}}
+  out["calibration"] = calibration_lib.calibrate_run(
+      out["predictions"], prepared.multi_label, prepared.label_names,
+      config.multilabel_threshold, config.multilabel_at_least_one)
   if prepared.multi_label:
     out["by_threshold_mode"] = metrics_lib.scores_by_threshold_mode(
         dev_probs, dev.labels, test_probs, test.labels, prepared.label_names,

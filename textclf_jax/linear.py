@@ -1,7 +1,7 @@
 """The linear baseline as a model: TF-IDF word uni+bigrams + logistic regression.
 
     textclf train --config tfidf --config.dataset=DIR [--workdir RUN]
-    textclf eval RUN            textclf predict RUN "some text"
+    textclf eval RUN            textclf predict RUN "some text"   (both: runs.py)
     results = train_tfidf(config, workdir, fold)   # a sweep's baseline cell (experiments/)
 
 Same data as a network trained with the same config: the source, train/dev/test split
@@ -16,6 +16,7 @@ checkpoints/ (no metrics.jsonl: there are no training steps), and no pickle:
 
     RUN/config.json  labels.json  data.json  [thresholds.json]  results.json
         predictions/{dev,test}_{probs,labels}.npy   the scored probabilities (rundir)
+        calibration.json  reliability.png   temperature scaling fitted on dev
         linear/model.json     what was fitted: kind, C chosen (and the grid), the
                               classifier's settings and classes, constant labels
                ngrams.json    the vectorizer's vocabulary: column i is ngrams[i]
@@ -35,6 +36,7 @@ import time
 
 import numpy as np
 
+from textclf_jax import calibration as calibration_lib
 from textclf_jax import config as config_lib
 from textclf_jax import metrics as metrics_lib
 from textclf_jax import parallel, rundir
@@ -317,6 +319,10 @@ def _fit(config, workdir, fold, raw, started) -> dict:
       baseline={"C": c, "C_grid": grid, "ngrams": [1, 2], "sublinear_tf": True})
   if multi:
     results["by_threshold_mode"] = by_mode
+  predictions = {"dev": (dev_probs, labels["dev"]), "test": (test_probs, labels["test"])}
+  calibration, results["calibration"] = calibration_lib.calibrate_run(
+      predictions, multi, label_names, config.multilabel_threshold,
+      config.multilabel_at_least_one)
   if is_main:
     _save_model(workdir, vectorizer, fitted, grid)
     rundir.write_json(rundir.path(workdir, rundir.LABELS),
@@ -324,8 +330,8 @@ def _fit(config, workdir, fold, raw, started) -> dict:
     rundir.write_json(rundir.path(workdir, rundir.DATA), stats)
     if multi:
       rundir.write_thresholds(workdir, config.multilabel_threshold, thresholds)
-    rundir.write_predictions(workdir, {"dev": (dev_probs, labels["dev"]),
-                                       "test": (test_probs, labels["test"])})
+    rundir.write_predictions(workdir, predictions)
+    calibration_lib.write(workdir, calibration, predictions, multi, raw.name)
     rundir.write_results(workdir, results)  # last: a run with results.json is complete
   return results
 
@@ -391,6 +397,7 @@ class LinearRun:
     labels = rundir.read_labels(run)
     self.label_names, self.multi_label = labels["labels"], labels["multi_label"]
     self.thresholds = rundir.read_thresholds(run) if self.multi_label else None
+    self.calibration = rundir.read_calibration(run)
     meta = self._json(os.path.join(directory, MODEL_JSON))
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
       raise rundir.RunDirError(f"{os.path.join(directory, MODEL_JSON)}: not a linear model "
@@ -443,9 +450,9 @@ class LinearRun:
     return self.classifier.predict_proba(self.vectorizer.transform(token_lists))
 
 
-def evaluate_run(run: str, split: str = "test", data_dir: str = "") -> dict:
-  """`textclf eval` of a linear run (runs.evaluate_run dispatches here): recomputes `split`
-  metrics from the saved model and compares them with results.json."""
+def split_probs(run: str, split: str = "test", data_dir: str = "") -> tuple:
+  """(the LinearRun, probabilities [N, C] float64, labels) of `split`, recomputed from the
+  saved model: what `textclf eval` scores (runs.evaluate_run)."""
   loaded = LinearRun(run)
   config = loaded.config
   if data_dir:
@@ -455,28 +462,9 @@ def evaluate_run(run: str, split: str = "test", data_dir: str = "") -> dict:
   split_data = splits_lib.make_splits(raw, config, rundir.read_fold(run))
   data = split_data[split]
   labels = encode_labels(data.labels, loaded.label_names, loaded.multi_label)
-  probs = loaded.predict_proba([loaded.tokenizer(t) for t in data.texts])
-  metrics = _score(probs, labels, loaded.label_names, loaded.multi_label, config,
-                   loaded.thresholds)
-  return rundir.evaluation_report(run, split, metrics)
+  return loaded, loaded.predict_proba([loaded.tokenizer(t) for t in data.texts]), labels
 
 
-def predict_texts(run: str, texts: list, top_k: int = 5) -> list:
-  """`textclf predict` of a linear run (runs.predict_texts dispatches here): raw texts ->
-  [{text, label | labels, probabilities: {label: p}}] in input order."""
-  loaded = LinearRun(run)
-  probs = loaded.predict_proba([loaded.tokenizer(t) for t in texts])
-  names, num_labels = loaded.label_names, len(loaded.label_names)
-  rows = []
-  for text, p in zip(texts, probs):
-    top = np.argsort(-p, kind="stable")[: max(1, min(top_k, num_labels))]
-    row = {"text": text}
-    if loaded.multi_label:
-      chosen = metrics_lib.multi_label_predictions(
-          p[None], np.asarray(loaded.thresholds), loaded.config.multilabel_at_least_one)[0]
-      row["labels"] = [names[i] for i in np.flatnonzero(chosen)]
-    else:
-      row["label"] = names[int(p.argmax())]
-    row["probabilities"] = {names[i]: round(float(p[i]), 6) for i in top}
-    rows.append(row)
-  return rows
+def text_probs(loaded: LinearRun, texts: list) -> np.ndarray:
+  """Raw texts -> probabilities [N, C] float64 (what `textclf predict` labels)."""
+  return loaded.predict_proba([loaded.tokenizer(t) for t in texts])

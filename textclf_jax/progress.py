@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from textclf_jax import calibration as calibration_lib
 from textclf_jax import evaluate as evaluate_lib
 from textclf_jax import metrics as metrics_lib
 from textclf_jax import parallel, rundir
@@ -167,7 +168,8 @@ class RunProgress:
 
   def finish(self, steps, state, batcher, started: float) -> dict:
     """Scores dev and test with the best (or, test_checkpoint=last, the final) state,
-    writes thresholds.json, the scored probabilities (predictions/) and results.json,
+    writes thresholds.json, the scored probabilities (predictions/), the temperature
+    fitted on dev (calibration.json, reliability.png) and results.json,
     and closes the logs and checkpoints."""
     final_step = int(state["step"])
     if self.config.test_checkpoint == "best":
@@ -186,12 +188,14 @@ class RunProgress:
         train_examples_per_second=meta["train_examples"] / max(meta["train_seconds"], 1e-9),
         wall_seconds=time.time() - started, num_devices=steps.mesh.size,
         **evaluate_lib.platform(), data=self.prepared.stats,
-        epochs_trained=meta["epoch"], **extra)
+        epochs_trained=meta["epoch"], **extra, calibration=scores["calibration"][1])
     if parallel.is_main_process():
       if scores["thresholds"] is not None:
         rundir.write_thresholds(self.workdir, self.config.multilabel_threshold,
                                 scores["thresholds"])
       rundir.write_predictions(self.workdir, scores["predictions"])
+      calibration_lib.write(self.workdir, scores["calibration"][0], scores["predictions"],
+                            self.prepared.multi_label, self.prepared.name)
       rundir.write_results(self.workdir, results)  # last: a run with results.json is complete
     if self.config.keep_checkpoints == "tested":
       # Only the checkpoint the results come from is needed now (eval, predict).
