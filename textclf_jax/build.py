@@ -12,7 +12,7 @@ import numpy as np
 from textclf_jax import losses, optim, parallel, sparse_embed
 from textclf_jax import steps as steps_lib
 from textclf_jax.data.batching import Batcher, padded_lengths
-from textclf_jax.models import build_model, min_length
+from textclf_jax.models import build_model, extra_rows, fit_length, min_length
 
 
 def make_mesh(config):
@@ -21,9 +21,11 @@ def make_mesh(config):
 
 def make_batcher(config, mesh, batch_size: int | None = None) -> Batcher:
   """Bucketed batches of `batch_size` (default config.batch_size) texts, padded to at
-  least the model's minimum length and to a multiple of the mesh's data axis."""
+  least the model's minimum length, to lengths the model reads without waste (whole
+  windows when it chunks) and to a multiple of the mesh's data axis."""
   shortest = min_length(config)
-  buckets = padded_lengths(config.bucket_lengths, max(config.max_len, shortest), shortest)
+  buckets = padded_lengths(config.bucket_lengths, max(config.max_len, shortest), shortest,
+                           config.get("bucket_growth", 0.0), fit_length(config))
   return Batcher(batch_size or config.batch_size, buckets,
                  pad_to_multiple=parallel.data_size(mesh))
 
@@ -45,13 +47,15 @@ def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh
 
   The state is created by a jitted function with `out_shardings` (so every
   process creates its own shards); pretrained vectors [V, D] enter it as a
-  replicated global array. Embedding tables have `parallel.table_rows` rows.
+  replicated global array. Embedding tables have `parallel.table_rows` rows (of the
+  vocabulary and the model's `extra_rows`: zero vectors there when pretrained).
   The trainable table gets the row-sparse update where `sparse_embed` allows it.
   """
   tx = optim.make_optimizer(config, total_steps)
   table_update = sparse_embed.make_table_update(config, total_steps)
   loss_fn = losses.make_loss_fn(config, multi_label, class_weights)
-  rows = parallel.table_rows(vocab_size, mesh.shape["model"], config.vocab_multiple)
+  rows = parallel.table_rows(vocab_size + extra_rows(config), mesh.shape["model"],
+                            config.vocab_multiple)
   if vectors is not None and len(vectors) < rows:
     vectors = np.concatenate([vectors, np.zeros((rows - len(vectors), vectors.shape[1]),
                                                 vectors.dtype)])

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import ml_collections
 
-PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf")
+PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext")
 # Runs made before embedding_update existed updated the table densely (and their
 # checkpoints hold the dense optimiser state); those made before conv_backward
 # existed took autodiff's backward pass (kept, so that they resume bit for bit).
@@ -153,12 +153,13 @@ def from_json(path: str) -> ml_collections.ConfigDict:
 # --- validation -------------------------------------------------------------------------
 
 # Every check of a config value lives here; the modules that use a value take it as valid.
-_POSITIVE_INTS = ("batch_size", "num_epochs", "max_len", "log_every_steps",
+_POSITIVE_INTS = ("batch_size", "num_epochs", "log_every_steps",
                   "checkpoint_every_steps", "mesh_model", "vocab_multiple", "min_count",
                   "decay_steps", "plateau_patience", "num_filters", "lstm_hidden",
-                  "lstm_layers")
+                  "lstm_layers", "word_ngrams", "ngram_buckets")
 _NON_NEGATIVE_INTS = ("seed", "embed_dim", "eval_every_steps", "early_stopping_patience",
-                      "max_vocab", "max_train_examples", "warmup_steps", "eval_batch_size")
+                      "max_vocab", "max_train_examples", "warmup_steps", "eval_batch_size",
+                      "max_len", "chunk_len", "chunk_stride")
 # key: (low, high, low inclusive, high inclusive)
 _RANGES = {
     "learning_rate": (0.0, float("inf"), True, False),
@@ -177,6 +178,7 @@ _RANGES = {
     "decay_rate": (0.0, float("inf"), False, False),
     "plateau_factor": (0.0, 1.0, False, True),
     "unk_init_scale": (0.0, float("inf"), True, False),
+    "max_len_percentile": (0.0, 100.0, False, True),
 }
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 KEEP_CHECKPOINTS = ("tested", "both")
@@ -188,14 +190,14 @@ def _choices() -> dict:
   from textclf_jax import losses, metrics, optim, sparse_embed, steps
   from textclf_jax.data import vectors
   from textclf_jax.linear import LINEAR_MODELS
-  from textclf_jax.models import MODELS, cnn, embeddings
+  from textclf_jax.models import MODELS, chunked, cnn, embeddings
   return {
       "model": tuple(MODELS) + LINEAR_MODELS, "embedding": embeddings.KINDS,
       "loss": losses.LOSSES, "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
       "weight_decay_mode": ("decoupled", "l2"), "embedding_update": sparse_embed.MODES,
       "conv_backward": cnn.CONV_BACKWARD, "compute_dtype": tuple(steps.COMPUTE_DTYPES),
       "test_checkpoint": TEST_CHECKPOINTS, "multilabel_threshold": metrics.THRESHOLD_MODES,
-      "wandb": WANDB_MODES, "vectors_format": vectors.FORMATS,
+      "wandb": WANDB_MODES, "vectors_format": vectors.FORMATS, "chunk_pool": chunked.POOLS,
   }
 
 
@@ -239,6 +241,14 @@ def problems(config) -> list:
     if key in config and (not isinstance(value, (tuple, list)) or not value or not all(
         isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)):
       bad(key, "a non-empty list of integers >= 1")
+  growth = config.get("bucket_growth", 0.0)
+  if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not (
+      growth == 0 or growth > 1):
+    bad("bucket_growth", "0 (off) or a factor > 1")
+  stride = config.get("chunk_stride", 0)
+  if isinstance(stride, int) and isinstance(config.get("chunk_len"), int) \
+      and stride > config.chunk_len:
+    bad("chunk_stride", f"at most chunk_len={config.chunk_len} (0: chunk_len)")
   if "class_weights" in config:
     spec = str(config.class_weights)
     if spec not in ("", "none", "balanced", "balanced_sqrt"):
@@ -250,12 +260,16 @@ def problems(config) -> list:
   if config.get("embedding", "rand") != "rand" and not config.get("vectors"):
     out.append(f"config.embedding={config.embedding!r} needs pretrained vectors: set "
                "config.vectors")
+  ngrams = config.get("word_ngrams", 1)
+  if isinstance(ngrams, int) and ngrams > 1 and config.get("embedding") == "static":
+    out.append(f"config.word_ngrams={config.word_ngrams} needs a trainable table (the n-gram "
+               "rows have no pretrained vectors): embedding rand, non-static or multichannel")
   if not out and config.get("embedding_update") == "sparse":
     from textclf_jax import sparse_embed
     reasons = sparse_embed.dense_only(config)
     if reasons:
-      out.append("config.embedding_update='sparse' is exact only for Adadelta without "
-                 f"clipping or weight decay on one model shard: {'; '.join(reasons)}")
+      out.append("config.embedding_update='sparse' is exact only for Adadelta or plain SGD "
+                 f"without clipping or weight decay on one model shard: {'; '.join(reasons)}")
   return out
 
 
@@ -275,6 +289,17 @@ def resolve(config):
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.embed_dim = dim
+  return config
+
+
+def resolve_max_len(config, max_len: int):
+  """`config` with max_len 0 ("from the training texts") replaced by the `max_len`
+  prepare chose (so the run directory records what was trained); otherwise as is."""
+  if config.max_len != 0:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.max_len = int(max_len)
   return config
 
 

@@ -84,8 +84,12 @@ def _already_finished(config, workdir: str) -> dict | None:
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
-                       raw=None) -> dict:
-  """Trains one model (one fold, if CV) and writes a complete run directory."""
+                       raw=None, on_dev=None) -> dict:
+  """Trains one model (one fold, if CV) and writes a complete run directory.
+
+  on_dev(epoch, step, dev metrics): called after every dev evaluation (a search's
+  pruner); raising progress.Pruned stops the run there, which then finishes normally.
+  """
   if linear.is_linear(config):  # TF-IDF + logistic regression: fitted, no training loop
     return linear.train_and_evaluate(config, workdir, resume, fold, raw)
   started = time.time()
@@ -99,12 +103,13 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
     finished = _already_finished(config, workdir) if resume else None
     if finished is not None:
       return finished
-    return _train(config, workdir, resume, fold, raw, started)
+    return _train(config, workdir, resume, fold, raw, started, on_dev)
 
 
-def _train(config, workdir, resume, fold, raw, started) -> dict:
+def _train(config, workdir, resume, fold, raw, started, on_dev=None) -> dict:
   # --- the run directory --------------------------------------------------------------
   prepared = prepare(config, fold, raw=raw)
+  config = config_lib.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
   is_main = parallel.is_main_process()
   if is_main and not (resume and rundir.is_initialised(workdir)):
     rundir.init(config, workdir, prepared)
@@ -132,7 +137,7 @@ def _train(config, workdir, resume, fold, raw, started) -> dict:
           f"resuming from step {int(state['step'])} (epoch {meta['epoch'] + 1}, batch "
           f"{meta['position']})"), flush=True)
   logger = runlog.RunLogger(workdir, config, resume_step=int(state["step"]) if resume else None)
-  run = RunProgress(config, workdir, prepared, ckpt, logger, meta, steps.all_finite)
+  run = RunProgress(config, workdir, prepared, ckpt, logger, meta, steps.all_finite, on_dev)
   if is_main:
     _announce(prepared, config, mesh)
 

@@ -39,11 +39,18 @@ def get_config() -> ml_collections.ConfigDict:
   c.remove_stopwords = False  # drop English function words (see keep_negations)
   c.keep_negations = True  # with remove_stopwords: keep not/no/n't/never…
   c.stem = False  # Snowball (Porter2) English stemmer on every token, after stop words
-  c.max_len = 64  # tokens kept per text (longer texts are cut)
+  c.max_len = 64  # tokens kept per text (longer texts are cut); 0: from the training texts
+  # max_len 0: the training split's text length (tokens) at this percentile; 100: the
+  # longest. The run directory's config.json records the max_len it gave.
+  c.max_len_percentile = 100.0
   c.min_count = 1  # words seen fewer times in the training split become UNK
   c.max_vocab = 0  # 0: no limit
   # the padded lengths batches use (plus max_len): fewer programs to compile
   c.bucket_lengths = (16, 32, 64, 128, 256, 512, 1024)
+  # 0: the padded lengths are bucket_lengths (plus max_len). g > 1: a geometric ladder
+  # from the smallest of bucket_lengths, x g each (multiples of 8), up to max_len: less
+  # padding on long texts (1.25: ~10% of slots against ~25%), more lengths to compile.
+  c.bucket_growth = 0.0
 
   # --- embeddings -------------------------------------------------------------
   c.embedding = "rand"  # rand | static | non-static | multichannel
@@ -54,6 +61,15 @@ def get_config() -> ml_collections.ConfigDict:
   # Words of dev/test texts that have a pretrained vector join the vocabulary
   # (Kim 2014 did this; no labels are read). Off: train-split words only.
   c.vectors_extend_vocab = True
+
+  # --- long documents: chunk-and-pool (cnn, lstm, hybrid) ----------------------
+  # chunk_len > 0: a text longer than chunk_len tokens is read as windows of chunk_len
+  # tokens (starting every chunk_stride tokens), each encoded by the model's own encoder
+  # (CNN: max-over-time features; LSTM: final states), pooled across the text's
+  # non-empty windows by chunk_pool, then dropout and the dense head as usual.
+  c.chunk_len = 0  # tokens per window; 0: off (the model reads the whole text at once)
+  c.chunk_stride = 0  # tokens between window starts; 0: chunk_len (no overlap)
+  c.chunk_pool = "max"  # max | mean | attention (a learned query, softmax over windows)
 
   # --- loss -----------------------------------------------------------------
   c.loss = "auto"  # auto | softmax_ce | sigmoid_bce | focal

@@ -59,9 +59,29 @@ def encode_texts(texts: list, tokenizer: Tokenizer, vocab: Vocab, max_len: int):
   return encode_tokens([tokenizer(t) for t in texts], vocab, max_len)
 
 
-def padded_lengths(buckets, max_len: int, min_len: int = 1) -> np.ndarray:
-  """The fixed set of padded lengths: buckets below max_len, then max_len."""
-  return np.asarray(sorted({b for b in buckets if min_len <= b < max_len} | {max_len}))
+BUCKET_MULTIPLE = 8  # the lengths of a geometric ladder (bucket_growth) are multiples of this
+
+
+def padded_lengths(buckets, max_len: int, min_len: int = 1, growth: float = 0.0,
+                   fit=None) -> np.ndarray:
+  """The fixed set of padded lengths: buckets below max_len, then max_len.
+
+  growth > 1: the buckets are instead a geometric ladder from the smallest given
+  one (at least min_len), x growth each, rounded up to multiples of
+  BUCKET_MULTIPLE: less padding than doubling, more lengths to compile.
+  fit: maps a length to the one the model wants instead (never below it;
+  `models.fit_length`), applied to the buckets below max_len.
+  """
+  if growth > 1:
+    first = max(min(buckets), min_len)
+    buckets, k = {first}, 1
+    while (b := round_up(int(np.ceil(first * growth ** k)), BUCKET_MULTIPLE)) < max_len:
+      buckets.add(b)
+      k += 1
+  below = {b for b in buckets if min_len <= b < max_len}
+  if fit is not None:
+    below = {fit(b) for b in below}
+  return np.asarray(sorted({b for b in below if b < max_len} | {max_len}))
 
 
 def round_up(n: int, multiple: int) -> int:

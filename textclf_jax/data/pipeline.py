@@ -3,6 +3,8 @@
 source -> splits -> tokens -> vocabulary (train only) -> ids, labels; plus the
 pretrained vectors matrix when the config names one. Runs reuse their saved
 vocabulary and label map (`vocab`, `label_names`) so eval sees what training saw.
+max_len 0 is resolved here, from the training split's token counts
+(`length_at_percentile`); `Prepared.max_len` is what was used.
 """
 
 from __future__ import annotations
@@ -29,7 +31,19 @@ class Prepared:
   vocab: Vocab
   splits: dict  # name -> Encoded
   vectors: np.ndarray | None
-  stats: dict
+  stats: dict  # data.json: sizes, lengths, max_len (resolved), truncation, vectors
+
+  @property
+  def max_len(self) -> int:
+    """Tokens kept per text (config.max_len, or what max_len 0 resolved to)."""
+    return self.stats["max_len"]
+
+
+def length_at_percentile(token_lists: list, percentile: float) -> int:
+  """The text length (tokens, at least 1) at `percentile` of `token_lists` (100: the
+  longest): config.max_len 0's value, from the training split."""
+  lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+  return max(1, int(np.percentile(lengths, percentile, method="higher")))
 
 
 def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab | None = None,
@@ -65,16 +79,18 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
   if config.vectors and load_vectors_file and vectors is None:
     vectors, found = load_vectors(config.vectors, vocab, config.embed_dim, config.vectors_format,
                                   config.unk_init_scale, seed=config.seed)
-  encoded = {name: Encoded(*encode_tokens(tokens[name], vocab, config.max_len),
+  max_len = config.max_len or length_at_percentile(train_tokens, config.max_len_percentile)
+  encoded = {name: Encoded(*encode_tokens(tokens[name], vocab, max_len),
                            encode_labels(split.labels, label_names, raw.multi_label))
              for name, split in split_data.items()}
   stats = {
       "dataset": raw.name, "multi_label": raw.multi_label, "fold": fold,
       "num_labels": len(label_names), "vocab_size": len(vocab),
       **{f"num_{k}": len(v) for k, v in encoded.items()},
+      "max_len": max_len,
       "mean_length_train": float(np.mean(encoded["train"].lengths)),
       "truncated_train_fraction": float(np.mean(
-          [len(t) > config.max_len for t in train_tokens])),
+          [len(t) > max_len for t in train_tokens])),
       **split_stats,
   }
   if found is not None:

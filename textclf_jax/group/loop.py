@@ -110,6 +110,7 @@ def _build_members(configs, workdirs, folds, raw, mesh) -> list:
     # Data depend on the fold, and on the seed only through the vectors' unknown-word init.
     key = (fold, config.seed if config.vectors else None)
     prepared = cache[key] = cache.get(key) or prepare(config, fold, raw=raw)
+    config = config_lib.resolve_max_len(config, prepared.max_len)
     rundir.init(config, workdir, prepared)
     built = build_lib.build(config, prepared, mesh)
     members.append(Member(config, workdir, prepared, built,
@@ -147,11 +148,11 @@ def _set_plateau_scales(stacked, members):
 def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
   started = time.time()
   # --- members, stacked state, resume ----------------------------------------------------
-  config = configs[0]
-  mesh = build_lib.make_mesh(config)
+  mesh = build_lib.make_mesh(configs[0])
+  members = _build_members(configs, workdirs, folds, raw, mesh)
+  config = members[0].config  # max_len resolved (check_members: the same for every member)
   batcher = build_lib.make_batcher(config, mesh)
   eval_batcher = build_lib.eval_batcher(config, mesh)
-  members = _build_members(configs, workdirs, folds, raw, mesh)
   k = len(members)
   sharding = stack.member_sharding(k)
   stacked = stack.stack_states([m.built.state for m in members], sharding)

@@ -83,7 +83,9 @@ def check_members(members):
   first = members[0]
   for m in members[1:]:
     for what, a, b in (("labels", first.prepared.label_names, m.prepared.label_names),
-                       ("multi_label", first.prepared.multi_label, m.prepared.multi_label)):
+                       ("multi_label", first.prepared.multi_label, m.prepared.multi_label),
+                       ("max_len (resolved from its training texts; set config.max_len "
+                        "to train these as one group)", first.config.max_len, m.config.max_len)):
       if a != b:
         raise ValueError(f"{m.workdir}: its {what} ({b}) differ from {first.workdir}'s ({a})")
     if (first.config.schedule in LENGTH_DEPENDENT_SCHEDULES
