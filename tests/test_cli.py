@@ -40,7 +40,8 @@ def test_eval_on_a_non_run_exits_2(tmp_path, capsys):
 
 def test_overrides_only_for_train(tmp_path, capsys):
   code, err = _main(["eval", str(tmp_path), "--config.seed=1"], capsys)
-  assert code == 2 and err == "textclf: error: --config.* overrides apply to `train` only\n"
+  assert code == 2 and err == \
+      "textclf: error: --config.* overrides apply to `train` and `tune` only\n"
 
 
 def test_predict_reads_stdin_keeping_blank_lines_and_takes_options_anywhere(

@@ -142,7 +142,7 @@ def test_unexpected_error_is_exit_1_and_says_how_to_see_more(monkeypatch, capsys
     (["predict", "R", "t", "--top_k", "0"], "--top_k 0: expected a number of labels >= 1"),
     (["predict", "R", "t", "--input", "F"], "predict: texts as arguments or --input FILE, "
                                             "not both"),
-    (["eval", "R", "--config.seed=1"], "--config.* overrides apply to `train` only"),
+    (["eval", "R", "--config.seed=1"], "--config.* overrides apply to `train` and `tune` only"),
     (["train", "--config.seed"], "--config.seed needs a value: --config.seed=VALUE"),
     (["train", "--resume", "R", "--config.num_filters=4"],
      "--resume continues a run with its own config; --config.num_filters cannot change "
@@ -163,7 +163,7 @@ def test_a_config_file_with_a_syntax_error_is_bad_input(tmp_path, capsys):
 
 
 def test_main_raises_system_exit_whose_text_is_the_message(capsys):
-  with pytest.raises(SystemExit, match="overrides apply to `train` only") as info:
+  with pytest.raises(SystemExit, match="overrides apply to `train` and `tune` only") as info:
     cli.main(["eval", "R", "--config.seed=1"])
   assert info.value.code == 2
 

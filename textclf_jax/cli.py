@@ -120,7 +120,7 @@ def _common_flags() -> argparse.ArgumentParser:
 # Commands that live in a module of their own, textclf_jax/cmd_NAME.py, with
 # `add_parser(subparsers, parents)` (registers NAME) and `run(args)`. The module is
 # imported to build the parser: it imports JAX inside run() only.
-MODULE_COMMANDS = ("explain",)
+MODULE_COMMANDS = ("explain", "tune")
 
 
 def _command_module(name: str):
@@ -326,8 +326,10 @@ def _run(argv, debug_box):
   overrides, debug, rest = _split_global_args(argv)
   debug_box[0] = debug_box[0] or debug
   args = _parse(rest)
-  if overrides and args.command != "train":
-    raise UsageError("--config.* overrides apply to `train` only")
+  args.overrides = overrides  # a module command with TAKES_CONFIG_OVERRIDES reads them
+  if overrides and not (args.command == "train" or (args.command in MODULE_COMMANDS and getattr(
+      _command_module(args.command), "TAKES_CONFIG_OVERRIDES", False))):
+    raise UsageError("--config.* overrides apply to `train` and `tune` only")
   if args.command == "config":
     cmd_config(args)
     return

@@ -36,6 +36,12 @@ class TrainingDiverged(RuntimeError):
   """The loss became NaN or Inf."""
 
 
+class Pruned(Exception):
+  """Raised by an `on_dev` hook (a hyper-parameter search's pruner): the run stops
+  there as early stopping stops it, and finishes normally; results.json records
+  `pruned` (the message) and `stopped_early`."""
+
+
 def initial_meta() -> dict:
   return {"epoch": 0, "position": 0, "best": None, "best_step": 0, "bad_evals": 0,
           "plateau_scale": 1.0, "plateau_bad": 0, "stopped_early": False, "train_seconds": 0.0,
@@ -67,12 +73,14 @@ class RunProgress:
 
   ckpt: its `checkpoint.Checkpoints`; logger: its `runlog.RunLogger`; meta: the
   restored position (None: a new run). `latest_note()` says where the last good
-  state is kept, for the divergence message.
+  state is kept, for the divergence message. on_dev(epoch, step, dev metrics): called
+  after each dev evaluation's bookkeeping; raising `Pruned` stops the run there.
   """
 
   def __init__(self, config, workdir: str, prepared, ckpt, logger, meta: dict | None = None,
-               all_finite=None):
+               all_finite=None, on_dev=None):
     self.config = config
+    self.on_dev = on_dev
     self.all_finite = all_finite  # state -> whether its parameters are finite
     self._warned = set()
     self.workdir = workdir
@@ -144,6 +152,14 @@ class RunProgress:
     stop = record_evaluation(self.meta, self.config, self.metric_name,
                              dev_metrics[self.metric_name], step,
                              lambda: self._save(self.ckpt.save_best, step, state_now()))
+    if self.on_dev is not None and not stop:
+      try:
+        self.on_dev(epoch, step, dev_metrics)
+      except Pruned as e:
+        self.meta["pruned"] = str(e)
+        stop = True
+        if parallel.is_main_process():
+          print(f"[textclf] {self.workdir}: {e}; stopping here", flush=True)
     return dev_metrics, stop
 
   def end_epoch(self, epoch: int, stop: bool):
@@ -180,6 +196,8 @@ class RunProgress:
     meta = self.meta
     extra = {"by_threshold_mode": scores["by_threshold_mode"]} if self.prepared.multi_label \
         else {}
+    if meta.get("pruned"):
+      extra["pruned"] = meta["pruned"]
     results = rundir.results_record(
         dataset=self.prepared.name, model=self.config.model, fold=self.prepared.stats["fold"],
         best_step=meta["best_step"], tested_checkpoint=self.config.test_checkpoint,
