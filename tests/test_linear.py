@@ -232,3 +232,18 @@ def test_a_damaged_model_file_is_named(tmp_path, capsys):
   os.remove(coef)
   code, _, err = _main(["eval", run], capsys)
   assert code == 2 and "missing linear/coef.npy" in err
+
+
+def test_the_c_search_extends_past_the_grid_until_the_best_is_inside():
+  """search_c: the grid, then x ratio outwards while the best is at an edge (with a cap)."""
+  peak = lambda best: (lambda c: (-abs(np.log(c / best)), c))  # noqa: E731
+  c, payload, tried = linear.search_c((0.25, 1, 4, 16, 64, 256), 3, peak(1024))
+  assert c == payload == 1024 and [t for t, _ in tried][6:] == [1024, 4096]
+  c, _, tried = linear.search_c((1, 4, 16), 3, peak(1 / 64))  # downwards, by the same ratio
+  assert c == 1 / 64 and [t for t, _ in tried] == [1, 4, 16, 0.25, 1 / 16, 1 / 64]
+  c, _, tried = linear.search_c((1, 4), 2, lambda c: (c, c))  # capped at 2 more
+  assert c == 64 and [t for t, _ in tried] == [1, 4, 16, 64]
+  c, _, tried = linear.search_c((16, 1, 4), 0, lambda c: (c, c))  # 0: the grid, sorted
+  assert c == 16 and [t for t, _ in tried] == [1, 4, 16]
+  c, _, tried = linear.search_c((1, 4, 16), 3, lambda c: (min(c, 4), c))  # ties: first
+  assert c == 4 and [t for t, _ in tried] == [1, 4, 16]
