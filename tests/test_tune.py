@@ -194,3 +194,22 @@ def test_unknown_spaces_and_mismatched_settings_are_clear_errors(env, capsys):
                               str(directory), f"--config.dataset={env['data']}"], capsys)
   assert code == 2 and "holds the study 'toy' tuning other settings" in err \
       and "config.dropout" in err
+
+
+def test_the_slurm_array_script_starts_one_seeded_worker_on_the_shared_study(tmp_path):
+  """launch/slurm_tune.sbatch: the study's URL and the array index as the sampler seed."""
+  python = tmp_path / "python"
+  python.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+  python.chmod(0o755)
+  script = os.path.join(REPO, "launch", "slurm_tune.sbatch")
+  env = dict(os.environ, PYTHON=str(python), SLURM_ARRAY_TASK_ID="3",
+             TEXTCLF_TUNE_STORAGE="postgresql://tuner@db/optuna")
+  done = subprocess.run(["bash", script, "--space", "cnn", "--trials", "64"], env=env,
+                        capture_output=True, text=True, timeout=30)
+  assert done.returncode == 0, done.stderr
+  assert done.stdout.split("\n", 1)[1].split() == [
+      "-m", "textclf_jax", "tune", "--storage", "postgresql://tuner@db/optuna",
+      "--sampler_seed", "3", "--space", "cnn", "--trials", "64"]
+  del env["TEXTCLF_TUNE_STORAGE"]
+  done = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=30)
+  assert done.returncode != 0 and "set TEXTCLF_TUNE_STORAGE" in done.stderr

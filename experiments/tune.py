@@ -1,0 +1,21 @@
+"""Hyper-parameter search on dev: `python -m experiments.tune ARGS` is `textclf tune ARGS`.
+
+    python -m experiments.tune --config cnn --config.dataset=sst2 --space cnn --trials 30
+    python -m experiments.tune ... --storage postgresql://USER@HOST/DB   # many workers
+
+The study, its trials (each a run directory) and the best config: textclf_jax/tune.py;
+the search spaces: textclf_jax/tune_spaces.py; how to use it: docs/tuning.md.
+"""
+
+import sys
+
+from textclf_jax import cli
+
+
+def main():
+  sys.argv = [sys.argv[0], "tune", *sys.argv[1:]]
+  cli.main()
+
+
+if __name__ == "__main__":
+  main()
