@@ -7,6 +7,8 @@
                     [--no-calibrated]   (stdin if no text; RUN may be a directory of runs)
     textclf config [PRESET|FILE.py]         (every key: default and meaning)
     textclf mesh [--mesh_model M]          (the processes, devices and mesh JAX sees)
+    textclf tune [--config PRESET] [--config.KEY=VALUE ...] --space cnn|lstm|hybrid|lr
+                 [--trials N] [--workdir DIR] [--storage URL]   (docs/tuning.md)
 
 Options may come before, between or after the positional arguments
 (`textclf predict RUN --top_k 1 "some text"`); after `--` everything is a
