@@ -68,10 +68,22 @@ def _check(args):
     raise UsageError("--markdown goes with --dataset_split")
 
 
+def _check_label(run: str, label: str):
+  """--label must name one of the run's labels (checked before the model is loaded)."""
+  from textclf_jax import rundir, runs
+  runs.check_run(run)
+  names = rundir.read_labels(run)["labels"]
+  if label not in names:
+    raise UsageError(f"--label {label!r}: not a label of {run} (labels: "
+                     f"{', '.join(names[:20])}{' ...' if len(names) > 20 else ''})")
+
+
 def run(args):
   from textclf_jax import explain, runs
 
   _check(args)
+  if args.label is not None:
+    _check_label(args.run, args.label)
   if args.dataset_split:
     explainer = explain.load(args.run)
     entries = explain.split_ngrams(explainer, args.dataset_split, args.top_ngrams,
