@@ -38,8 +38,10 @@ def load(run: str, steps: int = 50, rule: str = "gausslegendre") -> Explainer:
                               loaded.state["frozen"])
   attributor = Attributor(graphdef, params, frozen, steps, rule)
   model = nnx.merge(graphdef, params, frozen)
-  winners = FilterWinners(graphdef, params, frozen, loaded.multi_label) if is_cnn(model) \
-      else None
+  # A chunked CNN (config.chunk_len) pools windows' features: no single winner per filter.
+  winners = None
+  if is_cnn(model) and not loaded.config.get("chunk_len", 0):
+    winners = FilterWinners(graphdef, params, frozen, loaded.multi_label)
   return Explainer(run, loaded, attributor, winners)
 
 
@@ -123,7 +125,8 @@ def split_ngrams(explainer: Explainer, split: str, k: int, data_dir: str = "") -
 
   if explainer.winners is None:
     raise UsageError(f"{explainer.run}: a {explainer.loaded.config.model} run; n-grams "
-                     "per filter (--dataset_split) need a CNN run (--config cnn or kim)")
+                     "per filter (--dataset_split) need a CNN run (--config cnn or kim) "
+                     "without chunk_len")
   loaded = explainer.loaded
   config = loaded.config
   if data_dir:
