@@ -122,7 +122,7 @@ def _common_flags() -> argparse.ArgumentParser:
 # Commands that live in a module of their own, textclf_jax/cmd_NAME.py, with
 # `add_parser(subparsers, parents)` (registers NAME) and `run(args)`. The module is
 # imported to build the parser: it imports JAX inside run() only.
-MODULE_COMMANDS = ("explain", "tune")
+MODULE_COMMANDS = ("explain", "tune", "export")
 
 
 def _command_module(name: str):
