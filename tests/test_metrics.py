@@ -102,7 +102,11 @@ def test_per_label_thresholds_are_each_labels_brute_force_optimum(dev):
       thresholds[c] = t
       return metrics.multi_label_metrics(probs, labels, names, thresholds, False,
                                          ks=())["per_class"][names[c]]["f1"]
-    assert got[name]["f1"] >= max(f1(t) for t in _candidates(probs[:, c])) - 1e-12
+    best = max(f1(t) for t in _candidates(probs[:, c]))
+    if best < metrics.PER_LABEL_MIN_F1:
+      assert tuned[c] == fallback  # hopeless on dev: the global threshold
+    else:
+      assert got[name]["f1"] >= best - 1e-12
 
 
 def test_a_rare_label_gets_a_threshold_under_the_old_grid_floor():
@@ -119,3 +123,20 @@ def test_a_rare_label_gets_a_threshold_under_the_old_grid_floor():
   assert per["b"]["f1"] == 1.0 and per["a"]["f1"] == 1.0
   # The threshold sits halfway between the chosen cut and the next lower dev value.
   np.testing.assert_allclose(tuned[1], (np.float32(0.01) + np.float32(1e-3)) / 2)
+
+
+def test_a_label_hopeless_on_dev_keeps_the_global_threshold():
+  """One dev positive ranked below nine negatives: its best F1 (2/11) is under
+  PER_LABEL_MIN_F1, so it does not get a threshold that admits nine false positives."""
+  rng = np.random.default_rng(0)
+  probs = rng.uniform(0.6, 0.9, (40, 2)).astype(np.float32)
+  labels = np.zeros((40, 2), np.float32)
+  labels[:20, 0] = 1
+  probs[20:, 0] = rng.uniform(0.0, 0.3, 20)
+  probs[:, 1] = 0.001
+  probs[:9, 1] = 0.2  # nine negatives above the one positive
+  probs[9, 1], labels[9, 1] = 0.1, 1
+  glob = metrics.tune_thresholds(probs, labels, "global", at_least_one=False)
+  tuned = metrics.tune_thresholds(probs, labels, "per_label", at_least_one=False)
+  assert tuned[1] == glob and glob > 0.2
+  assert metrics.tune_thresholds(probs, labels, "per_label", False, min_f1=0.0)[1] < 0.1

@@ -261,6 +261,8 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
   if linear.is_linear(base):
     raise UsageError("tune searches a network's settings; the tfidf model chooses C on dev "
                      "itself (--config.tfidf_c_grid)")
+  optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours
+  warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
   # The space against this config (a key it lacks), before anything is written.
   tune_spaces.suggest(space, optuna.create_study().ask(), base)
   name = study_name or default_study(base, space)
@@ -281,8 +283,6 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
             "metric": metric, "direction": direction,
             "base_config": json.loads(config_lib.to_json(base))}
   _check_directory(directory, record)
-  optuna.logging.set_verbosity(optuna.logging.WARNING)
-  warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
   study, rdb = open_study(url, name, direction, sampler_seed,
                           make_pruner(pruner, pruner_startup, pruner_warmup))
   for params in enqueue:
