@@ -9,6 +9,8 @@
     textclf mesh [--mesh_model M]          (the processes, devices and mesh JAX sees)
     textclf tune [--config PRESET] [--config.KEY=VALUE ...] --space cnn|lstm|hybrid|lr
                  [--trials N] [--workdir DIR] [--storage URL]   (docs/tuning.md)
+    textclf explain RUN [TEXT ...] [--input FILE] [--steps N] [--label NAME] [--html OUT]
+    textclf explain RUN --dataset_split dev [--top_ngrams K] [--markdown]   (docs/explain.md)
 
 Options may come before, between or after the positional arguments
 (`textclf predict RUN --top_k 1 "some text"`); after `--` everything is a
