@@ -6,8 +6,9 @@ W = ceil((L - C) / s) + 1 windows starting every s (chunk_stride) tokens, the
 last one zero-padded; window w of a text of n tokens holds
 clip(n - w s, 0, C) of them. The encoder sees the B W windows as one batch
 [B W, C, E] (for the LSTM: C sequential steps instead of L) and gives features
-[B, W, F]; windows past a text's end are masked out of the pooling (window 0 is
-never: every text has at least one token). max and mean pool the features;
+[B, W, F]. A text of n tokens has num_windows(n) windows of its own, the last
+one reaching its end; the others (empty, or holding only tokens that its last
+window holds too) are masked out of the pooling. max and mean pool the features;
 attention (Yang et al. 2016) scores tanh(A f + b) . q per window, a masked
 softmax over the windows, and takes the weighted sum. A batch no longer than C
 is read whole, as by the plain model: one window, which every pooling passes
@@ -87,11 +88,13 @@ class ChunkPool(nnx.Module):
     features = encode(windows.reshape((batch * count,) + windows.shape[2:]),
                       window_lengths.reshape(-1))
     features = features.reshape(batch, count, -1)
-    mask = (window_lengths > 0) | (jnp.arange(count) == 0)[None, :]  # [B, W]
-    return self.pool_windows(features, mask)
+    # A text of n tokens has its own windows 0 .. num_windows(n) - 1; later ones are
+    # empty or (overlapping) hold only tokens its last window holds too.
+    needed = (jnp.maximum(lengths - self.chunk_len, 0) + self.stride - 1) // self.stride + 1
+    return self.pool_windows(features, jnp.arange(count)[None, :] < needed[:, None])
 
   def pool_windows(self, features, mask):
-    """features [B, W, F], mask [B, W] bool (window 0 always set) -> [B, F]."""
+    """features [B, W, F], mask [B, W] bool (window 0 set for every text) -> [B, F]."""
     if self.pool == "max":
       return jnp.max(jnp.where(mask[..., None], features, -jnp.inf), axis=1)
     if self.pool == "mean":

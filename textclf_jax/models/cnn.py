@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from textclf_jax.models import chunked
 from textclf_jax.models.conv_pool import conv_relu_max, window_scores
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
@@ -47,6 +48,7 @@ class KimCNN(nnx.Module):
                  rngs=rngs) for w in self.widths])
     self.dropout = Dropout(dropout)
     self.head = nnx.Linear(num_filters * len(self.widths), num_classes, rngs=rngs)
+    self.chunks = None  # a chunked.ChunkPool when config.chunk_len > 0 (models.build_model)
 
   @classmethod
   def from_config(cls, config, embeddings, num_classes, *, rngs):
@@ -91,7 +93,7 @@ class KimCNN(nnx.Module):
 
   def classify(self, x, lengths, key=None, dropout_keep=None):
     """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""
-    features = self.pool(x, lengths)
+    features = chunked.encode(self.chunks, self.pool, x, lengths)
     features = self.dropout(features, deterministic=key is None, rngs=key,
                             keep_prob=dropout_keep)
     return self.head(features)

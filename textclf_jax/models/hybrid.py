@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from textclf_jax.models import chunked
 from textclf_jax.models.cnn import split_key
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
@@ -27,6 +28,7 @@ class CNNLSTM(nnx.Module):
                                bidirectional, dropout, rngs=rngs)
     self.dropout = Dropout(dropout)
     self.head = nnx.Linear(self.encoder.out_features, num_classes, rngs=rngs)
+    self.chunks = None  # a chunked.ChunkPool when config.chunk_len > 0 (models.build_model)
 
   @classmethod
   def from_config(cls, config, embeddings, num_classes, *, rngs):
@@ -50,6 +52,7 @@ class CNNLSTM(nnx.Module):
     x = jnp.concatenate([jax.nn.relu(conv(x)) for conv in self.convs], axis=-1)
     x = self.dropout(jnp.where(valid, x, 0.0), deterministic=k_in is None, rngs=k_in,
                      keep_prob=dropout_keep)
-    _, final = self.encoder(x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)
+    final = chunked.encode(self.chunks, lambda x, lengths: self.encoder(
+        x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)[1], x, lengths)
     final = self.dropout(final, deterministic=k_out is None, rngs=k_out, keep_prob=dropout_keep)
     return self.head(final)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from textclf_jax.models import chunked
 from textclf_jax.models.cnn import split_key
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
@@ -203,6 +204,7 @@ class LSTMClassifier(nnx.Module):
                                dropout, rngs=rngs)
     self.dropout = Dropout(dropout)
     self.head = nnx.Linear(self.encoder.out_features, num_classes, rngs=rngs)
+    self.chunks = None  # a chunked.ChunkPool when config.chunk_len > 0 (models.build_model)
 
   @classmethod
   def from_config(cls, config, embeddings, num_classes, *, rngs):
@@ -217,6 +219,7 @@ class LSTMClassifier(nnx.Module):
     """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""
     k_in, k_enc, k_out = split_key(key, 3)
     x = self.dropout(x, deterministic=k_in is None, rngs=k_in, keep_prob=dropout_keep)
-    _, final = self.encoder(x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)
+    final = chunked.encode(self.chunks, lambda x, lengths: self.encoder(
+        x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)[1], x, lengths)
     final = self.dropout(final, deterministic=k_out is None, rngs=k_out, keep_prob=dropout_keep)
     return self.head(final)
