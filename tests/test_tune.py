@@ -19,8 +19,9 @@ from textclf_jax import rundir, tune, tune_spaces
 optuna = pytest.importorskip("optuna")
 
 # A CNN that trains in about a second; one bucket length, so one program per trial.
+# (The pruner's test trains 2 epochs.)
 TINY = ("dataset={data}", "max_len=16", "bucket_lengths=16", "embed_dim=16", "num_filters=8",
-        "batch_size=32", "num_epochs=2", "log_every_steps=5", "checkpoint_every_steps=1000",
+        "batch_size=32", "num_epochs=1", "log_every_steps=5", "checkpoint_every_steps=1000",
         "progress_bar=false", "wandb=disabled")
 
 
@@ -39,7 +40,8 @@ def env(tmp_path_factory):
 
 
 def _args(env, *args):
-  return [*args, *(f"--config.{o.format(data=env['data'])}" for o in TINY)]
+  """TINY first: an override among `args` wins."""
+  return [*(f"--config.{o.format(data=env['data'])}" for o in TINY), *args]
 
 
 def _command(env, *args):
@@ -110,7 +112,7 @@ def test_a_killed_study_resumes_without_repeating_finished_trials(env, killed_an
   assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
   assert trials[2].params == killed[1][2] and trials[2].system_attrs["failed_trial"] == 1
   assert trials[3].params not in (killed[0][2], killed[1][2])
-  assert "trials 1 were left running by a killed process" in killed_and_resumed["out"]
+  assert "trial 1 left running by a killed process: failed" in killed_and_resumed["out"]
   # The finished trial 0 was not trained again.
   run0 = os.path.join(directory, tune.trial_dir(0))
   assert os.path.getmtime(os.path.join(run0, rundir.RESULTS)) == killed_and_resumed[
@@ -144,14 +146,15 @@ def test_the_pruner_stops_a_clearly_worse_trial_and_its_run_is_complete(env, cap
   _run(env, "tune", "--config", "cnn", "--space", "lr", "--trials", "2", "--study", "toy",
        "--workdir", directory, "--pruner", "median", "--pruner_startup", "1",
        "--pruner_warmup", "0", "--enqueue", '{"learning_rate": 0.01, "dropout": 0.0}',
-       "--enqueue", '{"learning_rate": 0.0001, "dropout": 0.0}')
+       "--enqueue", '{"learning_rate": 0.0001, "dropout": 0.0}', "--config.num_epochs=2")
   trials = _trials(directory)
   assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED"]
   assert list(trials[1].intermediate_values) == [0]  # stopped after its first evaluation
   run = os.path.join(directory, tune.trial_dir(1))
   results = rundir.read_results(run)  # a finished run, not a crashed one
   assert results["pruned"].startswith("pruned by the median pruner after 1 dev evaluation")
-  assert results["stopped_early"] and results["epochs_trained"] == 1
+  assert results["stopped_early"] and results["epochs_trained"] == 1  # of num_epochs=2
+  assert rundir.read_results(os.path.join(directory, tune.trial_dir(0)))["epochs_trained"] == 2
   assert rundir.holder(run) is None
   code, out, err = run_textclf(["eval", run, "--split", "dev"], capsys)
   assert code == 0 and "matches results.json dev metrics exactly: yes" in out, err

@@ -179,8 +179,8 @@ def best_config_text(config: dict, study: str, number: int, metric: str, value: 
   run = os.path.join(directory, trial_dir(number))
   return (f'"""The best trial of the tuning study {study!r}: trial {number}, dev {metric} '
           f"{value:.6g}.\n\n    textclf train --config {os.path.join(directory, BEST_CONFIG)}"
-          f"\n\nretrains it (bit for bit on the same devices). Written by `textclf tune` from "
-          f"\n{os.path.join(run, 'config.json')}: every key is set here.\n\"\"\"\n\n"
+          f"\n\nretrains it (bit for bit on the same devices). Written by `textclf tune` from\n"
+          f"{os.path.join(run, 'config.json')}: every key is set here.\n\"\"\"\n\n"
           "import ml_collections\n\n\ndef get_config():\n"
           f"  return ml_collections.ConfigDict({{\n{body}  }})\n")
 
@@ -290,8 +290,9 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
   failed = fail_dead_trials(study, rdb)
   done = finished(study)
   print(f"[textclf] tune: study {name!r} in {redacted(url)}: {done} of {trials} trials "
-        "finished" + (f"; trials {', '.join(map(str, failed))} were left running by a killed "
-                      "process: failed, their parameters queued again" if failed else ""),
+        "finished" + (f"; {'trials' if len(failed) > 1 else 'trial'} "
+                      f"{', '.join(map(str, failed))} left running by a killed process: "
+                      "failed, parameters queued again" if failed else ""),
         flush=True)
 
   def objective(trial):
