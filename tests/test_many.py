@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import make_rows, tiny_config, write_jsonl
-from textclf_jax import build, evaluate, parallel, runs, train
+from textclf_jax import build, evaluate, parallel, rundir, runs, train
 from textclf_jax import steps as steps_lib
 from textclf_jax import group as group_lib
 from textclf_jax.group import compiled, stack, train_many
@@ -46,6 +46,11 @@ def _assert_same_run(group_dir, solo_dir, group_results, solo_results):
         assert group_results[split][key] == pytest.approx(value, abs=TOL), (split, key)
   for key in ("best_step", "final_step", "stopped_early"):
     assert group_results[key] == solo_results[key], key
+  # A member is calibrated at its finish as a run alone is (calibration.json, results.json).
+  assert group_results["calibration"]["temperature"] == pytest.approx(
+      solo_results["calibration"]["temperature"], rel=1e-3)
+  assert rundir.read_calibration(group_dir)["temperature"] == \
+      group_results["calibration"]["temperature"]
   (a, meta_a), (b, meta_b) = _latest(group_dir), _latest(solo_dir)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     assert np.shape(x) == np.shape(y)

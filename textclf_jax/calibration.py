@@ -218,25 +218,28 @@ def calibrate_run(predictions: dict, multi_label: bool, label_names, threshold_m
 
 def reliability_diagram(file: str, probs, labels, multi_label: bool, temperature,
                         title: str = "") -> bool:
-  """A PNG of the reliability diagram before and after temperature scaling (matplotlib,
-  Agg): per confidence bin, the mean outcome (bars) against the mean confidence (dots),
-  the diagonal being perfect calibration. False (nothing written) without matplotlib."""
+  """A PNG of the reliability diagram before and after temperature scaling: per
+  confidence bin, the mean outcome (bars) against the mean confidence (dots), the
+  diagonal being perfect calibration. Drawn by matplotlib's Agg renderer on a Figure of
+  its own (no pyplot: a caller's backend and figures are left alone). False (nothing
+  written) without matplotlib."""
   try:
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
   except ImportError:
     return False
   edges = np.linspace(0.0, 1.0, BINS + 1)
   centres = (edges[:-1] + edges[1:]) / 2
   panels = (("before", probs), ("after temperature scaling", apply_temperature(
       probs, temperature, multi_label)))
-  fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharey=True)
+  fig = Figure(figsize=(9, 4.4))
+  axes = fig.subplots(1, 2, sharey=True)
   for ax, (name, p) in zip(axes, panels):
     mean_conf, mean_outcome, count = reliability_bins(p, labels, multi_label)
     used = count > 0
     ax.bar(centres[used], mean_outcome[used], width=1 / BINS, edgecolor="black",
            color="#4c72b0", alpha=0.8, label="observed")
+    ax.bar(centres, count / max(count.sum(), 1), width=1 / BINS, color="gray", alpha=0.45,
+           label="share of the " + ("label probabilities" if multi_label else "examples"))
     ax.plot(mean_conf[used], mean_outcome[used], "o", color="#dd8452", ms=4,
             label="at mean confidence")
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
@@ -248,13 +251,12 @@ def reliability_diagram(file: str, probs, labels, multi_label: bool, temperature
     ax.set_xlabel("label probability" if multi_label else "top-label confidence")
   axes[0].set_ylabel("fraction of labels present" if multi_label else "accuracy")
   axes[0].legend(loc="upper left", fontsize=8)
-  t = temperature if np.ndim(temperature) == 0 else \
+  t = f"{temperature:.4g}" if np.ndim(temperature) == 0 else \
       f"{np.min(temperature):.3g}-{np.max(temperature):.3g} (per label)"
-  fig.suptitle(f"{title}  T = {t if isinstance(t, str) else f'{t:.4g}'}", fontsize=11)
+  fig.suptitle(f"{title}  T = {t}", fontsize=11)
   fig.tight_layout()
   tmp = file + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
+  fig.savefig(tmp, dpi=100, format="png")
   os.replace(tmp, file)
   return True
 

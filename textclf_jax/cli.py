@@ -226,6 +226,14 @@ def _print_results(results: dict):
     # Multi-label: the same model under both threshold modes (each tuned on dev).
     print(f"[textclf] test with {mode} thresholds: " + ", ".join(
         f"{k} {scores['test'][k]:.4f}" for k in ("micro_f1", "macro_f1") if k in scores["test"]))
+  calibration = results.get("calibration")
+  if calibration:  # temperature scaling fitted on dev (docs/calibration.md)
+    t = calibration["temperature"]
+    t = f"{t:.3g}" if isinstance(t, float) else f"{min(t):.3g}-{max(t):.3g} (per label)"
+    before, after = calibration["test"]["before"], calibration["test"]["after"]
+    print(f"[textclf] calibration: temperature {t} fitted on dev; test " + ", ".join(
+        f"{name} {before[k]:.4f} -> {after[k]:.4f}"
+        for k, name in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier"))))
 
 
 def cmd_train(args, overrides):
