@@ -7,6 +7,7 @@ probabilities [batch, num_labels] float32; `batch` is always a dynamic axis,
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 
 FORMATS = ("onnx", "stablehlo")
@@ -42,6 +43,31 @@ def check_available(fmt: str):
                        "pip install 'textclf_jax[export]'")
 
 
+@contextlib.contextmanager
+def _symbolic_dims_named():
+  """While converting: onnx_ir shapes accept JAX's symbolic dimensions, by name.
+
+  Several jax2onnx 0.17 lowerings (lax.pad, rem, clamp, select_n, copy) give
+  onnx_ir.Shape the output shape as JAX has it; a symbolic dimension there ('batch',
+  'length + 4') fails int(). It is named instead, as jax2onnx's own shape stamping
+  names it (str of the dimension): a label on the graph, not a computation.
+  """
+  import jax
+  import onnx_ir._core as core
+  original = core._maybe_convert_to_symbolic_dim
+
+  def convert(dim):
+    if jax.export.is_symbolic_dim(dim):
+      return core.SymbolicDim(str(dim))
+    return original(dim)
+
+  core._maybe_convert_to_symbolic_dim = convert
+  try:
+    yield
+  finally:
+    core._maybe_convert_to_symbolic_dim = original
+
+
 def write_onnx(traced, file: str):
   """Converts the traced function (lax primitives only) to an ONNX file; returns the opset."""
   import logging
@@ -51,8 +77,9 @@ def write_onnx(traced, file: str):
   from textclf_jax.export.trace import plain_function
   # onnx_ir warns about every intermediate value whose shape it leaves unnamed.
   logging.getLogger("onnx_ir").setLevel(logging.ERROR)
-  proto = to_onnx(plain_function(traced), list(traced.specs), model_name="textclf",
-                  opset=ONNX_OPSET, input_names=list(INPUTS), output_names=[OUTPUT])
+  with _symbolic_dims_named():
+    proto = to_onnx(plain_function(traced), list(traced.specs), model_name="textclf",
+                    opset=ONNX_OPSET, input_names=list(INPUTS), output_names=[OUTPUT])
   with open(file, "wb") as f:
     f.write(proto.SerializeToString())
   return ONNX_OPSET

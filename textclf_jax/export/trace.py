@@ -10,9 +10,10 @@ length axis (`jax.export.symbolic_shape`); a model that branches on the length (
 chunked one) is traced at one fixed length instead. `plain_function` turns the
 traced jaxpr into a function of lax primitives only, for the ONNX converter: the
 custom-gradient wrappers (the models' hand-written backward passes, the group
-code's per-member convolution) and nested jits are inlined (inference needs their
-primal bodies only), and constant padding becomes a concatenation with zero blocks
-(jax2onnx 0.17's lax.pad cannot name the shape of a padded symbolic batch).
+code's per-member convolution) and nested jits are inlined: inference needs their
+primal bodies only, and jax2onnx 0.17 has no lowering for custom_vmap_call. Binding
+the primitives directly also keeps jax2onnx's patched Flax layers and jnp.arange
+(which cannot index a symbolic-length range) out of the trace.
 """
 
 from __future__ import annotations
@@ -95,19 +96,6 @@ def trace(fn, fixed_length: int) -> Traced:
   return Traced(fn, jax.make_jaxpr(fn)(*specs), specs, fixed_length, why)
 
 
-def _pad_as_concatenation(x, value, padding_config):
-  for axis, (lo, hi, interior) in enumerate(padding_config):
-    if interior or lo < 0 or hi < 0:
-      return jax.lax.pad(x, value, padding_config)  # not the models' kind: left as it is
-  for axis, (lo, hi, _) in enumerate(padding_config):
-    blocks = []
-    for n in (lo, hi):
-      shape = tuple(n if a == axis else d for a, d in enumerate(x.shape))
-      blocks.append(jax.lax.broadcast_in_dim(value.astype(x.dtype), shape, ()) if n else None)
-    x = jax.lax.concatenate([b for b in (blocks[0], x, blocks[1]) if b is not None], axis)
-  return x
-
-
 def _evaluate(closed, *args):
   """Evaluates a ClosedJaxpr, binding its primitives one by one (see the module doc)."""
   from jax.extend import core as jax_core
@@ -123,8 +111,6 @@ def _evaluate(closed, *args):
     name = eqn.primitive.name
     if name in INLINED:
       outs = _evaluate(eqn.params[INLINED[name]], *values)
-    elif name == "pad":
-      outs = [_pad_as_concatenation(*values, eqn.params["padding_config"])]
     else:
       with eqn.ctx.manager:
         outs = eqn.primitive.bind(*values, **eqn.primitive.get_bind_params(eqn.params))
