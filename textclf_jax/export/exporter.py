@@ -73,13 +73,17 @@ def _parity_sample(loaded, run: str, split: str, data_dir: str, max_examples: in
 
 
 def _jax_probabilities(fn, data, batcher) -> np.ndarray:
-  """fn over `data` in the run's evaluation batches (sorted, bucket-padded), in order."""
+  """fn over `data` in the run's evaluation batches (sorted, bucket-padded), in order.
+
+  float32 matmuls at full precision: on a GPU JAX's default may be TF32 (~1e-3), and
+  the reference must be the model's function, not that rounding."""
   import jax
   step = jax.jit(fn)
   probs = None
   for index in batcher.eval_plan(data):
     batch = batcher.make_batch(data, index)
-    out = np.asarray(step(batch["tokens"], batch["lengths"]))[: len(index)]
+    with jax.default_matmul_precision("float32"):
+      out = np.asarray(step(batch["tokens"], batch["lengths"]))[: len(index)]
     if probs is None:
       probs = np.zeros((len(data), out.shape[1]), np.float32)
     probs[index] = out
@@ -90,7 +94,7 @@ def _fixed_length(config) -> int:
   """The length every batch is padded to when the length axis cannot be symbolic."""
   from textclf_jax import models
   length = max(config.max_len, models.min_length(config))
-  fit = getattr(models, "fit_length", lambda config: None)(config)
+  fit = models.fit_length(config)  # None: no chunk_len
   return fit(length) if fit else length
 
 
