@@ -8,7 +8,7 @@ from textclf_jax import config as config_lib
 def test_presets_load_and_lock():
   for name in config_lib.PRESETS:
     config = config_lib.load_preset(name)
-    assert config.model in ("cnn", "lstm", "hybrid", "tfidf")
+    assert config.model in ("cnn", "lstm", "hybrid", "tfidf", "fasttext")
     with pytest.raises(AttributeError):
       config.not_a_key = 1
 

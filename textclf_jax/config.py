@@ -178,6 +178,8 @@ _RANGES = {
     "decay_rate": (0.0, float("inf"), False, False),
     "plateau_factor": (0.0, 1.0, False, True),
     "unk_init_scale": (0.0, float("inf"), True, False),
+    "embed_init_scale": (0.0, float("inf"), True, False),
+    "adagrad_initial": (0.0, float("inf"), True, False),
     "max_len_percentile": (0.0, 100.0, False, True),
 }
 WANDB_MODES = ("auto", "online", "offline", "disabled")

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
+OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta", "adagrad")
+ADAGRAD_EPS = 1e-7  # optax.adagrad's epsilon under the root
 SCHEDULES = ("constant", "warmup_cosine", "linear", "exponential", "plateau")
 
 
@@ -58,6 +59,8 @@ def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
       parts.append(optax.trace(decay=config.momentum))
   elif config.optimizer in ("adam", "adamw"):
     parts.append(optax.scale_by_adam())
+  elif config.optimizer == "adagrad":
+    parts.append(optax.scale_by_rss(config.adagrad_initial, ADAGRAD_EPS))
   else:
     parts.append(optax.scale_by_adadelta(rho=config.adadelta_rho, eps=config.adadelta_eps))
   if decoupled:

@@ -1,4 +1,4 @@
-"""Row-sparse ("lazy") Adadelta for the trainable embedding table.
+"""Row-sparse ("lazy") Adadelta, and plain SGD, for the trainable embedding table.
 
 A batch touches at most B*L of the table's V rows. With Adadelta, a row whose
 gradient is zero keeps its vector and only has its two accumulators
@@ -12,6 +12,11 @@ Adadelta up to float rounding (rho ** k once instead of k multiplications).
 The learning rate only scales a row's update, which is zero for untouched
 rows, so any schedule (and the plateau scale) is exact. Gradient clipping
 (global norm) and weight decay touch every row: those configs stay dense.
+
+Plain SGD (momentum 0) and Adagrad move only the rows with a gradient (Adagrad's
+sum of squares grows only there), so their row-sparse updates (`LazySGD`, no state;
+`LazyAdagrad`) are the dense ones up to the order of float sums; they are what the
+fastText-style model's big n-gram table trains with (models/bag.py).
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ TABLE = ("embed", "trainable")  # path of the trainable table in the params
 def dense_only(config) -> list:
   """The config values that rule out the sparse update ([]: it is exact)."""
   reasons = []
-  if config.optimizer != "adadelta":
-    reasons.append(f"config.optimizer={config.optimizer!r} (needs adadelta)")
+  if config.optimizer not in ("adadelta", "adagrad", "sgd"):
+    reasons.append(f"config.optimizer={config.optimizer!r} (needs adadelta, adagrad or sgd)")
+  if config.optimizer == "sgd" and config.momentum:
+    reasons.append(f"config.momentum={config.momentum} (sgd needs 0)")
   if config.clip_norm:
     reasons.append(f"config.clip_norm={config.clip_norm} (needs 0)")
   if config.weight_decay:
@@ -51,11 +58,13 @@ def dense_only(config) -> list:
 def embedding_update(config) -> str:
   """`dense` or `sparse` for config.embedding_update (validated by `config.validate`);
   `auto`: sparse when `dense_only` finds nothing and a batch has at most
-  AUTO_MAX_BATCH_TOKENS token slots."""
+  AUTO_MAX_BATCH_TOKENS token slots, or the model reads a hashed n-gram table (models/bag.py:
+  the table's rows outnumber a batch's many times)."""
   mode = config.embedding_update
   reasons = dense_only(config)
   if mode == "auto":
-    small_batches = config.batch_size * config.max_len <= AUTO_MAX_BATCH_TOKENS
+    small_batches = (config.batch_size * config.max_len <= AUTO_MAX_BATCH_TOKENS
+                     or config.get("ngram_buckets", 0) > 0)
     return "sparse" if small_batches and not reasons else "dense"
   return mode
 
@@ -94,11 +103,54 @@ class LazyAdadelta:
     return put(table, get(table) + u), opt
 
 
-def make_table_update(config, total_steps: int) -> LazyAdadelta | None:
+@dataclasses.dataclass(frozen=True)
+class LazySGD:
+  """The table's update rule under plain SGD: -learning_rate(step) * gradient."""
+  schedule: Callable  # step -> learning rate (optim.make_schedule)
+  plateau: bool = False  # times the plateau scale held in the optax state
+
+  def init(self, table):
+    """No state: an empty dict (the place of LazyAdadelta's accumulators)."""
+    del table
+    return {}
+
+  def update(self, table, opt: dict, rows, grads, step, scale=1.0):
+    """As `LazyAdadelta.update`: rows [N] unique (ids >= V ignored), grads [N, D]."""
+    u = jnp.asarray(-self.schedule(step), grads.dtype) * grads * scale
+    return table.at[rows].add(u, mode="drop"), opt
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyAdagrad:
+  """The table's update rule under Adagrad: optax's scale_by_rss, then -learning_rate."""
+  initial: float  # the accumulators' starting value
+  eps: float
+  schedule: Callable  # step -> learning rate (optim.make_schedule)
+  plateau: bool = False  # times the plateau scale held in the optax state
+
+  def init(self, table):
+    """The sum of squared gradients [V, D], from `initial`."""
+    return {"sum_sq": jnp.full_like(table, self.initial)}
+
+  def update(self, table, opt: dict, rows, grads, step, scale=1.0):
+    """As `LazyAdadelta.update`: rows [N] unique (ids >= V ignored), grads [N, D]."""
+    sum_sq = opt["sum_sq"].at[rows].get(mode="fill", fill_value=1) + grads ** 2
+    u = jnp.where(sum_sq > 0, jax.lax.rsqrt(sum_sq + self.eps), 0.0) * grads
+    u = jnp.asarray(-self.schedule(step), u.dtype) * u * scale
+    return (table.at[rows].add(u, mode="drop"),
+            {"sum_sq": opt["sum_sq"].at[rows].set(sum_sq, mode="drop")})
+
+
+def make_table_update(config, total_steps: int) -> LazyAdadelta | LazyAdagrad | LazySGD | None:
   """The sparse update for `config`, or None when the table is updated densely."""
   if embedding_update(config) != "sparse":
     return None
   from textclf_jax import optim
+  if config.optimizer == "sgd":
+    return LazySGD(optim.make_schedule(config, total_steps), config.schedule == "plateau")
+  if config.optimizer == "adagrad":
+    return LazyAdagrad(config.adagrad_initial, optim.ADAGRAD_EPS,
+                       optim.make_schedule(config, total_steps), config.schedule == "plateau")
   return LazyAdadelta(config.adadelta_rho, config.adadelta_eps,
                       optim.make_schedule(config, total_steps), config.schedule == "plateau")
 

@@ -143,7 +143,7 @@ class Steps:
       params, opt_state = self._apply_tx(grads, state["opt_state"], state["params"], lr_scale)
     else:
       params, opt_state, new_state["embed_opt"], loss, logits = self._sparse_update(
-          state, batch["tokens"], loss_of, lr_scale, active)
+          state, batch, loss_of, lr_scale, active)
     weights = batch["weights"]
     if self.multi_label:
       hit = jnp.all((logits > 0) == (batch["labels"] > 0.5), axis=-1)
@@ -173,13 +173,21 @@ class Steps:
       return params, opt_state
     return per_member(update)(grads, opt_state, params, lr_scale)
 
-  def _sparse_update(self, state, tokens, loss_of, lr_scale, active=None):
-    """tx on the params without the table; lazy Adadelta on the table's rows in
-    `tokens` [B, L]. The loss sees the table only through those rows, so its
-    gradient is [B*L, D], never [V, D]."""
+  def table_ids(self, state, batch):
+    """The table rows the batch reads: its tokens [B, L], or the model's
+    `table_ids(tokens, lengths)` where it reads other rows too (hashed n-grams)."""
+    model = nnx.merge(self.graphdef, state["params"], state["frozen"])
+    if hasattr(model, "table_ids"):
+      return model.table_ids(batch["tokens"], batch["lengths"])
+    return batch["tokens"]
+
+  def _sparse_update(self, state, batch, loss_of, lr_scale, active=None):
+    """tx on the params without the table; the table's update rule (lazy Adadelta,
+    Adagrad, SGD) on the rows the batch reads (`table_ids`, [B, L']). The loss sees the table
+    only through those rows, so its gradient is [B*L', D], never [V, D]."""
     rest, table = sparse_embed.split_table(state["params"])
     array = sparse_embed.table_array(table)
-    rows, inverse = sparse_embed.unique_rows(tokens, array.shape[0])
+    rows, inverse = sparse_embed.unique_rows(self.table_ids(state, batch), array.shape[0])
     vectors = array.at[rows].get(mode="fill", fill_value=0)
 
     def loss_of_rows(rest, vectors):

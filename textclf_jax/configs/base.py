@@ -83,11 +83,12 @@ def get_config() -> ml_collections.ConfigDict:
   # --- optimisation ---------------------------------------------------------
   c.batch_size = 50  # training examples per step (over all devices)
   c.num_epochs = 10  # passes over the training split (early stopping may end sooner)
-  c.optimizer = "adam"  # sgd | adam | adamw | adadelta
+  c.optimizer = "adam"  # sgd | adam | adamw | adadelta | adagrad
   c.learning_rate = 1e-3  # the peak learning rate (the schedule scales it)
   c.momentum = 0.9  # sgd only
   c.adadelta_rho = 0.95  # adadelta: decay of its running averages
   c.adadelta_eps = 1e-6  # adadelta: epsilon
+  c.adagrad_initial = 0.1  # adagrad: the sums of squared gradients start here (optax's 0.1)
   c.schedule = "constant"  # constant | warmup_cosine | linear | exponential | plateau
   c.warmup_steps = 0  # steps of linear warm-up from 0 to learning_rate; 0: none
   c.decay_rate = 0.5  # exponential: factor per `decay_steps`
@@ -99,9 +100,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.clip_norm = 0.0  # 0: off
   c.max_norm = 0.0  # Kim's s=3 on the output layer's weights; 0: off
   # How the trainable embedding table is updated. sparse: only the rows in the
-  # batch (lazy Adadelta, equal to dense up to float rounding; needs adadelta,
-  # clip_norm 0, weight_decay 0, mesh_model 1). auto: sparse when those hold and a
-  # batch has at most 8192 token slots (batch_size x max_len; longer: dense is faster).
+  # batch (lazy Adadelta/Adagrad/SGD, equal to dense up to float rounding; needs adadelta,
+  # adagrad or sgd without momentum, clip_norm 0, weight_decay 0, mesh_model 1). auto:
+  # sparse when those hold and a batch has at most 8192 token slots (batch_size x
+  # max_len; longer: dense is faster), or always for the fasttext model's big table.
   c.embedding_update = "auto"  # auto | dense | sparse
   # The CNN's backward pass through convolution + max-over-time pooling. sparse:
   # through the B x F chosen windows only (models/conv_pool.py; same gradient up to

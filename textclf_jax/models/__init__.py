@@ -23,7 +23,8 @@ def build_model(config, vocab_size: int, num_classes: int, vectors=None, *, seed
   if config.model not in MODELS:
     raise ValueError(f"config.model={config.model!r}: expected one of {', '.join(MODELS)}")
   rngs = nnx.Rngs(params=seed)
-  embeddings = Embeddings(vocab_size, config.embed_dim, config.embedding, vectors, rngs=rngs)
+  embeddings = Embeddings(vocab_size, config.embed_dim, config.embedding, vectors,
+                          config.get("embed_init_scale", 0.25), rngs=rngs)
   model = MODELS[config.model].from_config(config, embeddings, num_classes, rngs=rngs)
   if config.get("chunk_len", 0):  # after the model's own params, which stay as without it
     if not hasattr(model, "chunks"):

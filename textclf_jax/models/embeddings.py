@@ -24,7 +24,8 @@ class Embeddings(nnx.Module):
   """tokens [B, L] int32 -> vectors [B, L, out_features]; padding rows are zero."""
 
   def __init__(self, vocab_size: int, dim: int, kind: str = "rand",
-               vectors: np.ndarray | None = None, *, rngs: nnx.Rngs):
+               vectors: np.ndarray | None = None, init_scale: float = 0.25, *, rngs: nnx.Rngs):
+    """init_scale: `rand` rows are drawn from U[-init_scale, init_scale] (Kim's 0.25)."""
     if kind not in KINDS:
       raise ValueError(f"embedding={kind!r}: expected one of {', '.join(KINDS)}")
     if kind != "rand" and vectors is None:
@@ -33,7 +34,8 @@ class Embeddings(nnx.Module):
       raise ValueError(f"vectors shape {vectors.shape} != (vocab {vocab_size}, dim {dim})")
     self.kind = kind
     if kind == "rand":
-      init = jax.random.uniform(rngs.params(), (vocab_size, dim), minval=-0.25, maxval=0.25)
+      init = jax.random.uniform(rngs.params(), (vocab_size, dim), minval=-init_scale,
+                                maxval=init_scale)
       self.trainable = nnx.Param(init.at[0].set(0.0))
     if kind in ("non-static", "multichannel"):
       self.trainable = nnx.Param(jnp.asarray(vectors))

@@ -1,0 +1,30 @@
+"""fastText-style bag of n-grams: the mean of word and hashed bigram vectors, linear head.
+
+    textclf train --config fasttext --config.dataset=imdb
+
+Plain SGD on a row-sparse table (only the rows a batch reads are touched), the
+learning rate decayed linearly to 0 as fastText does; no dropout, no early stopping
+within the few epochs. Bigrams of vocabulary ids are hashed into `ngram_buckets`
+rows (models/bag.py).
+"""
+
+from textclf_jax.configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.model = "fasttext"  # the architecture: cnn | lstm | hybrid | fasttext
+  c.word_ngrams = 2  # longest word n-gram read (1: words only; 2: + bigrams; 3: + trigrams)
+  c.ngram_buckets = 1_000_000  # table rows the hashed n-grams share (fastText's -bucket)
+  c.dropout = 0.0  # dropout rate on the averaged vector
+  c.embed_init_scale = 0.1  # rand: rows drawn from U[-s, s] (fastText: 1 / embed_dim)
+  c.embed_dim = 10
+  c.max_len = 1024
+  c.batch_size = 32
+  c.num_epochs = 2
+  c.optimizer = "adagrad"
+  c.adagrad_initial = 0.0
+  c.learning_rate = 0.5
+  c.schedule = "linear"
+  c.checkpoint_every_steps = 100_000  # a checkpoint at each epoch's end only
+  return c
