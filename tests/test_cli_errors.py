@@ -134,8 +134,8 @@ def test_unexpected_error_is_exit_1_and_says_how_to_see_more(monkeypatch, capsys
 
 @pytest.mark.parametrize("args, message", [
     ([], "the following arguments are required: command (see `textclf --help`)"),
-    (["trian"], "argument command: invalid choice: 'trian' (choose from 'train', 'eval', "
-                "'predict', 'config', 'mesh'" + "".join(f", '{c}'" for c in cli.MODULE_COMMANDS)
+    (["trian"], "argument command: invalid choice: 'trian' (choose from 'train', 'config', "
+                "'mesh'" + "".join(f", '{c}'" for c in cli.MODULE_COMMANDS)
                 + ") (see `textclf --help`)"),
     (["predict"], "the following arguments are required: run (see `textclf predict --help`)"),
     (["predict", "R", "--top_k", "x"], "argument --top_k: invalid int value: 'x' "

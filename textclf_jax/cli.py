@@ -1,4 +1,5 @@
-"""`textclf train | eval | predict | config` (also `python -m textclf_jax`).
+"""`textclf train | eval | predict | config | mesh | explain | tune | export`
+(also `python -m textclf_jax`).
 
     textclf train [--config cnn|kim|lstm|hybrid|tfidf|FILE.py] [--config.KEY=VALUE ...]
                   [--workdir RUN] [--resume RUN [--config.num_epochs=N]]
@@ -11,6 +12,7 @@
                  [--trials N] [--workdir DIR] [--storage URL]   (docs/tuning.md)
     textclf explain RUN [TEXT ...] [--input FILE] [--steps N] [--label NAME] [--html OUT]
     textclf explain RUN --dataset_split dev [--top_ngrams K] [--markdown]   (docs/explain.md)
+    textclf export RUN --format onnx|stablehlo --out DIR   (docs/export.md)
 
 Options may come before, between or after the positional arguments
 (`textclf predict RUN --top_k 1 "some text"`); after `--` everything is a
@@ -41,13 +43,12 @@ traceback before that line; the exit status stays the same. Called as a function
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 import traceback
 
-from textclf_jax import errors, textinput
+from textclf_jax import errors
 from textclf_jax.errors import Exit, UsageError
 
 _CONTEXT = errors.CONTEXT  # the path the running command works on (for OS errors)
@@ -101,7 +102,7 @@ class _Parser(argparse.ArgumentParser):
     raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _process_flags() -> argparse.ArgumentParser:
+def process_flags() -> argparse.ArgumentParser:
   flags = argparse.ArgumentParser(add_help=False)
   group = flags.add_argument_group("multi-process (see launch/README.md)")
   group.add_argument("--distributed", action="store_true",
@@ -124,7 +125,7 @@ def _common_flags() -> argparse.ArgumentParser:
 # Commands that live in a module of their own, textclf_jax/cmd_NAME.py, with
 # `add_parser(subparsers, parents)` (registers NAME) and `run(args)`. The module is
 # imported to build the parser: it imports JAX inside run() only.
-MODULE_COMMANDS = ("explain", "tune", "export")
+MODULE_COMMANDS = ("eval", "predict", "explain", "tune", "export")
 
 
 def _command_module(name: str):
@@ -132,22 +133,12 @@ def _command_module(name: str):
   return importlib.import_module(f"textclf_jax.cmd_{name}")
 
 
-def _ensemble_flags(parser):
-  """--ensemble and --calibrated, of `eval` and `predict` (docs/calibration.md)."""
-  parser.add_argument("--ensemble", action="append", default=[], metavar="RUN2,RUN3",
-                      help="average RUN's calibrated probabilities with these runs' (RUN "
-                      "may also be a directory of runs: a sweep cell, a group)")
-  parser.add_argument("--calibrated", action=argparse.BooleanOptionalAction, default=True,
-                      help="use the temperature fitted on dev (calibration.json), when the "
-                      "run has one (default: yes)")
-
-
 def _parser():
   """The top-level parser and {command: its parser}."""
   parser = _Parser(prog="textclf", description=__doc__, parents=[_common_flags()],
                    formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
-  process, common = _process_flags(), _common_flags()
+  process, common = process_flags(), _common_flags()
   raw = argparse.RawDescriptionHelpFormatter
   train = sub.add_parser("train", help="train a model (or resume a run)",
                          parents=[process, common], epilog=CONFIG_HELP, formatter_class=raw,
@@ -156,21 +147,6 @@ def _parser():
   train.add_argument("--workdir", default="", help="run directory (default: runs/NAME-TIME)")
   train.add_argument("--resume", default="", metavar="RUN", help="continue RUN from its "
                      "latest checkpoint (with --config.num_epochs=N: train it longer)")
-  ev = sub.add_parser("eval", help="recompute a run's metrics from its best checkpoint",
-                      parents=[process, common])
-  ev.add_argument("run")
-  ev.add_argument("--split", default="test", choices=("test", "dev", "train"))
-  ev.add_argument("--data_dir", default="", help="where the run's dataset lives now")
-  _ensemble_flags(ev)
-  pr = sub.add_parser("predict", help="label raw texts with a saved run", parents=[common],
-                      description="One JSON line per input text, in input order. A blank "
-                      "line gets {\"text\": \"\", \"error\": ...} and no label.")
-  pr.add_argument("run")
-  pr.add_argument("texts", nargs="*", default=[], help="texts to label (else --input or stdin)")
-  pr.add_argument("--input", default="", help="a UTF-8 file with one text per line")
-  pr.add_argument("--top_k", type=int, default=5, help="probabilities to print per text")
-  pr.add_argument("--batch_size", type=int, default=0)
-  _ensemble_flags(pr)
   co = sub.add_parser("config", help="list a preset's keys: default and meaning",
                       parents=[common], epilog=CONFIG_HELP, formatter_class=raw)
   co.add_argument("preset", nargs="?", default="cnn", help="preset name or Python config file")
@@ -282,53 +258,6 @@ def cmd_mesh(args):
         f"rows {rows.start}:{rows.stop} of every {parallel.data_size(mesh)}", flush=True)
 
 
-def cmd_eval(args):
-  from textclf_jax import ensemble, runs
-
-  _CONTEXT["path"] = args.run
-  members = ensemble.members(args.run, args.ensemble)
-  if len(members) > 1:
-    print(json.dumps(ensemble.evaluate(members, args.split, args.data_dir, args.calibrated),
-                     indent=2))
-    return
-  result = runs.evaluate_run(members[0], args.split, data_dir=args.data_dir,
-                             calibrated=args.calibrated)
-  print(json.dumps({**result["summary"], "calibration": result["calibration"]}, indent=2))
-  if result["matches_results"] is not None:
-    print(f"[textclf] matches results.json {args.split} metrics exactly: "
-          f"{'yes' if result['matches_results'] else 'NO'}")
-
-
-def cmd_predict(args):
-  """One output line per input line: blank lines (nothing to classify) get a row
-  with an `error` and no label, so that the output lines up with the input and no
-  label is invented for an empty text."""
-  from textclf_jax import ensemble, runs
-
-  _CONTEXT["path"] = args.run
-  if args.top_k < 1:
-    raise UsageError(f"--top_k {args.top_k}: expected a number of labels >= 1")
-  texts = textinput.gather("predict", args.texts, args.input)
-  index = [i for i, text in enumerate(texts) if text.strip()]
-  rows = [{"text": text, "error": textinput.BLANK_LINE} for text in texts]
-  members = ensemble.members(args.run, args.ensemble)
-  if index:
-    chosen = [texts[i] for i in index]
-    if len(members) > 1:
-      predicted = ensemble.predict_texts(members, chosen, args.top_k, args.batch_size,
-                                         args.calibrated)
-    else:
-      predicted = runs.predict_texts(members[0], chosen, top_k=args.top_k,
-                                     batch_size=args.batch_size, calibrated=args.calibrated)
-    for i, row in zip(index, predicted):
-      rows[i] = row
-  else:
-    for run in members:  # nothing to classify, but every RUN must still be a run
-      runs.check_run(run)
-  for row in rows:
-    print(json.dumps(row, ensure_ascii=False))
-
-
 def cmd_config(args):
   from textclf_jax import config_doc
   print(config_doc.describe(args.preset))
@@ -356,12 +285,8 @@ def _run(argv, debug_box):
     checkpoint.MUTE_AFTER_FAILURE = True  # orbax's noise after a failure stays unseen
   if args.command == "train":
     cmd_train(args, overrides)
-  elif args.command == "eval":
-    cmd_eval(args)
   elif args.command == "mesh":
     cmd_mesh(args)
-  elif args.command == "predict":
-    cmd_predict(args)
   else:
     _CONTEXT["path"] = getattr(args, "run", "")
     _command_module(args.command).run(args)
