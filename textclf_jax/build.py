@@ -12,7 +12,7 @@ import numpy as np
 from textclf_jax import losses, optim, parallel, sparse_embed
 from textclf_jax import steps as steps_lib
 from textclf_jax.data.batching import Batcher, padded_lengths
-from textclf_jax.models import build_model, extra_rows, fit_length, min_length
+from textclf_jax.models import build_model, extra_rows, fit_length, fit_to_data, min_length
 
 
 def make_mesh(config):
@@ -97,4 +97,5 @@ def build(config, prepared, mesh) -> Built:
   steps, state = make_steps(config, len(prepared.vocab), len(prepared.label_names),
                             prepared.multi_label, mesh, total_steps, prepared.vectors,
                             class_weights)
+  state = fit_to_data(config, state, train, prepared.multi_label)
   return Built(steps, state, steps_per_epoch, total_steps, class_weights)

@@ -180,6 +180,7 @@ _RANGES = {
     "unk_init_scale": (0.0, float("inf"), True, False),
     "embed_init_scale": (0.0, float("inf"), True, False),
     "adagrad_initial": (0.0, float("inf"), True, False),
+    "nb_prior": (0.0, float("inf"), True, False),
     "max_len_percentile": (0.0, 100.0, False, True),
 }
 WANDB_MODES = ("auto", "online", "offline", "disabled")

@@ -16,6 +16,10 @@ def get_config():
   c.model = "fasttext"  # the architecture: cnn | lstm | hybrid | fasttext
   c.word_ngrams = 2  # longest word n-gram read (1: words only; 2: + bigrams; 3: + trigrams)
   c.ngram_buckets = 1_000_000  # table rows the hashed n-grams share (fastText's -bucket)
+  c.distinct_ngrams = False  # count each distinct word / n-gram once per text (binarised bag)
+  # s > 0: each class's logit also gets s_c x the text's mean Naive Bayes log-count ratio
+  # (NBSVM's weighting, from the training split; s_c trained from s). 0: off.
+  c.nb_prior = 0.0
   c.dropout = 0.0  # dropout rate on the averaged vector
   c.embed_init_scale = 0.1  # rand: rows drawn from U[-s, s] (fastText: 1 / embed_dim)
   c.embed_dim = 10

@@ -11,7 +11,8 @@ from textclf_jax.models.hybrid import CNNLSTM
 from textclf_jax.models.lstm import LSTMClassifier
 
 __all__ = ["BagOfNgrams", "CNNLSTM", "ChunkPool", "Embeddings", "FrozenEmbedding", "KimCNN",
-           "LSTMClassifier", "build_model", "extra_rows", "fit_length", "min_length"]
+           "LSTMClassifier", "build_model", "extra_rows", "fit_length", "fit_to_data",
+           "min_length"]
 
 MODELS = {"cnn": KimCNN, "lstm": LSTMClassifier, "hybrid": CNNLSTM, "fasttext": BagOfNgrams}
 
@@ -47,6 +48,15 @@ def min_length(config) -> int:
   """The shortest padded batch length `config.model` accepts (1 if it has no minimum)."""
   model = MODELS.get(config.model)
   return model.min_length(config) if hasattr(model, "min_length") else 1
+
+
+def fit_to_data(config, state: dict, train, multi_label: bool) -> dict:
+  """The initial train state with what `config.model` derives from the training split
+  (`train`, an Encoded split) filled in: the fasttext model's NB ratios; others: as is."""
+  model = MODELS.get(config.model)
+  if not hasattr(model, "fit_to_data"):
+    return state
+  return model.fit_to_data(config, state, train, multi_label)
 
 
 def extra_rows(config) -> int:
