@@ -44,12 +44,12 @@ def _logits(model, tokens, lengths):
 
 MODELS = [("cnn", dict(conv_backward="dense")), ("cnn", dict(conv_backward="sparse")),
           ("lstm", dict(bidirectional=False)), ("lstm", dict(bidirectional=True)),
-          ("hybrid", {})]
+          ("hybrid", {}), ("lstm", dict(bidirectional=True, lstm_pool="max"))]
 
 
 @pytest.mark.parametrize("preset, kw, pool", [
     *[(*MODELS[1], pool) for pool in chunked.POOLS], *[(*MODELS[3], pool) for pool in chunked.POOLS],
-    (*MODELS[0], "max"), (*MODELS[4], "max")])
+    (*MODELS[0], "max"), (*MODELS[4], "max"), (*MODELS[5], "attention")])
 def test_a_text_in_one_window_gives_the_plain_models_logits(preset, kw, pool):
   plain, chunky = _pair(preset, pool, S, **kw)
   own = nnx.state(plain, nnx.Param)
@@ -184,3 +184,13 @@ def test_chunked_runs_as_a_vmapped_group_and_solo_then_eval_and_predict(long_dir
   assert runs.evaluate_run(members[0], "test")["matches_results"] is True
   (row,) = runs.predict_texts(members[0], ["the a of " * 60 + "goal match team"])
   assert row["label"] in ("money", "sport", "tech")
+
+
+def test_lstm_max_pool_is_the_max_over_each_texts_steps():
+  model = build_model(tiny_config("lstm", embed_dim=8, lstm_pool="max"), 30, 3, seed=0)
+  tokens, lengths = _tokens([5, 1, 8], 8)
+  x = model.embed(tokens)
+  outputs, _ = model.encoder(x, lengths)
+  want = np.stack([np.asarray(outputs[i, :n]).max(axis=0) for i, n in enumerate(lengths)])
+  np.testing.assert_allclose(model.encode(x, lengths), want, atol=1e-6)
+  assert (want < 0).any()  # states can be negative: padding's zeros must not win

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import ml_collections
 
-PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext")
+PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb")
 # Runs made before embedding_update existed updated the table densely (and their
 # checkpoints hold the dense optimiser state); those made before conv_backward
 # existed took autodiff's backward pass (kept, so that they resume bit for bit).
@@ -193,7 +193,7 @@ def _choices() -> dict:
   from textclf_jax import losses, metrics, optim, sparse_embed, steps
   from textclf_jax.data import vectors
   from textclf_jax.linear import LINEAR_MODELS
-  from textclf_jax.models import MODELS, chunked, cnn, embeddings
+  from textclf_jax.models import MODELS, chunked, cnn, embeddings, lstm
   return {
       "model": tuple(MODELS) + LINEAR_MODELS, "embedding": embeddings.KINDS,
       "loss": losses.LOSSES, "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
@@ -201,6 +201,7 @@ def _choices() -> dict:
       "conv_backward": cnn.CONV_BACKWARD, "compute_dtype": tuple(steps.COMPUTE_DTYPES),
       "test_checkpoint": TEST_CHECKPOINTS, "multilabel_threshold": metrics.THRESHOLD_MODES,
       "wandb": WANDB_MODES, "vectors_format": vectors.FORMATS, "chunk_pool": chunked.POOLS,
+      "lstm_pool": lstm.POOLS,
   }
 
 

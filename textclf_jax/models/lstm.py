@@ -194,11 +194,18 @@ class LSTMEncoder(nnx.Module):
     return (None if final_only else jnp.swapaxes(x, 0, 1)), final
 
 
+POOLS = ("final", "max")
+
+
 class LSTMClassifier(nnx.Module):
-  """tokens [B, L], lengths [B] -> logits [B, num_classes] from the final states."""
+  """tokens [B, L], lengths [B] -> logits [B, num_classes] from the final states
+  (pool final) or the max over time of the last layer's states (pool max)."""
 
   def __init__(self, embeddings: Embeddings, num_classes: int, hidden=150, layers=1,
-               bidirectional=False, dropout=0.5, *, rngs):
+               bidirectional=False, dropout=0.5, pool="final", *, rngs):
+    if pool not in POOLS:
+      raise ValueError(f"lstm_pool={pool!r}: expected one of {', '.join(POOLS)}")
+    self.pool = pool
     self.embed = embeddings
     self.encoder = LSTMEncoder(embeddings.out_features, hidden, layers, bidirectional,
                                dropout, rngs=rngs)
@@ -209,7 +216,18 @@ class LSTMClassifier(nnx.Module):
   @classmethod
   def from_config(cls, config, embeddings, num_classes, *, rngs):
     return cls(embeddings, num_classes, config.lstm_hidden, config.lstm_layers,
-               config.bidirectional, config.dropout, rngs=rngs)
+               config.bidirectional, config.dropout, config.get("lstm_pool", "final"),
+               rngs=rngs)
+
+  def encode(self, x, lengths, key=None, dropout_keep=None):
+    """x [B, L, E] -> [B, H * dirs]: the final states, or their max over the text's steps
+    (0 for a text without steps, an empty window)."""
+    if self.pool == "final":
+      return self.encoder(x, lengths, key, final_only=True, dropout_keep=dropout_keep)[1]
+    outputs, _ = self.encoder(x, lengths, key, dropout_keep=dropout_keep)  # [B, L, H * dirs]
+    valid = (jnp.arange(x.shape[1])[None, :] < lengths[:, None])[..., None]
+    top = jnp.max(jnp.where(valid, outputs, -jnp.inf), axis=1)
+    return jnp.where(lengths[:, None] > 0, top, 0.0)
 
   def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
     """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
@@ -219,7 +237,7 @@ class LSTMClassifier(nnx.Module):
     """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""
     k_in, k_enc, k_out = split_key(key, 3)
     x = self.dropout(x, deterministic=k_in is None, rngs=k_in, keep_prob=dropout_keep)
-    final = chunked.encode(self.chunks, lambda x, lengths: self.encoder(
-        x, lengths, k_enc, final_only=True, dropout_keep=dropout_keep)[1], x, lengths)
+    final = chunked.encode(self.chunks, lambda x, lengths: self.encode(
+        x, lengths, k_enc, dropout_keep), x, lengths)
     final = self.dropout(final, deterministic=k_out is None, rngs=k_out, keep_prob=dropout_keep)
     return self.head(final)
