@@ -3,6 +3,11 @@
     python bench/time_to_accuracy.py                 # MR fold 0 and SST-2, ours
     python bench/time_to_accuracy.py --torch         # + the PyTorch CNN, same recipe
     python bench/time_to_accuracy.py --datasets sst2 --targets 0.84
+    python bench/time_to_accuracy.py --datasets imdb  # presets vs fastText, to test accuracy
+
+IMDB is a race of its own (bench/imdb_race.py): the fasttext presets, TF-IDF and the
+CNN through `textclf train`, beside fastText's own trainer, each timed from its
+process start to its final test score.
 
 Recipe (the `kim` preset, non-static GloVe 100-d): filter widths 3/4/5 x 100,
 dropout 0.5, Adadelta (lr 1, rho 0.95, eps 1e-6), batch 50, max-norm 3 on the
@@ -163,6 +168,8 @@ def main():
   parser.add_argument("--max_epochs", type=int, default=5)
   parser.add_argument("--data_dir", default=DATA_DIR)
   parser.add_argument("--vectors", default=VECTORS)
+  parser.add_argument("--imdb_runs", default="fastText,fastText_paper,fasttext,fasttext+nb,"
+                      "fasttext_nb,tfidf,cnn", help="IMDB: runs of bench/imdb_race.RUNS")
   parser.add_argument("--_run", default="", help=argparse.SUPPRESS)  # framework:dataset
   parser.add_argument("--target", type=float, default=0.0, help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -173,6 +180,13 @@ def main():
     print(json.dumps(result))
     return
   datasets, targets = args.datasets.split(","), [float(t) for t in args.targets.split(",")]
+  if "imdb" in datasets:
+    import imdb_race
+    imdb_race.main(args.imdb_runs.split(","), args.data_dir, args.vectors)
+    targets = [t for d, t in zip(datasets, targets + [0.0] * len(datasets)) if d != "imdb"]
+    datasets = [d for d in datasets if d != "imdb"]
+    if not datasets:
+      return
   print(f"# Kim CNN non-static (kim preset), seconds from process start to dev accuracy; "
         f"dev scored every {args.eval_every} steps; load average {os.getloadavg()[0]:.1f}")
   print("| dataset | target | run | reached | seconds | data+vectors s | steps "
