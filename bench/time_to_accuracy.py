@@ -168,8 +168,8 @@ def main():
   parser.add_argument("--max_epochs", type=int, default=5)
   parser.add_argument("--data_dir", default=DATA_DIR)
   parser.add_argument("--vectors", default=VECTORS)
-  parser.add_argument("--imdb_runs", default="fastText,fastText_paper,fasttext,fasttext+nb,"
-                      "fasttext_nb,tfidf,cnn", help="IMDB: runs of bench/imdb_race.RUNS")
+  parser.add_argument("--imdb_runs", default="fastText,fastText_paper,fasttext,fasttext_nb,"
+                      "fasttext_nb3,tfidf,cnn", help="IMDB: runs of bench/imdb_race.RUNS")
   parser.add_argument("--_run", default="", help=argparse.SUPPRESS)  # framework:dataset
   parser.add_argument("--target", type=float, default=0.0, help=argparse.SUPPRESS)
   args = parser.parse_args()

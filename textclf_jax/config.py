@@ -16,7 +16,8 @@ from typing import Iterable
 
 import ml_collections
 
-PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb")
+PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb",
+           "fasttext_nb3")
 # Runs made before embedding_update existed updated the table densely (and their
 # checkpoints hold the dense optimiser state); those made before conv_backward
 # existed took autodiff's backward pass (kept, so that they resume bit for bit).

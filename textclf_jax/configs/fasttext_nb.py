@@ -1,6 +1,6 @@
-"""The fasttext bag with NBSVM's weighting as a prior: words, bigrams and trigrams, each
-distinct n-gram counted once per text, plus the text's mean Naive Bayes log-count ratio
-per class (models/bag.py). Chosen on IMDB's dev split (docs/documents.md):
+"""The fasttext bag with NBSVM's weighting as a prior (models/bag.py): each distinct word
+and bigram counted once per text, plus the text's mean Naive Bayes log-count ratio per
+class from the training split; one epoch. IMDB: 90.9% test (docs/documents.md).
 
     textclf train --config fasttext_nb --config.dataset=imdb
 """
@@ -10,10 +10,7 @@ from textclf_jax.configs import fasttext
 
 def get_config():
   c = fasttext.get_config()
-  c.word_ngrams = 3
-  c.ngram_buckets = 8_000_000
   c.distinct_ngrams = True
   c.nb_prior = 1.5
-  c.embed_dim = 5
-  c.learning_rate = 0.3
+  c.num_epochs = 1
   return c

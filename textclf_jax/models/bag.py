@@ -66,19 +66,18 @@ def nb_ratios(ids, labels, rows: int, alpha: float = 1.0) -> np.ndarray:
   """Naive Bayes log-count ratios (Wang & Manning 2012) of every table row, one vs rest.
 
   ids [N, K]: each training text's distinct rows (0: none); labels [N, C]: multi-hot
-  (one-hot for single-label). r[v, c] = log(p_c[v] / |p_c|) - log(q_c[v] / |q_c|) with
+  0/1 (one-hot for single-label). r[v, c] = log(p_c[v] / |p_c|) - log(q_c[v] / |q_c|) with
   p_c = alpha + the texts of label c holding row v, q_c = alpha + the other texts holding
   it, |.| summed over the rows seen in training. Rows never seen get the constant
   log(|q_c| / |p_c|); row 0 gets 0. Returns [rows, C] float32.
   """
-  labels = np.asarray(labels, np.float64)
-  seen = ids[ids != 0]
-  doc = np.nonzero(ids)[0]
-  total = np.bincount(seen, minlength=rows).astype(np.float64)
+  labels = np.asarray(labels) > 0
+  total = np.bincount(ids[ids != 0], minlength=rows).astype(np.float64)
   used = total > 0
   out = np.zeros((rows, labels.shape[1]), np.float32)
   for c in range(labels.shape[1]):
-    p = np.bincount(seen, weights=labels[doc, c], minlength=rows) + alpha
+    mine = ids[labels[:, c]]
+    p = np.bincount(mine[mine != 0], minlength=rows) + alpha
     q = total - p + 2 * alpha
     out[:, c] = (np.log(p / p[used].sum()) - np.log(q / q[used].sum())).astype(np.float32)
   out[0] = 0.0
