@@ -17,7 +17,7 @@ from typing import Iterable
 import ml_collections
 
 PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb",
-           "fasttext_nb3")
+           "fasttext_nb3", "cnn_doc", "bilstm_doc")
 # Runs made before embedding_update existed updated the table densely (and their
 # checkpoints hold the dense optimiser state); those made before conv_backward
 # existed took autodiff's backward pass (kept, so that they resume bit for bit).
