@@ -35,7 +35,7 @@ from conftest import TOPICS, make_rows, run_textclf, write_jsonl
 from test_fault_injection import (TINY, Textclf, all_finite, compile_cache,
                                   known_abort_on_exit, one_error_line, restore_arrays,
                                   resume_message, steps_in, temporary_dirs, write_topics)
-from textclf_jax import rundir, runs, textinput
+from textclf_jax import rundir, runlock, runs, textinput
 from textclf_jax import config as config_lib
 
 EPOCHS = 2  # 15 steps an epoch: latest checkpoints at 5, 10, 15, 20, 25, 30
@@ -221,7 +221,7 @@ def test_2_a_second_writer_is_refused_at_once_and_a_reader_names_its_step(
   assert [entry["step"] for entry in log if "dev" in entry] == [15, 30]
   assert not temporary_dirs(workdir)
   assert not os.path.exists(os.path.join(workdir, rundir.LOCK_INFO))
-  assert rundir.holder(workdir) is None
+  assert runlock.holder(workdir) is None
 
 
 # --- 3: validation; a run that never got a checkpoint -----------------------------------

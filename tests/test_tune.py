@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, make_rows, run_textclf, write_jsonl
 from textclf_jax import config as config_lib
-from textclf_jax import rundir, tune, tune_spaces
+from textclf_jax import rundir, runlock, tune, tune_spaces
 
 optuna = pytest.importorskip("optuna")
 
@@ -155,7 +155,7 @@ def test_the_pruner_stops_a_clearly_worse_trial_and_its_run_is_complete(env, cap
   assert results["pruned"].startswith("pruned by the median pruner after 1 dev evaluation")
   assert results["stopped_early"] and results["epochs_trained"] == 1  # of num_epochs=2
   assert rundir.read_results(os.path.join(directory, tune.trial_dir(0)))["epochs_trained"] == 2
-  assert rundir.holder(run) is None
+  assert runlock.holder(run) is None
   code, out, err = run_textclf(["eval", run, "--split", "dev"], capsys)
   assert code == 0 and "matches results.json dev metrics exactly: yes" in out, err
 

@@ -27,7 +27,7 @@ import os
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax import rundir
+from textclf_jax import rundir, runlock
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
@@ -188,7 +188,7 @@ class LinearRun:
                if not os.path.isfile(os.path.join(directory, f))]
     missing += [f for f in (rundir.LABELS, rundir.DATA) if not os.path.isfile(rundir.path(run, f))]
     if missing:
-      writer = rundir.holder(run)
+      writer = runlock.holder(run)
       being = (f"; it is being fitted now (pid {writer.get('pid', '?')} on "
                f"{writer.get('host', '?')})" if writer is not None else "")
       raise rundir.RunDirError(f"{run}: a tfidf run without a fitted model (missing "

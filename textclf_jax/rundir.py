@@ -9,7 +9,7 @@
 
 Every JSON file is written atomically (a temporary file, then a rename), so a
 reader sees the old contents or the new, never half of them. This module is the
-only writer of these files; `checkpoint.py` writes the orbax checkpoints and
+only writer of these files (`runlock.py` holds RUN/.lock); `checkpoint.py` writes the orbax checkpoints and
 `runlog.py` appends to metrics.jsonl.
 """
 
@@ -34,6 +34,8 @@ RESULTS = "results.json"
 CV_RESULTS = "cv_results.json"
 GROUP = "group.json"
 CHECKPOINTS = "checkpoints"
+LOCK = ".lock"  # held (flock) by the one process that writes the run
+LOCK_INFO = ".lock.json"  # who holds it: host, pid, since, command
 RUN_FILES = (CONFIG, VOCAB, LABELS)  # what `eval` and `predict` need, besides a checkpoint
 
 # The results record (results.json) of every run, neural or baseline, in this order.
@@ -61,95 +63,6 @@ def write_json(file: str, value):
 def read_json(file: str):
   with open(file, encoding="utf-8") as f:
     return json.load(f)
-
-
-# --- the lock ------------------------------------------------------------------------
-
-LOCK = ".lock"  # held (flock) by the one process that writes the run
-LOCK_INFO = ".lock.json"  # who holds it: host, pid, since, command
-
-
-class RunLocked(RunDirError):
-  """Another live process is writing this run directory."""
-
-
-class RunLock:
-  """The exclusive right to write one run (or group) directory.
-
-  An OS file lock (`filelock`, flock on Linux) on RUN/.lock: the kernel releases
-  it when its process ends, even by kill -9, so a lock left by a dead process is
-  simply taken over (and said). RUN/.lock.json names the holder for the refusal
-  message. Readers (`eval`, `predict`) never take it; `holder(run)` tells them
-  whether the run is being written.
-  """
-
-  def __init__(self, workdir: str):
-    import filelock
-    self.workdir = workdir
-    os.makedirs(workdir, exist_ok=True)
-    self._lock = filelock.FileLock(path(workdir, LOCK), timeout=0)
-    self.took_over = None  # the holder record of a dead process, if one was replaced
-
-  def acquire(self):
-    import filelock
-    try:
-      self._lock.acquire()
-    except filelock.Timeout:
-      info = holder(self.workdir) or {}
-      raise RunLocked(
-          f"{self.workdir}: in use by pid {info.get('pid', '?')} on {info.get('host', '?')} "
-          f"(since {info.get('since', '?')}: {info.get('command', '?')}); wait for it to "
-          f"finish or stop it (lock file {path(self.workdir, LOCK)})") from None
-    previous = _read_info(self.workdir)
-    if previous and previous.get("pid") != os.getpid():
-      self.took_over = previous
-    write_json(path(self.workdir, LOCK_INFO), _holder_info())
-    return self
-
-  def release(self):
-    if self._lock.is_locked:
-      try:
-        os.remove(path(self.workdir, LOCK_INFO))
-      except FileNotFoundError:
-        pass
-      self._lock.release()
-
-  def __enter__(self):
-    return self.acquire()
-
-  def __exit__(self, *exc):
-    self.release()
-
-
-def _holder_info() -> dict:
-  import socket
-  import sys
-  import time
-  return {"host": socket.gethostname(), "pid": os.getpid(),
-          "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
-
-
-def _read_info(workdir: str) -> dict | None:
-  try:
-    return read_json(path(workdir, LOCK_INFO))
-  except (FileNotFoundError, ValueError):
-    return None
-
-
-def holder(workdir: str) -> dict | None:
-  """Who is writing `workdir` now (host, pid, since, command), or None."""
-  import filelock
-  if not os.path.exists(path(workdir, LOCK)):
-    return None
-  probe = filelock.FileLock(path(workdir, LOCK), timeout=0)
-  try:
-    probe.acquire()
-  except filelock.Timeout:
-    return _read_info(workdir) or {}
-  except OSError:  # a read-only run directory: nobody can be writing it
-    return None
-  probe.release()
-  return None
 
 
 # --- creating a run -----------------------------------------------------------------

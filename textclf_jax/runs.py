@@ -18,7 +18,7 @@ from textclf_jax import build as build_lib
 from textclf_jax import calibration as calibration_lib
 from textclf_jax import evaluate as evaluate_lib
 from textclf_jax import linear
-from textclf_jax import metrics as metrics_lib, parallel, rundir
+from textclf_jax import metrics as metrics_lib, parallel, rundir, runlock
 from textclf_jax.checkpoint import Checkpoints
 from textclf_jax.data.batching import Encoded, encode_texts
 from textclf_jax.data.errors import DataError
@@ -60,7 +60,7 @@ def load_run(run: str, batch_size: int = 0) -> LoadedRun:
   steps, state = build_lib.make_steps(config, len(vocab), len(labels["labels"]),
                                       labels["multi_label"], mesh, total_steps=1,
                                       vectors=vectors)
-  writer = rundir.holder(run)
+  writer = runlock.holder(run)
   ckpt = Checkpoints(run, read_only=True)
   target = parallel.abstract_like(state)
   which = "latest"

@@ -24,7 +24,7 @@ import tqdm
 from textclf_jax import build as build_lib
 from textclf_jax import config as config_lib
 from textclf_jax import evaluate as evaluate_lib
-from textclf_jax import linear, parallel, rundir, runlog
+from textclf_jax import linear, parallel, rundir, runlock, runlog
 from textclf_jax import steps as steps_lib
 from textclf_jax.checkpoint import Checkpoints
 from textclf_jax.data import splits as splits_lib
@@ -46,11 +46,11 @@ def _announce(prepared, config, mesh):
 
 @contextlib.contextmanager
 def writing(workdir: str):
-  """Holds the run directory's lock (`rundir.RunLock`) in process 0 while it writes."""
+  """Holds the run directory's lock (`runlock.RunLock`) in process 0 while it writes."""
   if not parallel.is_main_process():
     yield
     return
-  with rundir.RunLock(workdir) as lock:
+  with runlock.RunLock(workdir) as lock:
     if lock.took_over:
       info = lock.took_over
       print(f"[textclf] {workdir}: took over the lock of pid {info.get('pid')} on "

@@ -25,7 +25,7 @@ import numpy as np
 
 from textclf_jax import build as build_lib
 from textclf_jax import config as config_lib
-from textclf_jax import parallel, rundir, runlog
+from textclf_jax import parallel, rundir, runlock, runlog
 from textclf_jax import steps as steps_lib
 from textclf_jax.checkpoint import Checkpoints
 from textclf_jax.data.batching import prefetch
@@ -91,7 +91,7 @@ def train_many(configs: list, workdirs: list, group_dir: str, folds: list | None
       rundir.check_can_start(workdirs[i], resume=False)
   with contextlib.ExitStack() as locks:
     for directory in [group_dir] + [workdirs[i] for i in todo]:
-      locks.enter_context(rundir.RunLock(directory))
+      locks.enter_context(runlock.RunLock(directory))
     group_file = rundir.path(group_dir, rundir.GROUP)
     rundir.write_json(group_file, {"workdirs": names, "done": False})
     trained = _train_group([configs[i] for i in todo], [workdirs[i] for i in todo],
