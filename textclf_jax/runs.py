@@ -111,15 +111,26 @@ def split_probs(run: str, split: str = "test", data_dir: str = "") -> tuple:
   if linear.is_linear_run(run):  # a TF-IDF run: its model is in RUN/linear/, not checkpoints/
     return linear.split_probs(run, split, data_dir)
   loaded = load_run(run)
+  data = prepare_split(loaded, run, split, data_dir)
+  probs = evaluate_lib.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
+  return loaded, probs, data.labels
+
+
+def prepare_split(loaded, run: str, split: str, data_dir: str = "", option: str = "--split"):
+  """The run's `split` (Encoded), tokenised with its vocabulary from its dataset and
+  fold, as `textclf eval` finds it; `data_dir`: where that dataset lives now. A split
+  the dataset does not have is a usage error naming `option`."""
+  from textclf_jax.errors import UsageError
   config = loaded.config
   if data_dir:
     with config.unlocked():
       config.data_dir = data_dir
   prepared = prepare(config, rundir.read_fold(run), vocab=loaded.vocab,
                      label_names=loaded.label_names, load_vectors_file=False)
-  data = prepared.splits[split]
-  probs = evaluate_lib.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
-  return loaded, probs, data.labels
+  if split not in prepared.splits:
+    raise UsageError(f"{option} {split}: the run's dataset has splits "
+                     f"{', '.join(prepared.splits)}")
+  return prepared.splits[split]
 
 
 def calibrated_view(loaded, probs, calibrated: bool = True) -> tuple:

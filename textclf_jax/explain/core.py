@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 from flax import nnx
 
-from textclf_jax import linear, rundir, runs
+from textclf_jax import linear, runs
 from textclf_jax.data.batching import encode_tokens, padded_lengths
 from textclf_jax.data.errors import DataError
 from textclf_jax.data.tokenize import Tokenizer
@@ -121,22 +121,12 @@ def _rounded(check: dict) -> dict:
 def split_ngrams(explainer: Explainer, split: str, k: int, data_dir: str = "") -> list:
   """Top-k n-grams per filter width and label over a split of the run's dataset
   (found as `textclf eval` finds it): [{width, label, top: [...]}]."""
-  from textclf_jax.data.pipeline import prepare
-
   if explainer.winners is None:
     raise UsageError(f"{explainer.run}: a {explainer.loaded.config.model} run; n-grams "
                      "per filter (--dataset_split) need a CNN run (--config cnn or kim) "
                      "without chunk_len")
   loaded = explainer.loaded
-  config = loaded.config
-  if data_dir:
-    with config.unlocked():
-      config.data_dir = data_dir
-  prepared = prepare(config, rundir.read_fold(explainer.run), vocab=loaded.vocab,
-                     label_names=loaded.label_names, load_vectors_file=False)
-  if split not in prepared.splits:
-    raise UsageError(f"--dataset_split {split}: expected one of {', '.join(prepared.splits)}")
-  data = prepared.splits[split]
+  data = runs.prepare_split(loaded, explainer.run, split, data_dir, option="--dataset_split")
   found = explainer.winners.top_ngrams(data.ids, data.lengths, loaded.vocab.words, k)
   return [dict(entry, label=loaded.label_names[entry["label"]]) for entry in found]
 

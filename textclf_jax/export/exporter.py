@@ -51,18 +51,9 @@ def _check_out(out: str, overwrite: bool):
 
 def _parity_sample(loaded, run: str, split: str, data_dir: str, max_examples: int):
   """An Encoded sample (seeded) of the run's `split`, found as `textclf eval` finds it."""
+  from textclf_jax import runs
   from textclf_jax.data.batching import Encoded
-  from textclf_jax.data.pipeline import prepare
-  config = loaded.config
-  if data_dir:
-    with config.unlocked():
-      config.data_dir = data_dir
-  prepared = prepare(config, rundir.read_fold(run), vocab=loaded.vocab,
-                     label_names=loaded.label_names, load_vectors_file=False)
-  if split not in prepared.splits:
-    raise UsageError(f"--split {split}: the run's dataset has splits "
-                     f"{', '.join(prepared.splits)}")
-  data = prepared.splits[split]
+  data = runs.prepare_split(loaded, run, split, data_dir)
   if len(data) == 0:
     raise DataError(f"{run}: its {split} split is empty; nothing to check the export on")
   index = np.arange(len(data))
