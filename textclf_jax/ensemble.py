@@ -118,8 +118,8 @@ def predict_loaded(runs_: list, loaded: list, texts: list, top_k: int = 5,
   names, multi_label = loaded[0].label_names, loaded[0].multi_label
   probs = mean_probs(loaded, [runs.text_probs(m, texts) for m in loaded], names, calibrated)
   thresholds = _dev_thresholds(runs_, loaded, names, calibrated) if multi_label else None
-  return runs.label_rows(texts, probs, names, multi_label, thresholds,
-                         loaded[0].config.multilabel_at_least_one, top_k)
+  return metrics_lib.label_rows(texts, probs, names, multi_label, thresholds,
+                                loaded[0].config.multilabel_at_least_one, top_k)
 
 
 def predict_texts(runs_: list, texts: list, top_k: int = 5, batch_size: int = 0,

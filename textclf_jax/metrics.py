@@ -55,6 +55,25 @@ def multi_label_predictions(probs, thresholds, at_least_one=True) -> np.ndarray:
   return predicted
 
 
+def label_rows(texts, probs, label_names, multi_label, thresholds, at_least_one=True,
+               top_k: int = 5) -> list:
+  """[{text, label | labels (at `thresholds`), probabilities: the top_k {label: p}}]."""
+  rows = []
+  for text, p in zip(texts, probs):
+    top = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(label_names)))]
+    row = {"text": text}
+    if multi_label:
+      chosen = multi_label_predictions(p[None], np.asarray(thresholds),
+                                                   at_least_one)[0]
+      row["labels"] = [label_names[i] for i in np.flatnonzero(chosen)]
+    else:
+      row["label"] = label_names[int(p.argmax())]
+    row["probabilities"] = {label_names[i]: round(float(p[i]), 6) for i in top}
+    rows.append(row)
+  return rows
+
+
+
 def multi_label_metrics(probs, labels, label_names, thresholds=0.5, at_least_one=True,
                         ks=(1, 3, 5)) -> dict:
   """probs [N, C], labels [N, C] 0/1 -> micro/macro P/R/F1, subset accuracy, Hamming, P@k."""

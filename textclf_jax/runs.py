@@ -187,23 +187,5 @@ def predict_texts(run: str, texts: list, top_k: int = 5, batch_size: int = 0,
 def predict_loaded(loaded, texts: list, top_k: int = 5, calibrated: bool = True) -> list:
   """`predict_texts` for a run already loaded (`explain` labels and explains with one)."""
   probs, thresholds = calibrated_view(loaded, text_probs(loaded, texts), calibrated)
-  return label_rows(texts, probs, loaded.label_names, loaded.multi_label, thresholds,
-                    loaded.config.multilabel_at_least_one, top_k)
-
-
-def label_rows(texts, probs, label_names, multi_label, thresholds, at_least_one=True,
-               top_k: int = 5) -> list:
-  """[{text, label | labels (at `thresholds`), probabilities: the top_k {label: p}}]."""
-  rows = []
-  for text, p in zip(texts, probs):
-    top = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(label_names)))]
-    row = {"text": text}
-    if multi_label:
-      chosen = metrics_lib.multi_label_predictions(p[None], np.asarray(thresholds),
-                                                   at_least_one)[0]
-      row["labels"] = [label_names[i] for i in np.flatnonzero(chosen)]
-    else:
-      row["label"] = label_names[int(p.argmax())]
-    row["probabilities"] = {label_names[i]: round(float(p[i]), 6) for i in top}
-    rows.append(row)
-  return rows
+  return metrics_lib.label_rows(texts, probs, loaded.label_names, loaded.multi_label,
+                                thresholds, loaded.config.multilabel_at_least_one, top_k)

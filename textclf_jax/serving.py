@@ -21,6 +21,7 @@ import os
 
 import numpy as np
 
+from textclf_jax import metrics
 from textclf_jax.data.batching import encode_texts
 from textclf_jax.data.errors import DataError
 from textclf_jax.data.tokenize import Tokenizer
@@ -134,27 +135,13 @@ class Exported:
     probs = np.asarray(probs)
     if not self.multi_label:
       return probs.argmax(axis=1)
-    chosen = probs >= np.asarray(self.thresholds)
-    if self.manifest["multilabel_at_least_one"]:
-      none = ~chosen.any(axis=1)
-      chosen[none, probs[none].argmax(axis=1)] = True
-    return chosen
+    return metrics.multi_label_predictions(probs, self.thresholds,
+                                           self.manifest["multilabel_at_least_one"])
 
   def predict(self, texts: list, top_k: int = 5) -> list:
     """[{text, label | labels, probabilities: the top_k {label: p}}], as `textclf predict`."""
-    probs = self.probabilities(texts)
-    decided = self.decide(probs)
-    rows = []
-    for text, p, d in zip(texts, probs, decided):
-      row = {"text": text}
-      if self.multi_label:
-        row["labels"] = [self.labels[i] for i in np.flatnonzero(d)]
-      else:
-        row["label"] = self.labels[int(d)]
-      top = np.argsort(-p, kind="stable")[: max(1, min(top_k, len(self.labels)))]
-      row["probabilities"] = {self.labels[i]: round(float(p[i]), 6) for i in top}
-      rows.append(row)
-    return rows
+    return metrics.label_rows(texts, self.probabilities(texts), self.labels, self.multi_label,
+                              self.thresholds, self.manifest["multilabel_at_least_one"], top_k)
 
 
 def load(directory: str, threads: int = 0) -> Exported:
