@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import make_rows, run_textclf, tiny_config, write_jsonl
-from textclf_jax import linear, rundir, runs
+from textclf_jax import linear, linear_model, rundir, runs
 from textclf_jax import config as config_lib
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
@@ -46,16 +46,16 @@ def _eval(capsys, run, split="test"):
 def _refit_probs(run, split="test"):
   """The saved run's split probabilities, and those of scikit-learn's own classifier
   fitted again from scratch with the C the run chose (the fits are deterministic)."""
-  loaded = linear.LinearRun(run)
+  loaded = linear_model.LinearRun(run)
   config = loaded.config
   raw = load_source(config)
   data = splits_lib.make_splits(raw, config, rundir.read_fold(run))
   tokenizer = Tokenizer.from_config(config)
   tokens = {k: [tokenizer(t) for t in s.texts] for k, s in data.items()}
-  vectorizer = linear._vectorizer()
+  vectorizer = linear_model.make_vectorizer()
   train = vectorizer.fit_transform(tokens["train"])
   c = rundir.read_results(run)["baseline"]["C"]
-  model = linear._classifier(c, loaded.multi_label, config.class_weights == "balanced",
+  model = linear_model.make_classifier(c, loaded.multi_label, config.class_weights == "balanced",
                              config.seed)
   model.fit(train, encode_labels(data["train"].labels, loaded.label_names, loaded.multi_label))
   refit = model.predict_proba(vectorizer.transform(tokens[split]))
@@ -99,7 +99,7 @@ def test_tfidf_train_eval_predict_through_the_cli(tmp_path, capsys):
   assert sorted(names) == sorted(
       ["config.json", "labels.json", "data.json", "results.json", ".lock", rundir.CALIBRATION,
        rundir.RELIABILITY]
-      + [f"linear/{f}" for f in linear.MODEL_FILES] + list(rundir.PREDICTION_FILES))
+      + [f"linear/{f}" for f in linear_model.MODEL_FILES] + list(rundir.PREDICTION_FILES))
   # eval: the same metrics, exactly; the probabilities are scikit-learn's, bit for bit.
   assert "matches results.json test metrics exactly: yes" in _eval(capsys, run)
   assert "matches results.json dev metrics exactly: yes" in _eval(capsys, run, "dev")

@@ -30,11 +30,8 @@ from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
 from textclf_jax.data.tokenize import Tokenizer
-from textclf_jax.linear_model import (  # noqa: F401 (eval, predict and tests use them here)
-    INSTALL, MODEL, MODEL_FILES, Fitted, LinearRun, require_sklearn, save_model, split_probs,
-    text_probs)
-from textclf_jax.linear_model import make_classifier as _classifier
-from textclf_jax.linear_model import make_vectorizer as _vectorizer
+from textclf_jax.linear_model import (MODEL, Fitted, make_classifier, make_vectorizer,
+                                      require_sklearn, save_model)
 
 LINEAR_MODELS = ("tfidf",)  # config.model values this module trains (see config._choices)
 C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)  # the default of config.tfidf_c_grid
@@ -196,13 +193,14 @@ def _fit(config, workdir, fold, raw, started) -> dict:
           f"{c_extend(config)} steps each way while the best is at an edge)", flush=True)
 
   fit_started = time.time()
-  vectorizer = _vectorizer()
+  vectorizer = make_vectorizer()
   features = {"train": vectorizer.fit_transform(tokens["train"])}
   features.update({k: vectorizer.transform(tokens[k]) for k in ("dev", "test")})
   balanced = config.class_weights == "balanced"
 
   def dev_score(c):
-    model = _classifier(c, multi, balanced, config.seed).fit(features["train"], labels["train"])
+    model = make_classifier(c, multi, balanced, config.seed).fit(features["train"],
+                                                                  labels["train"])
     dev_probs = model.predict_proba(features["dev"])
     thresholds = None
     if multi:

@@ -17,7 +17,7 @@ import numpy as np
 from textclf_jax import build as build_lib
 from textclf_jax import calibration as calibration_lib
 from textclf_jax import evaluate as evaluate_lib
-from textclf_jax import linear
+from textclf_jax import linear, linear_model
 from textclf_jax import metrics as metrics_lib, parallel, rundir, runlock
 from textclf_jax.checkpoint import Checkpoints
 from textclf_jax.data.batching import Encoded, encode_texts
@@ -90,15 +90,15 @@ def load_run(run: str, batch_size: int = 0) -> LoadedRun:
 
 
 def load_any(run: str, batch_size: int = 0):
-  """A LoadedRun, or a linear.LinearRun for a TF-IDF run: both have config, label_names,
+  """A LoadedRun, or a linear_model.LinearRun for a TF-IDF run: both have config, label_names,
   multi_label, thresholds and calibration."""
-  return linear.LinearRun(run) if linear.is_linear_run(run) else load_run(run, batch_size)
+  return linear_model.LinearRun(run) if linear.is_linear_run(run) else load_run(run, batch_size)
 
 
 def text_probs(loaded, texts: list) -> np.ndarray:
   """Raw texts -> the run's uncalibrated probabilities [N, C], in input order."""
-  if isinstance(loaded, linear.LinearRun):
-    return linear.text_probs(loaded, texts)
+  if isinstance(loaded, linear_model.LinearRun):
+    return linear_model.text_probs(loaded, texts)
   config = loaded.config
   ids, lengths = encode_texts(texts, Tokenizer.from_config(config), loaded.vocab, config.max_len)
   data = Encoded(ids, lengths, np.zeros(len(texts), np.int32))
@@ -109,7 +109,7 @@ def split_probs(run: str, split: str = "test", data_dir: str = "") -> tuple:
   """(the loaded run, uncalibrated probabilities [N, C], labels) of a split, recomputed
   from the checkpoint the run was tested with (a TF-IDF run: from its saved model)."""
   if linear.is_linear_run(run):  # a TF-IDF run: its model is in RUN/linear/, not checkpoints/
-    return linear.split_probs(run, split, data_dir)
+    return linear_model.split_probs(run, split, data_dir)
   loaded = load_run(run)
   data = prepare_split(loaded, run, split, data_dir)
   probs = evaluate_lib.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
