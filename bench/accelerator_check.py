@@ -105,17 +105,6 @@ THROUGHPUT = {  # shapes are tokens per example; steps are timed steps per shape
 
 # --------------------------------------------------------------------------- children
 
-def _compat():
-  """(build module, predict_probs): the trainer's building blocks, where they live."""
-  try:
-    from textclf_jax import build
-    from textclf_jax.evaluate import predict_probs
-  except ImportError:  # before the split of train.py
-    from textclf_jax import train as build
-    predict_probs = build.predict_probs
-  return build, predict_probs
-
-
 def child_env(args):
   """Versions, devices and measured matmul peaks, as one JSON line."""
   import importlib.metadata as md
@@ -234,7 +223,8 @@ def child_tta(args):
   from textclf_jax import config as config_lib
   from textclf_jax.data.pipeline import prepare
   from textclf_jax.steps import init_metrics
-  build, predict_probs = _compat()
+  from textclf_jax import build
+  from textclf_jax.evaluate import predict_probs
 
   config = config_lib.apply_overrides(config_lib.load_preset(args.preset),
                                       [f"dataset={args.dataset}", f"data_dir={args.data_dir}",

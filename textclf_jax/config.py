@@ -161,29 +161,20 @@ _POSITIVE_INTS = ("batch_size", "num_epochs", "log_every_steps",
 _NON_NEGATIVE_INTS = ("seed", "embed_dim", "eval_every_steps", "early_stopping_patience",
                       "max_vocab", "max_train_examples", "warmup_steps", "eval_batch_size",
                       "max_len", "chunk_len", "chunk_stride")
-# key: (low, high, low inclusive, high inclusive)
-_RANGES = {
-    "learning_rate": (0.0, float("inf"), True, False),
-    "dropout": (0.0, 1.0, True, True),
-    "label_smoothing": (0.0, 1.0, True, False),
-    "focal_gamma": (0.0, float("inf"), True, False),
-    "weight_decay": (0.0, float("inf"), True, False),
-    "clip_norm": (0.0, float("inf"), True, False),
-    "max_norm": (0.0, float("inf"), True, False),
-    "dev_fraction": (0.0, 1.0, False, False),
-    "test_fraction": (0.0, 1.0, False, False),
-    "imbalance_fraction": (0.0, 1.0, False, True),
-    "momentum": (0.0, 1.0, True, True),
-    "adadelta_rho": (0.0, 1.0, False, False),
-    "adadelta_eps": (0.0, float("inf"), False, False),
-    "decay_rate": (0.0, float("inf"), False, False),
-    "plateau_factor": (0.0, 1.0, False, True),
-    "unk_init_scale": (0.0, float("inf"), True, False),
-    "embed_init_scale": (0.0, float("inf"), True, False),
-    "adagrad_initial": (0.0, float("inf"), True, False),
-    "nb_prior": (0.0, float("inf"), True, False),
-    "max_len_percentile": (0.0, 100.0, False, True),
+_INF = float("inf")
+# Real-valued keys by their interval: (low, high, low inclusive, high inclusive) -> keys.
+_INTERVALS = {
+    (0.0, _INF, True, False): ("learning_rate", "focal_gamma", "weight_decay", "clip_norm",
+                               "max_norm", "unk_init_scale", "embed_init_scale",
+                               "adagrad_initial", "nb_prior"),
+    (0.0, _INF, False, False): ("adadelta_eps", "decay_rate"),
+    (0.0, 1.0, True, True): ("dropout", "momentum"),
+    (0.0, 1.0, True, False): ("label_smoothing",),
+    (0.0, 1.0, False, False): ("dev_fraction", "test_fraction", "adadelta_rho"),
+    (0.0, 1.0, False, True): ("imbalance_fraction", "plateau_factor"),
+    (0.0, 100.0, False, True): ("max_len_percentile",),
 }
+_RANGES = {key: interval for interval, keys in _INTERVALS.items() for key in keys}
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 KEEP_CHECKPOINTS = ("tested", "both")
 TEST_CHECKPOINTS = ("best", "last")

@@ -25,7 +25,7 @@ import numpy as np
 from textclf_jax import calibration as calibration_lib
 from textclf_jax import config as config_lib
 from textclf_jax import metrics as metrics_lib
-from textclf_jax import parallel, rundir
+from textclf_jax import parallel, rundir, runlock
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
@@ -142,12 +142,11 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
                        raw=None) -> dict:
   """`textclf train` for a linear model (train.train_and_evaluate dispatches here):
   checks, refuses a used run directory, holds its lock, fits, writes the run."""
-  from textclf_jax import train as train_lib  # its lock; train.py imports this module
   started = time.time()
   validate(config)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
-  with train_lib.writing(workdir):
+  with runlock.writing(workdir):
     if resume:
       finished = rundir.read_results(workdir)
       if finished is not None:
@@ -164,10 +163,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
 def train_tfidf(config, workdir: str, fold: int = -1) -> dict:
   """Fits the baseline into `workdir` (a sweep's baseline cell: a finished or half-written
   cell is fitted again, never refused); writes the run directory, returns results.json."""
-  from textclf_jax import train as train_lib
   started = time.time()
   validate(config)
-  with train_lib.writing(workdir):
+  with runlock.writing(workdir):
     return _fit(config, workdir, fold, None, started)
 
 

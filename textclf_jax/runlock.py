@@ -6,6 +6,7 @@ is being written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from textclf_jax.rundir import LOCK, LOCK_INFO, RunDirError, path, read_json, write_json
@@ -92,3 +93,20 @@ def holder(workdir: str) -> dict | None:
     return None
   probe.release()
   return None
+
+
+@contextlib.contextmanager
+def writing(workdir: str):
+  """Holds the run directory's lock (`RunLock`) in process 0 while it writes; the other
+  processes of a multi-host run write nothing there and take no lock."""
+  from textclf_jax import parallel  # imports JAX; the lock itself does not
+  if not parallel.is_main_process():
+    yield
+    return
+  with RunLock(workdir) as lock:
+    if lock.took_over:
+      info = lock.took_over
+      print(f"[textclf] {workdir}: took over the lock of pid {info.get('pid')} on "
+            f"{info.get('host')} (since {info.get('since')}), which is no longer running",
+            flush=True)
+    yield

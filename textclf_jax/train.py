@@ -44,21 +44,6 @@ def _announce(prepared, config, mesh):
         + f"; {parallel.describe(mesh)}", flush=True)
 
 
-@contextlib.contextmanager
-def writing(workdir: str):
-  """Holds the run directory's lock (`runlock.RunLock`) in process 0 while it writes."""
-  if not parallel.is_main_process():
-    yield
-    return
-  with runlock.RunLock(workdir) as lock:
-    if lock.took_over:
-      info = lock.took_over
-      print(f"[textclf] {workdir}: took over the lock of pid {info.get('pid')} on "
-            f"{info.get('host')} (since {info.get('since')}), which is no longer running",
-            flush=True)
-    yield
-
-
 def _already_finished(config, workdir: str) -> dict | None:
   """A finished run's results when `--resume` has nothing left to train, else None."""
   results = rundir.read_results(workdir)
@@ -99,7 +84,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   config = config_lib.resolve(config)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
-  with writing(workdir):
+  with runlock.writing(workdir):
     finished = _already_finished(config, workdir) if resume else None
     if finished is not None:
       return finished
@@ -257,7 +242,7 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
   is_main = parallel.is_main_process()
-  with writing(workdir):
+  with runlock.writing(workdir):
     if is_main:
       rundir.write_config(config, workdir)
     per_fold = []

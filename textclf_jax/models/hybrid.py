@@ -9,9 +9,8 @@ from flax import nnx
 
 from textclf_jax.models import chunked
 from textclf_jax.models.cnn import split_key
-from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
-from textclf_jax.models.lstm import LSTMEncoder
+from textclf_jax.models.lstm import add_encoder_and_head
 
 
 class CNNLSTM(nnx.Module):
@@ -24,11 +23,8 @@ class CNNLSTM(nnx.Module):
     self.convs = nnx.List([
         nnx.Conv(embeddings.out_features, num_filters, kernel_size=(int(w),),
                  padding="SAME", rngs=rngs) for w in filter_widths])
-    self.encoder = LSTMEncoder(num_filters * len(filter_widths), hidden, layers,
-                               bidirectional, dropout, rngs=rngs)
-    self.dropout = Dropout(dropout)
-    self.head = nnx.Linear(self.encoder.out_features, num_classes, rngs=rngs)
-    self.chunks = None  # a chunked.ChunkPool when config.chunk_len > 0 (models.build_model)
+    add_encoder_and_head(self, num_filters * len(filter_widths), num_classes, hidden, layers,
+                         bidirectional, dropout, rngs)
 
   @classmethod
   def from_config(cls, config, embeddings, num_classes, *, rngs):

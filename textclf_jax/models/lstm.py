@@ -194,6 +194,17 @@ class LSTMEncoder(nnx.Module):
     return (None if final_only else jnp.swapaxes(x, 0, 1)), final
 
 
+def add_encoder_and_head(model: nnx.Module, in_features: int, num_classes: int, hidden: int,
+                         layers: int, bidirectional: bool, dropout: float, rngs) -> None:
+  """Gives an LSTM classifier (plain or CNN-fed) its recurrent part: .encoder over
+  in_features, .dropout, .head [H * dirs -> num_classes] and .chunks, drawn in that
+  order (a run's parameters depend on the order)."""
+  model.encoder = LSTMEncoder(in_features, hidden, layers, bidirectional, dropout, rngs=rngs)
+  model.dropout = Dropout(dropout)
+  model.head = nnx.Linear(model.encoder.out_features, num_classes, rngs=rngs)
+  model.chunks = None  # a chunked.ChunkPool when config.chunk_len > 0 (models.build_model)
+
+
 POOLS = ("final", "max")
 
 
@@ -207,11 +218,8 @@ class LSTMClassifier(nnx.Module):
       raise ValueError(f"lstm_pool={pool!r}: expected one of {', '.join(POOLS)}")
     self.pool = pool
     self.embed = embeddings
-    self.encoder = LSTMEncoder(embeddings.out_features, hidden, layers, bidirectional,
-                               dropout, rngs=rngs)
-    self.dropout = Dropout(dropout)
-    self.head = nnx.Linear(self.encoder.out_features, num_classes, rngs=rngs)
-    self.chunks = None  # a chunked.ChunkPool when config.chunk_len > 0 (models.build_model)
+    add_encoder_and_head(self, embeddings.out_features, num_classes, hidden, layers,
+                         bidirectional, dropout, rngs)
 
   @classmethod
   def from_config(cls, config, embeddings, num_classes, *, rngs):
