@@ -253,6 +253,79 @@ def test_vocab_from_train_only_with_limits(tmp_path):
   assert Vocab.from_json(str(tmp_path / "v.json")).words == vocab.words
 
 
+def _texts_with_rare_and_unseen_words(tmp_path):
+  """train/dev/test where words occur once, only in dev/test, or in empty texts."""
+  d = tmp_path / "rare"
+  d.mkdir()
+  rows = make_rows(80, 1)
+  rows[3]["text"] += " once only, twice twice! Don't"
+  rows[5]["text"] = "<br />"  # empty after tokenising
+  write_jsonl(d / "train.jsonl", rows)
+  dev = make_rows(20, 2)
+  dev[0]["text"] += " devword once"
+  write_jsonl(d / "dev.jsonl", dev)
+  test = make_rows(30, 3)
+  test[1]["text"] = "testword TWICE unseen-words " * 9
+  write_jsonl(d / "test.jsonl", test)
+  return str(d)
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(min_count=1, max_len=24), dict(min_count=2, max_len=5), dict(max_vocab=12, max_len=0),
+    dict(max_len=0, max_len_percentile=50.0, lowercase=False)])
+def test_prepare_encodes_as_vocab_build_and_encode_tokens(tmp_path, overrides):
+  """prepare numbers tokens as first seen and maps them to the vocabulary at the end:
+  the same vocabulary, ids, lengths and statistics as Vocab.build on the training
+  tokens followed by encode_tokens of every split."""
+  from textclf_jax.data.batching import encode_flat, encode_tokens
+  from textclf_jax.data.pipeline import length_at_percentile
+  config = tiny_config(dataset=_texts_with_rare_and_unseen_words(tmp_path), **overrides)
+  prepared = prepare(config)
+  raw = load_source(config)
+  split_data = splits_lib.make_splits(raw, config, -1, {})
+  tokenizer = Tokenizer(config.lowercase, config.remove_stopwords, config.keep_negations)
+  tokens = {n: [tokenizer(t) for t in s.texts] for n, s in split_data.items()}
+  vocab = Vocab.build(tokens["train"], config.min_count, config.max_vocab)
+  assert prepared.vocab.words == vocab.words
+  max_len = config.max_len or length_at_percentile(tokens["train"], config.max_len_percentile)
+  assert prepared.max_len == max_len
+  for name, token_lists in tokens.items():
+    ids, lengths = encode_tokens(token_lists, vocab, max_len)
+    np.testing.assert_array_equal(prepared.splits[name].ids, ids)
+    np.testing.assert_array_equal(prepared.splits[name].lengths, lengths)
+    assert prepared.splits[name].ids.dtype == ids.dtype == np.int32
+    flat = np.concatenate([vocab.encode(t) for t in token_lists])
+    flat_ids, flat_lengths = encode_flat(flat, [len(t) for t in token_lists], max_len)
+    np.testing.assert_array_equal(flat_ids, ids)
+    np.testing.assert_array_equal(flat_lengths, lengths)
+  assert prepared.stats["truncated_train_fraction"] == float(
+      np.mean([len(t) > max_len for t in tokens["train"]]))
+
+
+def test_prepare_extends_the_vocabulary_with_dev_and_test_words_that_have_vectors(tmp_path):
+  data = _texts_with_rare_and_unseen_words(tmp_path)
+  path = tmp_path / "v.txt"
+  path.write_text("devword 1 0\ntestword 0 1\nonce 1 1\ngoal 0 0\nnowhere 2 2\n")
+  config = tiny_config(dataset=data, embed_dim=2, vectors=str(path), embedding="static",
+                       min_count=2)
+  prepared = prepare(config)
+  tokenizer = Tokenizer()
+  split_data = splits_lib.make_splits(load_source(config), config, -1, {})
+  train = Vocab.build([tokenizer(t) for t in split_data["train"].texts], 2)
+  elsewhere = {t for n in ("dev", "test") for text in split_data[n].texts for t in tokenizer(text)}
+  # "once" is in train once (under min_count) and in dev: it joins, as a dev word
+  assert prepared.vocab.words == train.words + sorted(
+      w for w in elsewhere - set(train.words) if w in ("devword", "testword", "once"))
+  assert "once" in prepared.vocab.index and "nowhere" not in prepared.vocab.index
+
+
+def test_vocab_from_counts_leaves_out_words_counted_zero():
+  counts = {"b": 2, "a": 2, "c": 1, "unseen": 0}
+  assert Vocab.from_counts(counts).words == ["<pad>", "<unk>", "a", "b", "c"]
+  assert Vocab.from_counts(counts, min_count=0).words == ["<pad>", "<unk>", "a", "b", "c"]
+  assert Vocab.from_counts(counts, max_size=3).words == ["<pad>", "<unk>", "a"]
+
+
 # --- batching ------------------------------------------------------------------
 
 

@@ -9,17 +9,19 @@ max_len 0 is resolved here, from the training split's token counts
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 
 import numpy as np
 
 from textclf_jax.data import splits as splits_lib
-from textclf_jax.data.batching import Encoded, encode_labels, encode_tokens
+from textclf_jax.data.batching import Encoded, encode_flat, encode_labels
 from textclf_jax.data.errors import DataError
 from textclf_jax.data.sources import RawDataset, load_source
 from textclf_jax.data.tokenize import Tokenizer
 from textclf_jax.data.vectors import load_vectors
-from textclf_jax.data.vocab import Vocab
+from textclf_jax.data.vocab import UNK_ID, Vocab
 
 
 @dataclasses.dataclass
@@ -43,7 +45,36 @@ def length_at_percentile(token_lists: list, percentile: float) -> int:
   """The text length (tokens, at least 1) at `percentile` of `token_lists` (100: the
   longest): config.max_len 0's value, from the training split."""
   lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+  return _length_at_percentile(lengths, percentile)
+
+
+def _length_at_percentile(lengths: np.ndarray, percentile: float) -> int:
   return max(1, int(np.percentile(lengths, percentile, method="higher")))
+
+
+@dataclasses.dataclass
+class _SplitIds:
+  """A split's texts as ids of `seen` (below): `flat` holds text i's ids after those of
+  texts 0..i-1, `lengths` [N] their token counts (untruncated)."""
+  flat: np.ndarray
+  lengths: np.ndarray
+
+
+def _tokens_to_seen_ids(texts: list, tokenizer: Tokenizer, seen) -> _SplitIds:
+  """Tokenises `texts`, each token to its id in `seen` (a defaultdict giving a new word
+  the next id: words numbered in the order first seen). The tokens themselves are not
+  kept: on IMDB, holding 13.5M token strings cost more (allocation, page faults) than
+  the tokenising, and looking each one up once here replaces counting them (a Counter)
+  and encoding them (a second lookup) later."""
+  get = seen.__getitem__
+  lengths = np.zeros(len(texts), dtype=np.int64)
+  chunks = []
+  for row, text in enumerate(texts):
+    tokens = tokenizer(text)
+    lengths[row] = len(tokens)
+    chunks.append(np.fromiter(map(get, tokens), dtype=np.int32, count=len(tokens)))
+  flat = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
+  return _SplitIds(flat, lengths)
 
 
 def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab | None = None,
@@ -52,11 +83,17 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
   split_stats = {}
   split_data = splits_lib.make_splits(raw, config, fold, split_stats)
   label_names = label_names or splits_lib.build_label_map(raw, split_data)
-  # Tokenised once per run, untruncated (to report truncation), cut at encode time.
+  # Tokenised once per run, untruncated (to report truncation), cut at encode time. Every
+  # split's tokens are numbered by first sight (`seen`); the vocabulary (the training
+  # split's counts) then maps those numbers to its ids, as Vocab.build + encode_tokens
+  # would map the tokens (tests/test_data.py checks they agree).
   tokenizer = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
-  tokens = {name: [tokenizer(t) for t in split.texts] for name, split in split_data.items()}
-  train_tokens = tokens["train"]
-  if sum(map(len, train_tokens)) == 0:
+  seen = collections.defaultdict(itertools.count().__next__)
+  split_ids = {name: _tokens_to_seen_ids(split.texts, tokenizer, seen)
+               for name, split in split_data.items()}
+  words = list(seen)  # words[i]: the token numbered i
+  train_ids = split_ids["train"]
+  if not train_ids.lengths.sum():
     raise DataError(f"{raw.name}: every training text is empty after tokenisation "
                     "(check text_key and the stop-word settings)")
   vectors, found = None, None
@@ -64,13 +101,16 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
     raise DataError(f"embedding={config.embedding!r} needs pretrained vectors: "
                     "set --config.vectors=PATH")
   if vocab is None:
-    vocab = Vocab.build(train_tokens, config.min_count, config.max_vocab)
+    counts = np.bincount(train_ids.flat, minlength=len(words))
+    vocab = Vocab.from_counts(dict(zip(words, counts.tolist())), config.min_count,
+                              config.max_vocab)
     if config.vectors and load_vectors_file and config.vectors_extend_vocab:
       # Dev/test words that have a pretrained vector join the vocabulary, as in
       # Kim (2014); no labels are involved.
       known = len(vocab)
-      vocab = Vocab(vocab.words + sorted({t for name in ("dev", "test") for text in tokens[name]
-                                          for t in text if t not in vocab.index}))
+      elsewhere = np.unique(np.concatenate([split_ids[name].flat for name in ("dev", "test")]))
+      vocab = Vocab(vocab.words + sorted({words[i] for i in elsewhere.tolist()
+                                          if words[i] not in vocab.index}))
       vectors, found = load_vectors(config.vectors, vocab, config.embed_dim,
                                     config.vectors_format, config.unk_init_scale, config.seed)
       keep = (np.arange(len(vocab)) < known) | found
@@ -79,8 +119,12 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
   if config.vectors and load_vectors_file and vectors is None:
     vectors, found = load_vectors(config.vectors, vocab, config.embed_dim, config.vectors_format,
                                   config.unk_init_scale, seed=config.seed)
-  max_len = config.max_len or length_at_percentile(train_tokens, config.max_len_percentile)
-  encoded = {name: Encoded(*encode_tokens(tokens[name], vocab, max_len),
+  max_len = config.max_len or _length_at_percentile(train_ids.lengths,
+                                                    config.max_len_percentile)
+  to_vocab = np.fromiter(map(vocab.index.get, words, itertools.repeat(UNK_ID)), dtype=np.int32,
+                         count=len(words))
+  encoded = {name: Encoded(*encode_flat(to_vocab[split_ids[name].flat],
+                                        split_ids[name].lengths, max_len),
                            encode_labels(split.labels, label_names, raw.multi_label))
              for name, split in split_data.items()}
   stats = {
@@ -89,8 +133,7 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
       **{f"num_{k}": len(v) for k, v in encoded.items()},
       "max_len": max_len,
       "mean_length_train": float(np.mean(encoded["train"].lengths)),
-      "truncated_train_fraction": float(np.mean(
-          [len(t) > max_len for t in train_tokens])),
+      "truncated_train_fraction": float(np.mean(train_ids.lengths > max_len)),
       **split_stats,
   }
   if found is not None:

@@ -29,8 +29,14 @@ class Vocab:
   def build(cls, token_lists: Iterable[list], min_count: int = 1, max_size: int = 0,
             extra: Iterable[str] = ()) -> "Vocab":
     """Most frequent first (ties alphabetical); `extra` words are appended."""
-    counts = collections.Counter(itertools.chain.from_iterable(token_lists))
-    ranked = sorted((w for w, c in counts.items() if c >= min_count),
+    return cls.from_counts(collections.Counter(itertools.chain.from_iterable(token_lists)),
+                           min_count, max_size, extra)
+
+  @classmethod
+  def from_counts(cls, counts: dict, min_count: int = 1, max_size: int = 0,
+                  extra: Iterable[str] = ()) -> "Vocab":
+    """`build` from {word: count in the training split} (words counted 0 are left out)."""
+    ranked = sorted((w for w, c in counts.items() if c >= min_count and c > 0),
                     key=lambda w: (-counts[w], w))
     if max_size:
       ranked = ranked[: max(0, max_size - 2)]
