@@ -114,6 +114,28 @@ def test_nb_ratios_match_a_hand_computation():
   assert r[0].tolist() == [0.0, 0.0]
 
 
+@pytest.mark.parametrize("word_ngrams, multi_label", [(2, False), (3, True), (1, False)])
+def test_nb_ratios_from_length_sorted_chunks_equal_the_full_width_ones(word_ngrams, multi_label):
+  """fit_to_data's path (distinct_rows: texts by length, chunks cut to their longest
+  text; nb_ratios_flat) gives the ratios of nb_ratios on the [N, K] matrix, bit for bit."""
+  rng = np.random.default_rng(1)
+  n, width, vocab, buckets = 300, 40, 50, 97
+  lengths = rng.integers(1, width + 1, n).astype(np.int32)
+  lengths[:3] = (1, width, 2)
+  tokens = np.where(np.arange(width)[None, :] < lengths[:, None],
+                    rng.integers(2, vocab, (n, width)), 0).astype(np.int32)
+  tokens[7, :5] = 9  # repeats within a text count once
+  labels = (rng.random((n, 3)) < 0.4).astype(np.float32) if multi_label else \
+      np.eye(2, dtype=np.float32)[rng.integers(0, 2, n)]
+  rows = vocab + buckets
+  full = bag.distinct(bag.table_ids(tokens, lengths, word_ngrams, buckets, vocab, xp=np), xp=np)
+  expected = bag.nb_ratios(full, labels, rows)
+  held, text_of = bag.distinct_rows(tokens, lengths, word_ngrams, buckets, vocab, chunk=64)
+  assert len(held) == np.count_nonzero(full)
+  got = bag.nb_ratios_flat(held, text_of, labels, rows)
+  assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("optimizer", ["adagrad", "sgd"])
 def test_row_sparse_table_updates_equal_optax_dense_ones(optimizer):
   """Lazy Adagrad / SGD on the rows a batch reads = optax's update of the whole table

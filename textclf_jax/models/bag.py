@@ -71,17 +71,45 @@ def nb_ratios(ids, labels, rows: int, alpha: float = 1.0) -> np.ndarray:
   it, |.| summed over the rows seen in training. Rows never seen get the constant
   log(|q_c| / |p_c|); row 0 gets 0. Returns [rows, C] float32.
   """
+  ids = np.asarray(ids)
+  held = ids != 0
+  return nb_ratios_flat(ids[held], np.nonzero(held)[0], labels, rows, alpha)
+
+
+def nb_ratios_flat(rows_held, text_of, labels, rows: int, alpha: float = 1.0) -> np.ndarray:
+  """`nb_ratios` from the (text, row) pairs alone, each once: text text_of[i] holds row
+  rows_held[i] (no 0s, no repeats within a text). The same counts, so the same ratios."""
   labels = np.asarray(labels) > 0
-  total = np.bincount(ids[ids != 0], minlength=rows).astype(np.float64)
+  total = np.bincount(rows_held, minlength=rows).astype(np.float64)
   used = total > 0
   out = np.zeros((rows, labels.shape[1]), np.float32)
   for c in range(labels.shape[1]):
-    mine = ids[labels[:, c]]
-    p = np.bincount(mine[mine != 0], minlength=rows) + alpha
+    p = np.bincount(rows_held[labels[text_of, c]], minlength=rows) + alpha
     q = total - p + 2 * alpha
     out[:, c] = (np.log(p / p[used].sum()) - np.log(q / q[used].sum())).astype(np.float32)
   out[0] = 0.0
   return out
+
+
+def distinct_rows(tokens, lengths, word_ngrams: int, buckets: int, offset: int,
+                  chunk: int = 1024) -> tuple:
+  """The (text, row) pairs of `table_ids`, each distinct pair once: (rows [P], texts [P]),
+  numpy. Texts go by length, `chunk` at a time, each chunk cut to its longest text (a
+  text's rows do not depend on the padding after it): on IMDB ~4x fewer ids hashed and
+  sorted than at the full width, and no [N, K] matrix."""
+  order = np.argsort(lengths, kind="stable")
+  rows, texts = [], []
+  for start in range(0, len(order), chunk):
+    part = order[start: start + chunk]
+    width = max(int(lengths[part].max()), 1)
+    ids = distinct(table_ids(tokens[part, :width], lengths[part], word_ngrams, buckets, offset,
+                             xp=np), xp=np)
+    held = ids != 0
+    rows.append(ids[held])
+    texts.append(np.broadcast_to(part[:, None], ids.shape)[held])
+  if not rows:
+    return np.zeros(0, np.int32), np.zeros(0, np.int64)
+  return np.concatenate(rows), np.concatenate(texts)
 
 
 class BagOfNgrams(nnx.Module):
@@ -119,15 +147,9 @@ class BagOfNgrams(nnx.Module):
     rows, num_classes = leaf.shape
     labels = (train.labels if multi_label
               else np.eye(num_classes, dtype=np.float32)[train.labels])
-    chunks = []
-    for start in range(0, len(train), 1024):  # [N, K] at once would be N * K int32
-      part = slice(start, start + 1024)
-      ids = table_ids(train.ids[part], train.lengths[part], config.word_ngrams,
-                      config.ngram_buckets, rows - config.ngram_buckets, xp=np)
-      chunks.append(distinct(ids, xp=np))
-    width = max(c.shape[1] for c in chunks)
-    ids = np.concatenate([np.pad(c, ((0, 0), (0, width - c.shape[1]))) for c in chunks])
-    leaf.set_value(jax.device_put(nb_ratios(ids, labels, rows), leaf.sharding))
+    held, text_of = distinct_rows(train.ids, train.lengths, config.word_ngrams,
+                                  config.ngram_buckets, rows - config.ngram_buckets)
+    leaf.set_value(jax.device_put(nb_ratios_flat(held, text_of, labels, rows), leaf.sharding))
     return state
 
   @staticmethod
