@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO
+from conftest import REPO, XLA_TEST_FLAGS
 
 
 def test_cpu_devices_script_trains_on_a_four_device_mesh(topic_dir, tmp_path):
@@ -103,7 +103,7 @@ def test_slurm_script_lets_jax_detect_the_job(tmp_path):
   env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", PYTHON=sys.executable,
              SLURM_JOB_ID=str(random.randrange(10 ** 6)), SLURM_STEP_NODELIST="localhost",
              SLURM_NTASKS="2", SLURM_NNODES="1", TEXTCLF_COMMAND="mesh", JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+             XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {XLA_TEST_FLAGS}")
   proc = subprocess.run(["bash", os.path.join(REPO, "launch", "slurm.sbatch"), "--mesh_model",
                          "2"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]

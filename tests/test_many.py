@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import make_rows, tiny_config, write_jsonl
+from conftest import XLA_TEST_FLAGS, make_rows, tiny_config, write_jsonl
 from textclf_jax import build, evaluate, parallel, rundir, runs, train
 from textclf_jax import steps as steps_lib
 from textclf_jax import group as group_lib
@@ -212,7 +212,7 @@ def test_members_split_over_two_devices_match_one_device(tmp_path, fixed_dir):
     script = GROUP_ON_DEVICES.format(tests=os.path.dirname(os.path.abspath(__file__)),
                                      data=fixed_dir, root=str(tmp_path / f"on_{devices}"))
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {XLA_TEST_FLAGS}")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config
+from conftest import REPO, XLA_TEST_FLAGS, tiny_config
 from textclf_jax import build, parallel
 from textclf_jax import steps as steps_lib
 from textclf_jax.data.pipeline import prepare
@@ -136,7 +136,7 @@ def test_eight_simulated_devices_match_one(topic_dir, tmp_path, preset, batch_si
   vectors.write_text("goal 1 0 0 0\nchip 0 1 0 0\nbank 0 0 1 0\nthe 1 1 1 1\n")
   script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), preset=preset, data=topic_dir,
                                 batch_size=batch_size, vectors=str(vectors))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {XLA_TEST_FLAGS}",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                         cwd=REPO, timeout=600)
