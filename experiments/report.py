@@ -301,16 +301,19 @@ def _load_run_predictions(workdir: str, mode: str):
   multi = bool(rundir.read_labels(workdir)["multi_label"])
   thresholds = None
   if multi:
-    at_least_one = bool(rundir.read_json(rundir.path(workdir, rundir.CONFIG)).get(
-        "multilabel_at_least_one", True))
+    config = rundir.read_json(rundir.path(workdir, rundir.CONFIG))
+    at_least_one = bool(config.get("multilabel_at_least_one", True))
     saved = rundir.read_json(rundir.path(workdir, rundir.THRESHOLDS))
     if not mode or mode == saved.get("mode"):
       thresholds = np.asarray(saved["thresholds"])
-    else:  # the other mode's thresholds, tuned on dev as the run tuned them
+    else:  # the other mode's thresholds, tuned on dev as the run tuned them (its floor:
+      # config.OLD_RUN_DEFAULTS' for a run made before multilabel_min_f1)
       dev = rundir.read_predictions(workdir, "dev")
       if dev is None:
         return NO_PREDICTIONS
-      thresholds = np.asarray(metrics_lib.tune_thresholds(dev[0], dev[1], mode, at_least_one))
+      min_f1 = config.get("multilabel_min_f1", config_lib.OLD_RUN_DEFAULTS["multilabel_min_f1"])
+      thresholds = np.asarray(metrics_lib.tune_thresholds(dev[0], dev[1], mode, at_least_one,
+                                                          min_f1))
     return example_counts(probs, labels, True, thresholds, at_least_one), labels
   return example_counts(probs, labels), labels
 

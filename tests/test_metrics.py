@@ -90,7 +90,8 @@ def test_global_threshold_is_the_brute_force_optimum(dev, at_least_one):
 def test_per_label_thresholds_are_each_labels_brute_force_optimum(dev):
   probs, labels = dev
   names = [str(i) for i in range(probs.shape[1])]
-  tuned = metrics.tune_thresholds(probs, labels, "per_label", at_least_one=False)
+  tuned = metrics.tune_thresholds(probs, labels, "per_label", at_least_one=False,
+                                  min_f1=metrics.PER_LABEL_MIN_F1)
   fallback = metrics.tune_thresholds(probs, labels, "global", at_least_one=False)
   got = metrics.multi_label_metrics(probs, labels, names, tuned, False, ks=())["per_class"]
   for c, name in enumerate(names):
@@ -137,6 +138,7 @@ def test_a_label_hopeless_on_dev_keeps_the_global_threshold():
   probs[:9, 1] = 0.2  # nine negatives above the one positive
   probs[9, 1], labels[9, 1] = 0.1, 1
   glob = metrics.tune_thresholds(probs, labels, "global", at_least_one=False)
-  tuned = metrics.tune_thresholds(probs, labels, "per_label", at_least_one=False)
+  tuned = metrics.tune_thresholds(probs, labels, "per_label", at_least_one=False,
+                                  min_f1=metrics.PER_LABEL_MIN_F1)
   assert tuned[1] == glob and glob > 0.2
   assert metrics.tune_thresholds(probs, labels, "per_label", False, min_f1=0.0)[1] < 0.1

@@ -191,11 +191,13 @@ def split_report(probs, labels, multi_label: bool, record: dict | None, label_na
 
 
 def calibrate_run(predictions: dict, multi_label: bool, label_names, threshold_mode: str = "",
-                  at_least_one: bool = True) -> tuple:
+                  at_least_one: bool = True, min_f1: float = -1.0) -> tuple:
   """Temperature scaling of a finished run: predictions {"dev": (probs, labels),
   "test": (probs, labels)} -> (calibration.json's record, results.json's "calibration"
   entry). Multi-label: the record's thresholds are tuned (`threshold_mode`) on the
-  calibrated dev probabilities, as thresholds.json's are on the raw ones."""
+  calibrated dev probabilities, as thresholds.json's are on the raw ones (per_label: with
+  the floor `min_f1`, -1 choosing it on the calibrated dev probabilities; the record says
+  which, as thresholds.json does)."""
   dev_probs, dev_labels = predictions["dev"]
   fit = fit_temperature(dev_probs, dev_labels, multi_label)
   record = {"method": "temperature", "multi_label": bool(multi_label),
@@ -208,8 +210,8 @@ def calibrate_run(predictions: dict, multi_label: bool, label_names, threshold_m
     from textclf_jax import metrics as metrics_lib
     calibrated = apply_temperature(dev_probs, fit["temperature"], True)
     record["threshold_mode"] = threshold_mode
-    record["thresholds"] = metrics_lib.tune_thresholds(calibrated, dev_labels, threshold_mode,
-                                                       at_least_one)
+    record.update(metrics_lib.search_thresholds(calibrated, dev_labels, threshold_mode,
+                                                at_least_one, min_f1))
   entry = {"temperature": fit["temperature"]}
   for split, (probs, labels) in predictions.items():
     entry[split] = split_report(probs, labels, multi_label, record, label_names, at_least_one)

@@ -21,8 +21,11 @@ PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb",
 # Runs made before embedding_update existed updated the table densely (and their
 # checkpoints hold the dense optimiser state); those made before conv_backward
 # existed took autodiff's backward pass (kept, so that they resume bit for bit).
+# Those made before multilabel_min_f1 existed used a fixed per-label floor of 0.5
+# (kept, so that re-tuning their thresholds, as an ensemble does, gives theirs).
 # Used only where a saved run is read (`from_json`).
-OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense"}
+OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense",
+                    "multilabel_min_f1": 0.5}
 
 
 class ConfigError(ValueError):
@@ -230,6 +233,10 @@ def problems(config) -> list:
     bad("folds", "a list of fold indices >= 0 (empty: config.fold decides)")
   if "keep_checkpoints" in config and config.keep_checkpoints not in KEEP_CHECKPOINTS:
     bad("keep_checkpoints", f"one of {', '.join(KEEP_CHECKPOINTS)}")
+  floor = config.get("multilabel_min_f1", -1.0)
+  if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not (
+      floor == -1 or 0 <= floor <= 1):
+    bad("multilabel_min_f1", "-1 (chosen on dev by cross-validation) or a number in [0, 1]")
   if "num_folds" in config and (not isinstance(config.num_folds, int) or config.num_folds < 2):
     bad("num_folds", "an integer >= 2")
   for key in ("filter_widths", "bucket_lengths"):

@@ -96,7 +96,7 @@ def _dev_thresholds(runs_, loaded, names, calibrated: bool):
   config = loaded[0].config
   return metrics_lib.tune_thresholds(np.mean(probs, axis=0), labels,
                                      config.multilabel_threshold,
-                                     config.multilabel_at_least_one)
+                                     config.multilabel_at_least_one, config.multilabel_min_f1)
 
 
 def mean_probs(loaded, member_probs, names, calibrated: bool = True) -> np.ndarray:

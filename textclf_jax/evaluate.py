@@ -53,27 +53,30 @@ def improved(value: float, best: float | None, name: str) -> bool:
 def final_scores(config, prepared, steps, state, batcher) -> dict:
   """Dev and test metrics of `state`; for multi-label data, thresholds tuned on dev.
 
-  Returns {dev, test, thresholds (or None), predictions: {split: (probs, labels)},
+  Returns {dev, test, thresholds (or None), threshold_search (thresholds.json's record:
+  metrics.search_thresholds, or None), predictions: {split: (probs, labels)},
   calibration: (calibration.json's record, results.json's entry), [by_threshold_mode]}.
   """
   dev, test = prepared.splits["dev"], prepared.splits["test"]
   dev_probs = predict_probs(steps, state, dev, batcher)
-  thresholds = None
+  thresholds = search = None
   if prepared.multi_label:
-    thresholds = metrics_lib.tune_thresholds(dev_probs, dev.labels, config.multilabel_threshold,
-                                             config.multilabel_at_least_one)
+    search = metrics_lib.search_thresholds(dev_probs, dev.labels, config.multilabel_threshold,
+                                           config.multilabel_at_least_one,
+                                           config.multilabel_min_f1)
+    thresholds = search["thresholds"]
   test_probs = predict_probs(steps, state, test, batcher)
   out = {"dev": score(dev_probs, dev.labels, prepared, config, thresholds),
          "test": score(test_probs, test.labels, prepared, config, thresholds),
-         "thresholds": thresholds,
+         "thresholds": thresholds, "threshold_search": search,
          "predictions": {"dev": (dev_probs, dev.labels), "test": (test_probs, test.labels)}}
   out["calibration"] = calibration_lib.calibrate_run(
       out["predictions"], prepared.multi_label, prepared.label_names,
-      config.multilabel_threshold, config.multilabel_at_least_one)
+      config.multilabel_threshold, config.multilabel_at_least_one, config.multilabel_min_f1)
   if prepared.multi_label:
     out["by_threshold_mode"] = metrics_lib.scores_by_threshold_mode(
         dev_probs, dev.labels, test_probs, test.labels, prepared.label_names,
-        config.multilabel_at_least_one)
+        config.multilabel_at_least_one, config.multilabel_min_f1)
   return out
 
 

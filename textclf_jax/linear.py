@@ -200,29 +200,32 @@ def _fit(config, workdir, fold, raw, started) -> dict:
     model = make_classifier(c, multi, balanced, config.seed).fit(features["train"],
                                                                   labels["train"])
     dev_probs = model.predict_proba(features["dev"])
-    thresholds = None
+    thresholds = search = None
     if multi:
-      thresholds = metrics_lib.tune_thresholds(dev_probs, labels["dev"],
-                                               config.multilabel_threshold,
-                                               config.multilabel_at_least_one)
+      search = metrics_lib.search_thresholds(dev_probs, labels["dev"],
+                                             config.multilabel_threshold,
+                                             config.multilabel_at_least_one,
+                                             config.multilabel_min_f1)
+      thresholds = search["thresholds"]
     dev = _score(dev_probs, labels["dev"], label_names, multi, config, thresholds)
     key = dev["micro_f1"] if multi else dev["accuracy"]
     if is_main:
       print(f"[textclf] C={c:g}: dev {'micro_f1' if multi else 'accuracy'} {key:.4f}",
             flush=True)
-    return key, (model, thresholds, dev, dev_probs)
+    return key, (model, search, dev, dev_probs)
 
-  c, (model, thresholds, dev, dev_probs), tried = search_c(c_grid(config), c_extend(config),
+  c, (model, search, dev, dev_probs), tried = search_c(c_grid(config), c_extend(config),
                                                            dev_score)
   train_seconds = time.time() - fit_started
   fitted = Fitted.from_sklearn(model, multi, c, balanced, config.seed,
                                len(vectorizer.vocabulary_))
 
+  thresholds = search["thresholds"] if multi else None
   test_probs = model.predict_proba(features["test"])
   test = _score(test_probs, labels["test"], label_names, multi, config, thresholds)
   by_mode = (metrics_lib.scores_by_threshold_mode(
       dev_probs, labels["dev"], test_probs, labels["test"], label_names,
-      config.multilabel_at_least_one) if multi else None)
+      config.multilabel_at_least_one, config.multilabel_min_f1) if multi else None)
   num_params = fitted.coef.size - fitted.coef.shape[1] * len(fitted.constant) \
       + fitted.intercept.size - len(fitted.constant)  # a constant label has no coef_
   num_train = len(split_data["train"])
@@ -245,14 +248,14 @@ def _fit(config, workdir, fold, raw, started) -> dict:
   predictions = {"dev": (dev_probs, labels["dev"]), "test": (test_probs, labels["test"])}
   calibration, results["calibration"] = calibration_lib.calibrate_run(
       predictions, multi, label_names, config.multilabel_threshold,
-      config.multilabel_at_least_one)
+      config.multilabel_at_least_one, config.multilabel_min_f1)
   if is_main:
     save_model(workdir, vectorizer, fitted, grid, [c_ for c_, _ in tried])
     rundir.write_json(rundir.path(workdir, rundir.LABELS),
                       {"labels": label_names, "multi_label": multi})
     rundir.write_json(rundir.path(workdir, rundir.DATA), stats)
     if multi:
-      rundir.write_thresholds(workdir, config.multilabel_threshold, thresholds)
+      rundir.write_thresholds(workdir, config.multilabel_threshold, thresholds, search)
     rundir.write_predictions(workdir, predictions)
     calibration_lib.write(workdir, calibration, predictions, multi, raw.name)
     rundir.write_results(workdir, results)  # last: a run with results.json is complete

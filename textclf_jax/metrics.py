@@ -107,13 +107,20 @@ def multi_label_metrics(probs, labels, label_names, thresholds=0.5, at_least_one
 
 
 THRESHOLD_MODES = ("global", "per_label")
-# A label whose best dev F1 is below this keeps the global threshold (Yang 2001's
-# SCutFBR): a label with one or two dev positives ranked low otherwise gets a threshold
-# that admits many false positives on test. Reuters-21578 test micro/macro-F1, per-label
-# thresholds (docs/configuration.md): TF-IDF 0.811/0.438 without it, 0.855/0.439 with
-# it (the old 0.05-0.95 grid: 0.848/0.387); a 6-epoch CNN 0.425/0.306 without it,
-# 0.831/0.322 with it (grid: 0.830/0.317). 0.5 was chosen from 0.2-0.7 on those figures.
+# Per-label mode: a label whose best dev F1 is below a floor keeps the global threshold
+# (Yang 2001's SCutFBR): a label with one or two dev positives ranked low otherwise gets a
+# threshold that admits many false positives on test. The floor is chosen like Yang's
+# fbr, by cross-validation inside dev (`choose_min_f1`); `multilabel_min_f1` fixes it by
+# hand. MIN_F1_AUTO asks for the choice. Figures: docs/calibration.md#per-label-thresholds.
+MIN_F1_AUTO = -1.0
+MIN_F1_CANDIDATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # 0: never fall back
+# The fixed floor of runs made before it was chosen on dev (their config.json lacks
+# multilabel_min_f1: config.OLD_RUN_DEFAULTS), the floor of a dev set too small to cross-
+# validate, and the cross-validation's last tie-break (the candidate nearest it).
 PER_LABEL_MIN_F1 = 0.5
+MIN_F1_FOLDS = 5  # at most; fewer when dev is small (MIN_F1_FOLD_ROWS rows a fold at least)
+MIN_F1_FOLD_ROWS = 50
+MIN_F1_SEED = 0  # the dev rows' shuffle into folds: a run's choice is reproducible
 
 
 def _cut_thresholds(values_desc: np.ndarray) -> np.ndarray:
@@ -161,11 +168,11 @@ def _best_global(probs, truth, at_least_one) -> float:
   return float(thresholds[best])
 
 
-def _best_per_label(probs, truth, fallback: float, min_f1: float) -> np.ndarray:
-  """[C] thresholds, each maximising its label's F1 over every distinct dev probability
-  of that label (one sort per label, F1 at every cut); ties go to the threshold nearest
-  `fallback`. A label without dev positives, or whose best F1 is below `min_f1`, takes
-  `fallback`."""
+def _per_label_best(probs, truth, fallback: float) -> tuple:
+  """([C] thresholds, [C] their dev F1, [C] has dev positives): each label's threshold
+  maximises its F1 over every distinct dev probability of that label (one sort per label,
+  F1 at every cut); ties go to the threshold nearest `fallback`, which a label without dev
+  positives takes (F1 0)."""
   n, num_labels = probs.shape
   order = np.argsort(-probs, axis=0, kind="stable")
   values = np.take_along_axis(probs, order, axis=0).astype(np.float64)  # [N, C] descending
@@ -176,15 +183,101 @@ def _best_per_label(probs, truth, fallback: float, min_f1: float) -> np.ndarray:
   f1 = np.where(distinct, f1, -1.0)
   thresholds = _cut_thresholds(values)
   out = np.full(num_labels, fallback, dtype=float)
+  best_f1 = np.zeros(num_labels)
   for c in np.flatnonzero(positives > 0):
     best = np.lexsort((np.abs(thresholds[:, c] - fallback), -f1[:, c]))[0]
-    if f1[best, c] >= min_f1:
-      out[c] = thresholds[best, c]
-  return out
+    out[c], best_f1[c] = thresholds[best, c], f1[best, c]
+  return out, best_f1, positives > 0
+
+
+def _floored(best, fallback: float, min_f1: float) -> np.ndarray:
+  """`_per_label_best`'s thresholds with `fallback` for each label whose best dev F1 is
+  below `min_f1` (or that has no dev positive)."""
+  thresholds, f1, has_positives = best
+  return np.where(has_positives & (f1 >= min_f1), thresholds, fallback)
+
+
+def _best_per_label(probs, truth, fallback: float, min_f1: float) -> np.ndarray:
+  """[C] thresholds, each maximising its label's F1 on dev (`_per_label_best`); a label
+  without dev positives, or whose best F1 is below `min_f1`, takes `fallback`."""
+  return _floored(_per_label_best(probs, truth, fallback), fallback, min_f1)
+
+
+def choose_min_f1(probs, labels, at_least_one=True, candidates=MIN_F1_CANDIDATES,
+                  folds=MIN_F1_FOLDS, seed=MIN_F1_SEED) -> dict:
+  """The per-label floor chosen on dev by k-fold cross-validation inside it (as Yang
+  2001 chooses SCutFBR's fbr), never looking at test.
+
+  The dev rows are shuffled (numpy, `seed`) into k = min(folds, N // MIN_F1_FOLD_ROWS)
+  folds. For each fold and candidate floor, the global and per-label thresholds are
+  fitted on the other k - 1 folds and the held-out fold is labelled with them; the
+  candidates are scored by micro-F1 of the k held-out folds' pooled predictions (every
+  dev row predicted once), ties broken by their macro-F1 (over the labels with a dev
+  positive), then by nearness to PER_LABEL_MIN_F1 (the lower of two as near). With
+  k < 2, PER_LABEL_MIN_F1.
+
+  Returns {"min_f1", "min_f1_chosen_by": "dev_cv" | "default", "min_f1_cv": {"folds",
+  "seed", "num_examples", "candidates", "micro_f1", "macro_f1" (pooled, one per
+  candidate)}}.
+  """
+  probs = np.asarray(probs)
+  truth = np.asarray(labels) > 0.5
+  n, num_labels = probs.shape
+  candidates = [float(c) for c in candidates]
+  k = min(int(folds), n // MIN_F1_FOLD_ROWS)
+  cv = {"folds": k, "seed": int(seed), "num_examples": int(n)}
+  if k < 2:
+    return {"min_f1": PER_LABEL_MIN_F1, "min_f1_chosen_by": "default",
+            "min_f1_cv": {**cv, "reason": f"under {2 * MIN_F1_FOLD_ROWS} dev examples"}}
+  fold_of = np.empty(n, np.int64)
+  for i, rows in enumerate(np.array_split(np.random.default_rng(seed).permutation(n), k)):
+    fold_of[rows] = i
+  tp, fp, fn = (np.zeros((len(candidates), num_labels)) for _ in range(3))
+  for i in range(k):
+    held, fit = fold_of == i, fold_of != i
+    fallback = _best_global(probs[fit], truth[fit], at_least_one)
+    best = _per_label_best(probs[fit], truth[fit], fallback)
+    for j, floor in enumerate(candidates):
+      predicted = multi_label_predictions(probs[held], _floored(best, fallback, floor),
+                                          at_least_one)
+      tp[j] += (predicted & truth[held]).sum(axis=0)
+      fp[j] += (predicted & ~truth[held]).sum(axis=0)
+      fn[j] += (~predicted & truth[held]).sum(axis=0)
+  _, _, micro = _prf(tp.sum(axis=1), fp.sum(axis=1), fn.sum(axis=1))
+  _, _, per_label = _prf(tp, fp, fn)
+  present = truth.sum(axis=0) > 0
+  macro = per_label[:, present].mean(axis=1) if present.any() else np.zeros(len(candidates))
+  nearness = np.abs(np.asarray(candidates) - PER_LABEL_MIN_F1)
+  best = np.lexsort((candidates, nearness, -macro, -micro))[0]
+  return {"min_f1": candidates[best], "min_f1_chosen_by": "dev_cv",
+          "min_f1_cv": {**cv, "candidates": candidates, "micro_f1": micro.tolist(),
+                        "macro_f1": macro.tolist()}}
+
+
+def search_thresholds(probs, labels, mode="per_label", at_least_one=True,
+                      min_f1=MIN_F1_AUTO) -> dict:
+  """`tune_thresholds` with how the per-label floor was set: {"thresholds"}, and for
+  per_label also "min_f1" (the floor used), "min_f1_chosen_by" ("config": `min_f1` as
+  given; "dev_cv" or "default": `choose_min_f1`, when `min_f1` is MIN_F1_AUTO or None)
+  and, when chosen, "min_f1_cv" (its cross-validation figures). thresholds.json and
+  calibration.json record these keys."""
+  if mode not in THRESHOLD_MODES:
+    raise ValueError(f"multilabel_threshold={mode!r}: expected global or per_label")
+  probs = np.asarray(probs)
+  truth = np.asarray(labels) > 0.5
+  best_global = _best_global(probs, truth, at_least_one)
+  if mode == "global":
+    return {"thresholds": best_global}
+  if min_f1 is None or min_f1 < 0:
+    out = choose_min_f1(probs, truth, at_least_one)
+  else:
+    out = {"min_f1": float(min_f1), "min_f1_chosen_by": "config"}
+  return {"thresholds": _best_per_label(probs, truth, best_global, out["min_f1"]).tolist(),
+          **out}
 
 
 def tune_thresholds(probs, labels, mode="per_label", at_least_one=True,
-                    min_f1=PER_LABEL_MIN_F1):
+                    min_f1=MIN_F1_AUTO):
   """Thresholds that maximise dev F1: one global (micro-F1) or one per label.
 
   Searched exactly, on the dev probabilities themselves: every distinct value is a
@@ -192,25 +285,21 @@ def tune_thresholds(probs, labels, mode="per_label", at_least_one=True,
   between the chosen cut's value and the next lower one. Per label, each label's F1
   is maximised on its own (rare labels get thresholds as low as their positives
   need); a label without dev positives, or whose best dev F1 is below `min_f1`, keeps
-  the global threshold. Returns a float (global) or a list of floats (per_label).
+  the global threshold. `min_f1` MIN_F1_AUTO (or None): the floor is chosen on dev by
+  cross-validation (`choose_min_f1`). Returns a float (global) or a list of floats
+  (per_label); `search_thresholds` also says which floor was used.
   """
-  if mode not in THRESHOLD_MODES:
-    raise ValueError(f"multilabel_threshold={mode!r}: expected global or per_label")
-  probs = np.asarray(probs)
-  truth = np.asarray(labels) > 0.5
-  best_global = _best_global(probs, truth, at_least_one)
-  if mode == "global":
-    return best_global
-  return _best_per_label(probs, truth, best_global, min_f1).tolist()
+  return search_thresholds(probs, labels, mode, at_least_one, min_f1)["thresholds"]
 
 
 def scores_by_threshold_mode(dev_probs, dev_labels, test_probs, test_labels, label_names,
-                             at_least_one=True) -> dict:
+                             at_least_one=True, min_f1=MIN_F1_AUTO) -> dict:
   """{mode: {"dev": scalars, "test": scalars}} for every mode of THRESHOLD_MODES, each
-  with its own thresholds tuned on dev: one trained model compared under both."""
+  with its own thresholds tuned on dev (per_label with the floor `min_f1`, as
+  `tune_thresholds`): one trained model compared under both."""
   out = {}
   for mode in THRESHOLD_MODES:
-    thresholds = tune_thresholds(dev_probs, dev_labels, mode, at_least_one)
+    thresholds = tune_thresholds(dev_probs, dev_labels, mode, at_least_one, min_f1)
     out[mode] = {split: summary(multi_label_metrics(probs, labels, label_names, thresholds,
                                                     at_least_one))
                  for split, probs, labels in (("dev", dev_probs, dev_labels),

@@ -210,7 +210,7 @@ class RunProgress:
     if parallel.is_main_process():
       if scores["thresholds"] is not None:
         rundir.write_thresholds(self.workdir, self.config.multilabel_threshold,
-                                scores["thresholds"])
+                                scores["thresholds"], scores["threshold_search"])
       rundir.write_predictions(self.workdir, scores["predictions"])
       calibration_lib.write(self.workdir, scores["calibration"][0], scores["predictions"],
                             self.prepared.multi_label, self.prepared.name)

@@ -123,8 +123,12 @@ def keep_saved_choices(config, workdir: str):
 # --- what a run ends with -------------------------------------------------------------
 
 
-def write_thresholds(workdir: str, mode: str, thresholds):
-  write_json(path(workdir, THRESHOLDS), {"mode": mode, "thresholds": thresholds})
+def write_thresholds(workdir: str, mode: str, thresholds, search: dict | None = None):
+  """thresholds.json: {"mode", "thresholds", per_label: "min_f1", "min_f1_chosen_by",
+  ["min_f1_cv"]}, those from `search` (metrics.search_thresholds' record). A run made
+  before the floor was chosen on dev has only mode and thresholds: its floor was 0.5."""
+  extra = {k: v for k, v in (search or {}).items() if k != "thresholds"}
+  write_json(path(workdir, THRESHOLDS), {"mode": mode, "thresholds": thresholds, **extra})
 
 
 def results_record(**fields) -> dict:

@@ -119,6 +119,9 @@ def get_config() -> ml_collections.ConfigDict:
   # evaluation's (early stopping's model selection) or the last one (no selection).
   c.test_checkpoint = "best"  # best | last
   c.multilabel_threshold = "per_label"  # global | per_label (tuned on dev)
+  # per_label: a label whose best dev F1 is below this keeps the global threshold;
+  # -1: chosen on dev by 5-fold cross-validation inside it (metrics.choose_min_f1).
+  c.multilabel_min_f1 = -1.0  # -1 (chosen on dev) or a number in [0, 1]
   c.multilabel_at_least_one = True  # predict the top label if none passes
   c.eval_batch_size = 0  # 0: batch_size
 
