@@ -19,7 +19,7 @@ from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import Encoded, encode_flat, encode_labels
 from textclf_jax.data.errors import DataError
 from textclf_jax.data.sources import RawDataset, load_source
-from textclf_jax.data.tokenize import Tokenizer
+from textclf_jax.data.tokenize import Tokenizer, numbered
 from textclf_jax.data.vectors import load_vectors
 from textclf_jax.data.vocab import UNK_ID, Vocab
 
@@ -54,27 +54,26 @@ def _length_at_percentile(lengths: np.ndarray, percentile: float) -> int:
 
 @dataclasses.dataclass
 class _SplitIds:
-  """A split's texts as ids of `seen` (below): `flat` holds text i's ids after those of
+  """A split's tokens as numbers (`_number_splits`): `flat` holds text i's after those of
   texts 0..i-1, `lengths` [N] their token counts (untruncated)."""
   flat: np.ndarray
   lengths: np.ndarray
 
 
-def _tokens_to_seen_ids(texts: list, tokenizer: Tokenizer, seen) -> _SplitIds:
-  """Tokenises `texts`, each token to its id in `seen` (a defaultdict giving a new word
-  the next id: words numbered in the order first seen). The tokens themselves are not
-  kept: on IMDB, holding 13.5M token strings cost more (allocation, page faults) than
-  the tokenising, and looking each one up once here replaces counting them (a Counter)
-  and encoding them (a second lookup) later."""
-  get = seen.__getitem__
-  lengths = np.zeros(len(texts), dtype=np.int64)
-  chunks = []
-  for row, text in enumerate(texts):
-    tokens = tokenizer(text)
-    lengths[row] = len(tokens)
-    chunks.append(np.fromiter(map(get, tokens), dtype=np.int32, count=len(tokens)))
-  flat = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
-  return _SplitIds(flat, lengths)
+def _number_splits(split_data: dict, tokenizer: Tokenizer) -> tuple:
+  """Every split's tokens as numbers, words numbered in the order first seen (`words`:
+  word i first), without keeping the token strings. Returns ({split: _SplitIds}, words).
+
+  (Tokenising the test split in a child process meanwhile was tried: on this project's
+  2-CPU machine, shared with other jobs, it cost ~0.8 CPU s more and 2-3 s more wall
+  time than this, the other CPU being busy.)"""
+  seen = collections.defaultdict(itertools.count().__next__)
+  out = {}
+  for name, split in split_data.items():
+    _, ids, lengths = numbered(tokenizer, split.texts, seen)
+    out[name] = _SplitIds(np.frombuffer(ids, np.intc).astype(np.int32, copy=False),
+                          np.frombuffer(lengths, np.int64))
+  return out, list(seen)
 
 
 def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab | None = None,
@@ -84,14 +83,11 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
   split_data = splits_lib.make_splits(raw, config, fold, split_stats)
   label_names = label_names or splits_lib.build_label_map(raw, split_data)
   # Tokenised once per run, untruncated (to report truncation), cut at encode time. Every
-  # split's tokens are numbered by first sight (`seen`); the vocabulary (the training
+  # split's tokens are numbered by first sight (`_number_splits`); the vocabulary (the training
   # split's counts) then maps those numbers to its ids, as Vocab.build + encode_tokens
   # would map the tokens (tests/test_data.py checks they agree).
   tokenizer = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
-  seen = collections.defaultdict(itertools.count().__next__)
-  split_ids = {name: _tokens_to_seen_ids(split.texts, tokenizer, seen)
-               for name, split in split_data.items()}
-  words = list(seen)  # words[i]: the token numbered i
+  split_ids, words = _number_splits(split_data, tokenizer)  # words[i]: the token numbered i
   train_ids = split_ids["train"]
   if not train_ids.lengths.sum():
     raise DataError(f"{raw.name}: every training text is empty after tokenisation "

@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import array
+import collections
 import dataclasses
 import functools
+import itertools
 import re
 
 from textclf_jax.data.errors import DataError
@@ -79,3 +82,20 @@ class Tokenizer:
 def _stemmer():
   import snowballstemmer  # pure Python, a core dependency
   return snowballstemmer.stemmer("english")
+
+
+def numbered(tokenizer: Tokenizer, texts: list, seen=None) -> tuple:
+  """Tokenises `texts`, each token as its number in `seen` (a dict that gives a word not
+  yet in it the next number: words numbered in the order first seen; a fresh one if
+  None). Returns (seen, ids, lengths): ids array('i'), text i's after those of texts
+  0..i-1; lengths array('q'), the token counts. The token strings are not kept."""
+  if seen is None:
+    seen = collections.defaultdict(itertools.count().__next__)
+  get = seen.__getitem__
+  ids, lengths = array.array("i"), array.array("q")
+  for text in texts:
+    tokens = tokenizer(text)
+    lengths.append(len(tokens))
+    ids.extend(map(get, tokens))
+  return seen, ids, lengths
+
