@@ -14,7 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import XLA_TEST_FLAGS, make_rows, tiny_config, write_jsonl
+from conftest import XLA_TEST_FLAGS, make_rows, rerun_at_default_xla, tiny_config, write_jsonl
 from textclf_jax import build, evaluate, parallel, rundir, runs, train
 from textclf_jax import steps as steps_lib
 from textclf_jax import group as group_lib
@@ -143,11 +143,15 @@ def test_early_stopping_of_one_member_leaves_others_alone(tmp_path, fixed_dir):
 @pytest.mark.parametrize("preset, overrides", [
     ("cnn", dict(optimizer="adam", learning_rate=3e-3, max_norm=3.0)),  # dense table update
     ("kim", dict(embedding="non-static", embedding_update="sparse"))])  # lazy Adadelta rows
-def test_group_steps_equal_solo_steps_bit_for_bit(preset, overrides):
+def test_group_steps_equal_solo_steps_bit_for_bit(preset, overrides, request):
   """With the sparse conv backward pass, a member of a vmapped group ends in exactly
   its solo run's state, though the group pads its batches to the other member's
   length and runs it idle for a step: same dropout keys, gradients and optimiser
-  arithmetic (the update runs per member, `member_axis.per_member`)."""
+  arithmetic (the update runs per member, `member_axis.per_member`). At XLA's default
+  optimisation level, the one users compile at (at level 0 Adadelta's accumulators
+  differ in the last bit)."""
+  if rerun_at_default_xla(request):
+    return
   vocab, steps = 50, 4
   mesh = parallel.make_mesh(num_devices=1)
   vectors = np.random.default_rng(1).normal(0, 0.3, (vocab, 8)).astype(np.float32)
