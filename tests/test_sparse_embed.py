@@ -55,6 +55,23 @@ def _train(step_fns, state, batches, plateau_at=None):
   return jax.device_get(state), jax.device_get(metrics)
 
 
+@pytest.mark.parametrize("shape, num_rows, high", [
+    ((4, 16), 100, 100), ((4, 16), 100, 3), ((2, 8), 10, 10), ((3, 5), 7, 1),
+    ((32, 512), 1_074_791, 1_074_791), ((8, 64), 1_000, 40)])
+def test_unique_rows_are_jnp_unique(shape, num_rows, high):
+  """unique_rows (sort + binary search) gives jnp.unique's rows and inverse to the
+  integer, also where the rows fill the table (num_rows < tokens) or repeat heavily."""
+  tokens = np.random.default_rng(high).integers(0, high, shape).astype(np.int32)
+  tokens[0, : shape[1] // 2] = 0  # padding / the repeats `distinct` zeroes
+  rows, inverse = jax.jit(sparse_embed.unique_rows, static_argnums=1)(tokens, num_rows)
+  flat = tokens.reshape(-1)
+  want_rows, want_inverse = jnp.unique(flat, size=min(flat.size, num_rows),
+                                       fill_value=num_rows, return_inverse=True)
+  assert rows.dtype == want_rows.dtype and inverse.dtype == want_inverse.dtype
+  np.testing.assert_array_equal(rows, want_rows)
+  np.testing.assert_array_equal(inverse, np.asarray(want_inverse).reshape(shape))
+
+
 @pytest.mark.parametrize("preset, embedding, schedule", [
     ("kim", "non-static", "constant"), ("kim", "rand", "plateau"),
     ("kim", "multichannel", "linear"), ("lstm", "non-static", "constant")])

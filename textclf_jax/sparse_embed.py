@@ -172,8 +172,20 @@ def table_array(table_state):
 
 def unique_rows(tokens, num_rows: int):
   """tokens [B, L] (ids < num_rows) -> (rows [min(B*L, num_rows)]: the distinct ids,
-  padded with `num_rows`; inverse [B, L]: each token's index into rows)."""
+  ascending, padded with `num_rows`; inverse [B, L]: each token's index into rows).
+
+  The integers of `jnp.unique(flat, size=..., fill_value=num_rows, return_inverse=True)`
+  (tests/test_sparse_embed.py compares them), computed without its stable argsort: on
+  XLA:CPU a sort of (key, index) pairs is ~7x slower than one of the keys alone, and it
+  was half of a fasttext_nb training step. Here: sort the ids, write each distinct one to
+  its slot (its count of distinct ids before it), and find each token's slot by binary
+  search in the sorted rows (the fill, num_rows, is above every id).
+  """
   flat = tokens.reshape(-1)
-  rows, inverse = jnp.unique(flat, size=min(flat.size, num_rows), fill_value=num_rows,
-                             return_inverse=True)
+  size = min(flat.size, num_rows)
+  ids = jnp.sort(flat)
+  first = jnp.concatenate([jnp.ones((1,), bool), ids[1:] != ids[:-1]])
+  slot = jnp.where(first, jnp.cumsum(first) - 1, size)  # repeats: past the end, dropped
+  rows = jnp.full((size,), num_rows, flat.dtype).at[slot].set(ids, mode="drop")
+  inverse = jnp.searchsorted(rows, flat, method="scan").astype(jnp.int32)
   return rows, inverse.reshape(tokens.shape)
