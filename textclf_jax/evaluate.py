@@ -50,15 +50,18 @@ def improved(value: float, best: float | None, name: str) -> bool:
   return value < best if name in LOWER_IS_BETTER else value > best
 
 
-def final_scores(config, prepared, steps, state, batcher) -> dict:
+def final_scores(config, prepared, steps, state, batcher, dev_probs=None) -> dict:
   """Dev and test metrics of `state`; for multi-label data, thresholds tuned on dev.
+  dev_probs: `predict_probs` of `state` on dev with `batcher`, when the caller has them
+  (the same program on the same state and batches gives the same bits); else computed.
 
   Returns {dev, test, thresholds (or None), threshold_search (thresholds.json's record:
   metrics.search_thresholds, or None), predictions: {split: (probs, labels)},
   calibration: (calibration.json's record, results.json's entry), [by_threshold_mode]}.
   """
   dev, test = prepared.splits["dev"], prepared.splits["test"]
-  dev_probs = predict_probs(steps, state, dev, batcher)
+  if dev_probs is None:
+    dev_probs = predict_probs(steps, state, dev, batcher)
   thresholds = search = None
   if prepared.multi_label:
     search = metrics_lib.search_thresholds(dev_probs, dev.labels, config.multilabel_threshold,

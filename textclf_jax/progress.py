@@ -171,28 +171,42 @@ class RunProgress:
 
   def _save(self, save, step: int, state):
     """Saves a checkpoint only if its parameters are finite: a checkpoint is a good one."""
+    self.check_parameters(step, state)
+    save(step, state, self.meta)
+
+  def check_parameters(self, step: int, state):
+    """Raises TrainingDiverged if a parameter of `state` is NaN/Inf (what a save checks
+    first; for the last epoch's end when it saves no latest checkpoint)."""
     if self.all_finite is not None and not bool(self.all_finite(state)):
       raise TrainingDiverged(
           f"{self.workdir}: the parameters became NaN/Inf by step {step} (the loss was still "
           f"finite); stopped without saving them. {self.latest_note()}; lower the learning "
           "rate or enable --config.clip_norm, then --resume or start again")
-    save(step, state, self.meta)
 
   def describe_best(self) -> str:
     return (f"dev {self.metric_name} (best {self.meta['best']:.4f} at step "
             f"{self.meta['best_step']})")
 
-  def finish(self, steps, state, batcher, started: float) -> dict:
+  def finish(self, steps, state, batcher, started: float, dev_probs=None) -> dict:
     """Scores dev and test with the best (or, test_checkpoint=last, the final) state,
     writes thresholds.json, the scored probabilities (predictions/), the temperature
     fitted on dev (calibration.json, reliability.png) and results.json,
-    and closes the logs and checkpoints."""
+    and closes the logs and checkpoints.
+
+    dev_probs: (step, probabilities) of the last dev evaluation, made with `steps` and
+    `batcher`: reused when the tested state is the one of that step."""
     final_step = int(state["step"])
-    if self.config.test_checkpoint == "best":
+    tested_step = final_step
+    # The best checkpoint is restored unless it is the state at hand (best at the last
+    # step: the same arrays, saved from this state or restored from its copy).
+    if self.config.test_checkpoint == "best" and self.meta["best_step"] != final_step:
       best = self.ckpt.restore_best(parallel.abstract_like(state))
       if best is not None:
         state = best[0]
-    scores = evaluate_lib.final_scores(self.config, self.prepared, steps, state, batcher)
+        tested_step = int(state["step"])
+    reuse = dev_probs[1] if dev_probs is not None and dev_probs[0] == tested_step else None
+    scores = evaluate_lib.final_scores(self.config, self.prepared, steps, state, batcher,
+                                       reuse)
     meta = self.meta
     extra = {"by_threshold_mode": scores["by_threshold_mode"]} if self.prepared.multi_label \
         else {}
