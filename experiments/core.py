@@ -80,7 +80,8 @@ def main():
            "|---|---|---|---|---|---|---|"]
   for name, r, metric, target, cmd in rows:
     value = r["test"][metric]
-    lines.append(f"| {name} | {metric} | {value:.4f} | ≥ {target:.2f} "
+    bar = f"{target:.2f}" if round(target, 2) == target else f"{target:.3f}"
+    lines.append(f"| {name} | {metric} | {value:.4f} | ≥ {bar} "
                  f"{'✓' if value >= target else '✗'} | {r['train_seconds']:.0f} | "
                  f"{r['train_examples_per_second']:.0f} | `{cmd}` |")
   table = "\n".join(lines)
