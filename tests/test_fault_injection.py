@@ -367,6 +367,45 @@ def test_plan_covers_every_kind_of_moment():
   assert covered == set(KINDS), f"the killer seeds miss {set(KINDS) - covered}"
 
 
+def test_kept_tested_only_a_kill_in_the_final_scoring_then_resume_ends_bit_identical(
+    textclf, topics, tmp_path):
+  """keep_checkpoints=tested (the default): the last epoch's end writes no latest
+  checkpoint (finish would delete it). Killed in its final test prediction, the run has
+  its best checkpoint and the latest ones of steps 35 and 40 (every 5 steps); --resume
+  trains the last 5 steps again from 40 and ends as a run never interrupted: results,
+  metrics log, best arrays, and no latest checkpoint left."""
+  def args(workdir):
+    return [a.replace("keep_checkpoints=both", "keep_checkpoints=tested")
+            for a in train_args(topics, workdir)]
+
+  plain = str(tmp_path / "plain")
+  code, _, err = textclf.run(args(plain))
+  assert code == 0, err[-3000:]
+  with open(os.path.join(plain, "results.json"), encoding="utf-8") as f:
+    results = json.load(f)
+  assert steps_in(plain, "latest") == [] and steps_in(plain, "best") == [results["best_step"]]
+  # Dev at each epoch's end, then (dev again unless the best is the last step) test.
+  test_prediction = EPOCHS + 1 + (results["best_step"] != results["final_step"])
+  killed = str(tmp_path / "killed")
+  code, _, err = textclf.run(args(killed), fault={"kill_in_eval": test_prediction})
+  assert code == -signal.SIGKILL, err[-3000:]
+  assert not os.path.exists(os.path.join(killed, "results.json"))
+  last = EPOCHS * STEPS_PER_EPOCH
+  assert steps_in(killed, "latest") == [last - 10, last - 5]
+  code, out, err = textclf.run(["train", "--resume", killed])
+  assert code == 0, err[-3000:]
+  assert resume_message(last - 5) in out
+  with open(os.path.join(killed, "results.json"), encoding="utf-8") as f:
+    again = json.load(f)
+  for key in ("dev", "test", "best_step", "final_step", "calibration"):
+    assert again[key] == results[key], key
+  assert log_lines(killed) == log_lines(plain)
+  assert steps_in(killed, "latest") == []
+  (step_a, a), (step_b, b) = restore_arrays(plain, "best"), restore_arrays(killed, "best")
+  assert step_a == step_b and sorted(a) == sorted(b)
+  assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_kill_9_anywhere_then_resume_ends_bit_identical(textclf, topics, straight, tmp_path):
   """For each killer seed: a fresh run, then each `--resume`, is killed as the plan
   says; a last `--resume` finishes. Each resume takes over the dead process's lock and
