@@ -392,7 +392,7 @@ def config_summary(config: dict) -> str:
   return ", ".join(parts)
 
 
-HEADER = ("| dataset | CNN test | BiLSTM/LSTM test | hybrid test | TF-IDF test | best on dev "
+HEADER = ("| dataset | CNN test | LSTM test | hybrid test | TF-IDF test | best on dev "
           "| Δ vs TF-IDF [95% CI] | p: t-test · bootstrap | trials | CPU h |\n"
           "|---|---|---|---|---|---|---|---|---|---|")
 
