@@ -468,7 +468,10 @@ class Check:
   def pytest(self, group: str, selection: list, timeout: float, **env) -> dict:
     cmd = [self.python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-rfE",
            "--durations=5", *selection]
-    r = self.run(cmd, "tests.log", timeout, env=self.child_env(**env),
+    # At XLA's default optimisation level: tests/conftest.py compiles at level 0 to save
+    # CPU time in CI, which on an accelerator would measure unoptimised kernels.
+    r = self.run(cmd, "tests.log", timeout,
+                 env=self.child_env(**{"TEXTCLF_TEST_XLA_DEFAULT": "1", **env}),
                  title=f"tests: {group}" + (f" ({' '.join(env.values())})" if env else ""))
     counts = {k: int(v) for v, k in re.findall(
         r"(\d+) (passed|failed|errors?|skipped|deselected|xfailed|xpassed)", r["output"])}
