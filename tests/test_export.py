@@ -105,18 +105,22 @@ def test_onnx_serving_without_jax_matches_textclf_predict(trained, onnx_exports,
       "print(json.dumps({'rows': rows, 'jax': sorted(m for m in sys.modules if m == 'jax' "
       "or m.startswith(('jax.', 'jaxlib', 'flax')))}))\n")
   dirs = {family: out for family, (out, _) in onnx_exports.items()}
-  done = subprocess.run([sys.executable, "-c", script, json.dumps(dirs), json.dumps(TEXTS)],
+  texts = [*TEXTS, "", "   "]  # blank texts: an error row, no label, as in predict
+  done = subprocess.run([sys.executable, "-c", script, json.dumps(dirs), json.dumps(texts)],
                         cwd=str(tmp_path), capture_output=True, text=True, timeout=120,
                         env=dict(os.environ, PYTHONPATH=REPO))
   assert done.returncode == 0, done.stderr
   served = json.loads(done.stdout)
   assert served["jax"] == []  # neither jax nor flax was imported
   for family, run in trained.items():
-    code, out, err = run_textclf(["predict", run, "--top_k", "3", *TEXTS], capsys)
+    code, out, err = run_textclf(["predict", run, "--top_k", "3", "--", *texts], capsys)
     assert code == 0, err
     expected = [json.loads(line) for line in out.splitlines()]
     got = served["rows"][family]
     key = "labels" if family == "hybrid" else "label"
+    assert got[-2:] == expected[-2:] == [{"text": t, "error": "blank line: nothing to classify"}
+                                         for t in texts[-2:]], family
+    got, expected = got[:-2], expected[:-2]
     assert [r[key] for r in got] == [r[key] for r in expected], family
     for g, e in zip(got, expected):
       assert g["probabilities"].keys() == e["probabilities"].keys()

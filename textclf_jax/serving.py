@@ -26,6 +26,7 @@ from textclf_jax.data.batching import encode_texts
 from textclf_jax.data.errors import DataError
 from textclf_jax.data.tokenize import Tokenizer
 from textclf_jax.data.vocab import PAD_ID, Vocab
+from textclf_jax.textinput import BLANK_LINE
 
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
@@ -139,9 +140,19 @@ class Exported:
                                            self.manifest["multilabel_at_least_one"])
 
   def predict(self, texts: list, top_k: int = 5) -> list:
-    """[{text, label | labels, probabilities: the top_k {label: p}}], as `textclf predict`."""
-    return metrics.label_rows(texts, self.probabilities(texts), self.labels, self.multi_label,
-                              self.thresholds, self.manifest["multilabel_at_least_one"], top_k)
+    """[{text, label | labels, probabilities: the top_k {label: p}}], as `textclf predict`:
+    a blank text gets {text, error} and no label (nothing to classify)."""
+    texts = list(texts)
+    rows = [{"text": text, "error": BLANK_LINE} for text in texts]
+    index = [i for i, text in enumerate(texts) if text.strip()]
+    if index:
+      chosen = [texts[i] for i in index]
+      labelled = metrics.label_rows(chosen, self.probabilities(chosen), self.labels,
+                                    self.multi_label, self.thresholds,
+                                    self.manifest["multilabel_at_least_one"], top_k)
+      for i, row in zip(index, labelled):
+        rows[i] = row
+    return rows
 
 
 def load(directory: str, threads: int = 0) -> Exported:
