@@ -167,6 +167,7 @@ def test_imbalance_keeps_the_fraction_of_one_class_in_train_only(topic_dir):
     ("architectures", "", ("cnn (ref)", "lstm", "tfidf+lr"), 3),
     ("regularisation", "", ("default (ref)", "dropout0.0", "tfidf+lr"), 1),
     ("preprocessing", "", ("default (ref)", "stem", "tfidf+lr default", "tfidf+lr stem"), 4),
+    ("documents", "", ("fasttext_nb", "tfidf+lr"), 2),
 ])
 def test_study_quick_mode(tmp_path, study, table, rows, colours):
   """`python -m experiments.STUDY --quick`, in-process: a table, a plot, one result per cell."""
