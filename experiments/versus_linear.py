@@ -52,13 +52,19 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared"))
 
-MODELS = ("cnn", "lstm", "hybrid")
+MODELS = ("cnn", "lstm", "hybrid", "bag")
+# A model's preset where it is not the model's name: the bag is fastText's bag of word
+# n-grams with NBSVM's Naive Bayes weighting as a prior (models/bag.py).
+PRESETS = {"bag": "fasttext_nb"}
+# Keys of --vectors that only the embedding networks take (the bag learns its own table).
+VECTOR_KEYS = ("vectors", "embedding")
 METRIC = "accuracy"
 # Benchmarks of sentences: 64 tokens keep (nearly) every sentence whole.
 SENTENCES = ("mr", "subj", "sst2", "sst5", "trec")
 # Documents (IMDB): the presets that read whole texts as windows (docs/documents.md).
 DOCUMENTS = ("imdb",)
 DOCUMENT_PRESETS = {"cnn": ("cnn_doc", []), "lstm": ("bilstm_doc", []),
+                    "bag": ("fasttext_nb", []),
                     "hybrid": ("hybrid", ["max_len=0", "bucket_lengths=64", "bucket_growth=1.25",
                                           "chunk_len=100", "chunk_pool=mean", "num_epochs=4",
                                           "early_stopping_patience=1"])}
@@ -69,6 +75,7 @@ DATA_KEYS = ("max_train_examples", "dev_fraction", "num_folds", "lowercase",
              "label_key")
 QUICK_FOLDS = 2  # --quick on a CV dataset: the first two folds (a t-test needs two)
 ROW_JSON, ROW_MD, CPU_JSON = "row.json", "row.md", "cpu.json"
+ALL = "all"  # the entry that ensembles every model's seeds (two models or more)
 
 
 def log(message: str):
@@ -110,12 +117,15 @@ def network_base(plan: Plan, model: str):
   """(preset, the base config every trial starts from)."""
   from textclf_jax import config as config_lib
   from experiments.spec import QUICK
-  preset, extra = model, []
+  preset, extra = PRESETS.get(model, model), []
   if plan.dataset in SENTENCES:
-    extra = ["max_len=64"]
+    extra = ["max_len=64"] + (["bucket_lengths=32,64"] if model == "bag" else [])
   elif plan.dataset in DOCUMENTS:
     preset, extra = DOCUMENT_PRESETS[model]
-  overrides = [*extra, *plan.data_overrides, "progress_bar=False", *plan.net_overrides,
+  net = plan.net_overrides
+  if model == "bag":
+    net = [o for o in net if o.split("=", 1)[0] not in VECTOR_KEYS]
+  overrides = [*extra, *plan.data_overrides, "progress_bar=False", *net,
                *(QUICK if plan.quick else [])]
   return preset, config_lib.apply_overrides(config_lib.load_preset(preset), overrides)
 
@@ -129,7 +139,8 @@ def preset_params(space: str, base) -> list:
 
   from textclf_jax import tune_spaces
   names = ("optimizer", "weight_decay", "dropout", "num_filters", "lstm_hidden",
-           "lstm_layers", "bidirectional", "batch_size", "embedding")
+           "lstm_layers", "bidirectional", "batch_size", "embedding", "num_epochs",
+           "word_ngrams", "embed_dim", "nb_prior")
   params = {k: base[k] for k in names if k in base}
   params["filter_widths"] = ",".join(map(str, base.get("filter_widths", ())))
   optimizer = base.optimizer
@@ -283,6 +294,8 @@ class Entry:
 
   @property
   def name(self) -> str:
+    if self.model == ALL:
+      return "all-model ensemble"
     return self.model if self.kind == "single" else f"{self.model} ensemble"
 
   @property
@@ -316,16 +329,24 @@ def model_entries(plan: Plan, model: str, per_fold: list) -> list:
     else:  # CV: a fold's seeds averaged, the folds are the units
       single_units.append(tuple(float(x) for x in np.mean(seed_values, axis=0)))
       single_folds.append(fold)
-    if len(runs) > 1:
-      workdirs, results = [w for w, _ in runs], [r for _, r in runs]
-      dev_probs, dev_labels = ensemble_split(workdirs, results, "dev")
-      test_probs, test_labels = ensemble_split(workdirs, results, "test")
-      ens_units.append((_accuracy(dev_probs, dev_labels), _accuracy(test_probs, test_labels)))
-      ens_counts.append((fold, report.example_counts(test_probs, test_labels)))
   out = [Entry(model, "single", single_units, single_folds, single_counts)]
-  if ens_units:
-    out.append(Entry(model, "ensemble", ens_units, [f for f, _ in ens_counts], ens_counts))
+  if all(len(runs) > 1 for _, runs in per_fold):
+    out.append(ensemble_entry(model, per_fold))
   return out
+
+
+def ensemble_entry(model: str, per_fold: list) -> Entry:
+  """The ensemble of each fold's runs (every run one equal member): per_fold = [(fold,
+  [(workdir, results)])]. `model` ALL: the runs of every model, pooled per fold."""
+  from experiments import report
+  units_, counts = [], []
+  for fold, runs in per_fold:
+    workdirs, results = [w for w, _ in runs], [r for _, r in runs]
+    dev_probs, dev_labels = ensemble_split(workdirs, results, "dev")
+    test_probs, test_labels = ensemble_split(workdirs, results, "test")
+    units_.append((_accuracy(dev_probs, dev_labels), _accuracy(test_probs, test_labels)))
+    counts.append((fold, report.example_counts(test_probs, test_labels)))
+  return Entry(model, "ensemble", units_, [f for f, _ in counts], counts)
 
 
 def choose(entries: list) -> Entry:
@@ -380,6 +401,9 @@ def config_summary(config: dict) -> str:
   parts = [f"{config['optimizer']} {config['learning_rate']:.2g}"
            + (f" (wd {config['weight_decay']:.1g})" if config.get("weight_decay") else "")]
   parts.append(f"dropout {config.get('dropout', 0):.2f}")
+  if config["model"] == "fasttext":
+    parts.append(f"{config['word_ngrams']}-grams, {config['embed_dim']}-d, NB prior "
+                 f"{config['nb_prior']:g}, {config['num_epochs']} epoch(s)")
   if config["model"] in ("cnn", "hybrid"):
     parts.append(f"widths {','.join(map(str, config['filter_widths']))} x "
                  f"{config['num_filters']}")
@@ -388,13 +412,14 @@ def config_summary(config: dict) -> str:
     parts.append(("bi" if config.get("bidirectional") else "")
                  + f"LSTM {config['lstm_hidden']}" + (f" x {layers}" if layers > 1 else ""))
   parts.append(f"batch {config['batch_size']}")
-  parts.append(config.get("embedding", "rand"))
+  if config["model"] != "fasttext":
+    parts.append(config.get("embedding", "rand"))
   return ", ".join(parts)
 
 
-HEADER = ("| dataset | CNN test | LSTM test | hybrid test | TF-IDF test | best on dev "
-          "| Δ vs TF-IDF [95% CI] | p: t-test · bootstrap | trials | CPU h |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| dataset | CNN test | LSTM test | hybrid test | bag test | all-model ens. test "
+          "| TF-IDF test | best on dev | Δ vs TF-IDF [95% CI] | p: t-test · bootstrap "
+          "| trials | CPU h |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _pct(x: float) -> str:
@@ -433,6 +458,9 @@ def markdown_row(record: dict) -> str:
     if m.get("ensemble"):
       text += f" (ens. {_pct(m['ensemble']['test'])})"
     cells.append(text)
+  everything = record.get("all_ensemble")
+  cells.append("–" if not everything else _pct(everything["test"])
+               + (f" ± {_pct(everything['test_std'])}" if everything["n"] > 1 else ""))
   t = record["tfidf"]
   cells.append(_pct(t["test"]) + (f" ± {_pct(t['test_std'])}" if len(t["runs"]) > 1 else ""))
   best = record["best"]
@@ -451,7 +479,8 @@ def markdown(record: dict) -> str:
                 "seeds" if record["folds"] is not None else f"{len(record['seeds'])} seeds")
   lines = [HEADER, markdown_row(record), "",
            f"{record['dataset']}: test accuracy % over {units_text} (mean ± population std; "
-           "CV: over folds of each fold's seed mean); ens.: the seeds' ensemble. Best on dev: "
+           "CV: over folds of each fold's seed mean); ens.: the seeds' ensemble; all-model "
+           "ens.: every model's seeds as one ensemble, each run one equal member. Best on dev: "
            "the entry with the highest dev accuracy; Δ: its pooled test accuracy minus "
            "TF-IDF's, paired bootstrap 95% CI; t-test over matched "
            + ("folds" if record["folds"] is not None else "seeds")
@@ -564,7 +593,7 @@ def run(plan: Plan, command: str = "") -> dict:
   compile_cache.enable()
   ledger = Ledger(os.path.join(plan.directory, CPU_JSON), command)
   exp = experiment(plan)
-  models, entries = {}, []
+  models, entries, pooled = {}, [], {}
   for model in plan.models:
     summary = tune_model(plan, model)
     ledger.save()
@@ -574,6 +603,7 @@ def run(plan: Plan, command: str = "") -> dict:
           + (f"fold {fold}, " if fold is not None else "") + f"{len(cells)} seed(s)")
       results = train_cells(plan, exp, cells)
       per_fold.append((fold, [(c.workdir(plan.root), r) for c, r in zip(cells, results)]))
+      pooled.setdefault(fold, []).extend(per_fold[-1][1])
       ledger.save()
     got = model_entries(plan, model, per_fold)
     entries.extend(got)
@@ -593,14 +623,20 @@ def run(plan: Plan, command: str = "") -> dict:
     got = m.pop("entries")
     m["single"] = entry_record(got[0], tfidf)
     m["ensemble"] = entry_record(got[1], tfidf) if len(got) > 1 else None
+  everything = None
+  if len(plan.models) > 1:  # every model's seeds as one ensemble, a candidate like the others
+    all_entry = ensemble_entry(ALL, list(pooled.items()))
+    entries.append(all_entry)
+    everything = entry_record(all_entry, tfidf) | {"members": list(plan.models)}
   best = choose(entries)
-  chosen = models[best.model]["single" if best.kind == "single" else "ensemble"]
+  chosen = everything if best.model == ALL else \
+      models[best.model]["single" if best.kind == "single" else "ensemble"]
   cpu = ledger.save()
   record = {
       "dataset": plan.name, "command": command,
       "date": datetime.date.today().isoformat(), "metric": METRIC,
       "seeds": list(plan.seeds), "folds": None if plan.folds is None else list(plan.folds),
-      "quick": plan.quick, "models": models,
+      "quick": plan.quick, "models": models, "all_ensemble": everything,
       "tfidf": {k: v for k, v in tfidf.items() if k != "per_fold"}
       | {"per_unit": [{"fold": f, "dev": d, "test": t} for f, (d, t, _) in
                       tfidf["per_fold"].items()]},
@@ -621,7 +657,8 @@ def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--dataset", required=True, help="mr, subj, sst2, trec, imdb, or a directory")
-  p.add_argument("--models", default="cnn,lstm,hybrid", help="comma-separated: cnn,lstm,hybrid")
+  p.add_argument("--models", default="cnn,lstm,hybrid,bag",
+                 help="comma-separated: cnn,lstm,hybrid,bag (bag: the fasttext_nb preset)")
   p.add_argument("--trials", type=int, default=20,
                  help="finished trials per model's study (more: the study goes on)")
   p.add_argument("--seeds", type=int, default=5,

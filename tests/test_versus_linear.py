@@ -183,3 +183,53 @@ def test_a_cross_validated_dataset_tunes_fold_0_and_reports_over_folds(tmp_path)
   # The pooled bootstrap resamples every test example of both folds once.
   sizes = sum(len(rundir.read_predictions(w, "test")[1]) for w in record["tfidf"]["runs"])
   assert cnn["single"]["vs_tfidf"]["bootstrap"]["examples"] == sizes
+
+
+def test_the_bag_learns_its_own_table_and_starts_from_its_preset(tmp_path, capsys):
+  """--models bag: the fasttext_nb preset (its own n-gram table, so --vectors and the
+  embedding mode are not passed to it, while the CNN gets them), the preset's settings
+  as the first trial, and a row whose bag column and config summary are filled."""
+  data = _data(tmp_path / "data")
+  vectors = tmp_path / "vectors.txt"
+  vectors.write_text("".join(f"w{i} " + " ".join(["0.1"] * 16) + "\n" for i in range(20)))
+  command = ["--dataset", str(data), "--data_dir", "", "--models", "bag,cnn", "--trials",
+             "1", "--seeds", "2", "--quick", "--root", str(tmp_path / "runs"),
+             "--vectors", str(vectors), "--set", "max_len=16", "bucket_lengths=16",
+             "log_every_steps=5"]
+  plan = versus_linear.make_plan(versus_linear.parser().parse_args(command))
+  preset, bag = versus_linear.network_base(plan, "bag")
+  assert preset == "fasttext_nb" and bag.model == "fasttext" and not bag.vectors
+  assert versus_linear.network_base(plan, "cnn")[1].vectors == str(vectors)
+  first = versus_linear.preset_params("bag", bag)
+  assert first == [{"adagrad_learning_rate": bag.learning_rate, "num_epochs": bag.num_epochs,
+                    "word_ngrams": bag.word_ngrams, "embed_dim": bag.embed_dim,
+                    "nb_prior": bag.nb_prior, "dropout": bag.dropout,
+                    "batch_size": bag.batch_size}]
+  plan.models = ("bag",)
+  record = versus_linear.run(plan)
+  m = record["models"]["bag"]
+  assert m["trial"] == 0 and m["params"] == first[0]  # one trial: the preset's
+  assert "-grams" in m["config_summary"] and m["ensemble"]["n"] == 1
+  row = (tmp_path / "runs" / "data" / "row.md").read_text().splitlines()[2].split(" | ")
+  assert row[1:4] == ["–"] * 3 and row[4].startswith(f"{100 * m['single']['test']:.1f} ±")
+  assert record["all_ensemble"] is None  # one model: no all-model entry
+
+  # With the CNN too, every run of both models is one more candidate ensemble, whose
+  # numbers are `textclf eval --ensemble` over the four runs, and it can be chosen.
+  plan.models = ("bag", "cnn")
+  record = versus_linear.run(plan)
+  capsys.readouterr()  # the printed row
+  runs = record["models"]["bag"]["runs"] + record["models"]["cnn"]["runs"]
+  everything = record["all_ensemble"]
+  assert everything["members"] == ["bag", "cnn"] and everything["n"] == 1
+  for split in ("dev", "test"):
+    together = _eval(capsys, runs[0], "--ensemble", ",".join(runs[1:]), "--split", split)
+    assert everything["per_unit"][0][split] == pytest.approx(
+        together["ensemble"]["accuracy"], abs=1e-12)
+  candidates = [everything["dev"]] + [record["models"][m][k]["dev"] for m in ("bag", "cnn")
+                                      for k in ("single", "ensemble")]
+  assert record["best"]["dev"] == max(candidates)
+  if record["best"]["entry"] == "all-model ensemble":
+    assert record["best"]["vs_tfidf"] == everything["vs_tfidf"]
+  row = (tmp_path / "runs" / "data" / "row.md").read_text().splitlines()[2].split(" | ")
+  assert row[5] == f"{100 * everything['test']:.1f}"

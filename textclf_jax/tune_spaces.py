@@ -14,6 +14,10 @@ names `vectors`.
             layers, bidirectional, batch size, embedding
     hybrid  CNN -> LSTM: optimizer, learning rate, weight decay, dropout, filter widths,
             filters, hidden units, batch size, embedding
+    bag     the fasttext bag (models/bag.py, presets fasttext*): its optimiser's learning
+            rate, epochs, word n-gram order, vector size, Naive Bayes prior, dropout, batch
+            size (the optimiser stays the preset's: the row-sparse table needs adagrad,
+            adadelta or sgd)
     lr      any network: the learning rate (for the preset's optimizer) and dropout
 """
 
@@ -23,7 +27,7 @@ from textclf_jax.errors import UsageError
 
 # Learning rates searched (log-uniform) per optimiser; adadelta's is a step multiplier.
 LEARNING_RATES = {"adam": (1e-4, 1e-2), "adamw": (1e-4, 1e-2), "sgd": (1e-3, 0.3),
-                  "adadelta": (0.1, 2.0)}
+                  "adadelta": (0.1, 2.0), "adagrad": (0.03, 2.0)}
 PRETRAINED = ("static", "non-static", "multichannel")
 BATCH_SIZES = (16, 32, 50, 64, 128)
 
@@ -86,12 +90,22 @@ def hybrid(trial, config) -> dict:
           **_embedding(trial, config)}
 
 
+def bag(trial, config) -> dict:
+  return {"learning_rate": _learning_rate(trial, config.optimizer),
+          "num_epochs": trial.suggest_int("num_epochs", 1, 5),
+          "word_ngrams": trial.suggest_int("word_ngrams", 1, 3),
+          "embed_dim": trial.suggest_categorical("embed_dim", [5, 10, 20, 50]),
+          "nb_prior": trial.suggest_categorical("nb_prior", [0.0, 0.5, 1.0, 1.5, 3.0]),
+          "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+          "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128])}
+
+
 def lr(trial, config) -> dict:
   return {"learning_rate": _learning_rate(trial, config.optimizer),
           "dropout": trial.suggest_float("dropout", 0.0, 0.7)}
 
 
-SPACES = {"cnn": cnn, "lstm": lstm, "hybrid": hybrid, "lr": lr}
+SPACES = {"cnn": cnn, "lstm": lstm, "hybrid": hybrid, "bag": bag, "lr": lr}
 
 
 def get(name: str):
