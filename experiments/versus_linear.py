@@ -316,7 +316,7 @@ def model_entries(plan: Plan, model: str, per_fold: list) -> list:
   """[single, ensemble (with two seeds or more)] of a model: per_fold = [(fold, [(workdir,
   results)])]."""
   from experiments import report
-  single_units, single_folds, single_counts, ens_units, ens_counts = [], [], [], [], []
+  single_units, single_folds, single_counts = [], [], []
   for fold, runs in per_fold:
     seed_values = []
     for w, r in runs:
