@@ -236,5 +236,5 @@ def test_an_ensemble_averages_its_members_calibrated_probabilities(made, loaded,
 def test_an_ensemble_refuses_members_with_other_labels(made, capsys):
   for other, says in ((made["two"], "differ from those of"), (made["multi"], "multi-label")):
     code, _, err = run_textclf(["predict", made["tfidf"], "--ensemble", other, "goal"], capsys)
-    assert code == 2 and f"ensemble: " in err and says in err, err
+    assert code == 2 and "ensemble: " in err and says in err, err
     assert err.count("\n") == 1

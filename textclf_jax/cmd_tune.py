@@ -9,6 +9,7 @@ process left running are failed and their parameters tried again.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -65,11 +66,9 @@ def _enqueued(items) -> list:
 def run(args):
   from textclf_jax import config as config_lib
   from textclf_jax import errors, tune, tune_spaces
-  try:
-    import optuna  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
-  except ImportError:
+  if importlib.util.find_spec("optuna") is None:
     raise UsageError('textclf tune needs optuna, which is not installed: '
-                     'pip install "textclf_jax[tune]"') from None
+                     'pip install "textclf_jax[tune]"')
   if args.trials < 1:
     raise UsageError(f"--trials {args.trials}: expected a number of trials >= 1")
   if args.pruner_startup < 0 or args.pruner_warmup < 0:

@@ -22,6 +22,7 @@ arrays, so `eval` computes the probabilities exactly as the fit did (bit for bit
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import numpy as np
@@ -45,12 +46,10 @@ FORMAT = 1  # of linear/model.json
 
 def require_sklearn():
   """Raises one ConfigError (exit status 2) naming the extra when scikit-learn is missing."""
-  try:
-    import sklearn  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
-  except ImportError:
+  if importlib.util.find_spec("sklearn") is None:
     raise config_lib.ConfigError(
         "the tfidf model (TF-IDF + logistic regression) needs scikit-learn, which is not "
-        f"installed: {INSTALL}") from None
+        f"installed: {INSTALL}")
 
 
 # --- the vectorizer and the classifier -----------------------------------------------
