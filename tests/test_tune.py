@@ -183,7 +183,7 @@ def test_every_space_samples_valid_configs(preset, tmp_path):
 def test_unknown_spaces_and_mismatched_settings_are_clear_errors(env, capsys):
   code, _, err = run_textclf(["tune", "--space", "nope"], capsys)
   assert code == 2 and "--space 'nope': not a search space; expected one of cnn, lstm, " \
-      "hybrid, lr" in err
+      "hybrid, bag, lr" in err
   code, _, err = run_textclf(["tune", "--config", "lstm", "--space", "cnn",
                               f"--config.dataset={env['data']}", "--workdir",
                               str(env["base"] / "mismatch")], capsys)
