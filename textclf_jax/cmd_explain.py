@@ -95,15 +95,10 @@ def run(args):
         print(json.dumps(entry, ensure_ascii=False))
     return
   texts = textinput.gather("explain", args.texts, args.input)
-  index = [i for i, text in enumerate(texts) if text.strip()]
-  rows = [{"text": text, "error": textinput.BLANK_LINE} for text in texts]
-  if index:
-    explainer = explain.load(args.run, args.steps, args.rule)
-    explained = explain.explain_texts(explainer, [texts[i] for i in index], args.label,
-                                      args.top_filters, args.tolerance, args.top_k)
-    for i, row in zip(index, explained):
-      rows[i] = row
-  else:
+  rows = textinput.rows_per_text(texts, lambda chosen: explain.explain_texts(
+      explain.load(args.run, args.steps, args.rule), chosen, args.label, args.top_filters,
+      args.tolerance, args.top_k))
+  if not any(text.strip() for text in texts):
     runs.check_run(args.run)  # nothing to explain, but RUN must still be a run
   for row in rows:
     print(json.dumps(row, ensure_ascii=False))

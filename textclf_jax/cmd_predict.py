@@ -34,20 +34,17 @@ def run(args):
   if args.top_k < 1:
     raise UsageError(f"--top_k {args.top_k}: expected a number of labels >= 1")
   texts = textinput.gather("predict", args.texts, args.input)
-  index = [i for i, text in enumerate(texts) if text.strip()]
-  rows = [{"text": text, "error": textinput.BLANK_LINE} for text in texts]
   members = ensemble.members(args.run, args.ensemble)
-  if index:
-    chosen = [texts[i] for i in index]
+
+  def predict(chosen):
     if len(members) > 1:
-      predicted = ensemble.predict_texts(members, chosen, args.top_k, args.batch_size,
-                                         args.calibrated)
-    else:
-      predicted = runs.predict_texts(members[0], chosen, top_k=args.top_k,
-                                     batch_size=args.batch_size, calibrated=args.calibrated)
-    for i, row in zip(index, predicted):
-      rows[i] = row
-  else:
+      return ensemble.predict_texts(members, chosen, args.top_k, args.batch_size,
+                                    args.calibrated)
+    return runs.predict_texts(members[0], chosen, top_k=args.top_k,
+                              batch_size=args.batch_size, calibrated=args.calibrated)
+
+  rows = textinput.rows_per_text(texts, predict)
+  if not any(text.strip() for text in texts):
     for member in members:  # nothing to classify, but every RUN must still be a run
       runs.check_run(member)
   for row in rows:

@@ -21,12 +21,11 @@ import os
 
 import numpy as np
 
-from textclf_jax import metrics
+from textclf_jax import metrics, textinput
 from textclf_jax.data.batching import encode_texts
 from textclf_jax.data.errors import DataError
 from textclf_jax.data.tokenize import Tokenizer
 from textclf_jax.data.vocab import PAD_ID, Vocab
-from textclf_jax.textinput import BLANK_LINE
 
 MANIFEST = "manifest.json"
 VOCAB = "vocab.json"
@@ -142,17 +141,9 @@ class Exported:
   def predict(self, texts: list, top_k: int = 5) -> list:
     """[{text, label | labels, probabilities: the top_k {label: p}}], as `textclf predict`:
     a blank text gets {text, error} and no label (nothing to classify)."""
-    texts = list(texts)
-    rows = [{"text": text, "error": BLANK_LINE} for text in texts]
-    index = [i for i, text in enumerate(texts) if text.strip()]
-    if index:
-      chosen = [texts[i] for i in index]
-      labelled = metrics.label_rows(chosen, self.probabilities(chosen), self.labels,
-                                    self.multi_label, self.thresholds,
-                                    self.manifest["multilabel_at_least_one"], top_k)
-      for i, row in zip(index, labelled):
-        rows[i] = row
-    return rows
+    return textinput.rows_per_text(texts, lambda chosen: metrics.label_rows(
+        chosen, self.probabilities(chosen), self.labels, self.multi_label, self.thresholds,
+        self.manifest["multilabel_at_least_one"], top_k))
 
 
 def load(directory: str, threads: int = 0) -> Exported:

@@ -15,6 +15,19 @@ from textclf_jax.errors import UsageError
 BLANK_LINE = "blank line: nothing to classify"
 
 
+def rows_per_text(texts: list, work) -> list:
+  """One row per text, in order: `work(the non-blank texts)` gives their rows (it is not
+  called when every text is blank); a blank text gets {text, error: BLANK_LINE} and no
+  label, so that output lines up with input and nothing is invented for an empty text."""
+  texts = list(texts)
+  rows = [{"text": text, "error": BLANK_LINE} for text in texts]
+  index = [i for i, text in enumerate(texts) if text.strip()]
+  if index:
+    for i, row in zip(index, work([texts[i] for i in index])):
+      rows[i] = row
+  return rows
+
+
 def read_lines(name: str, data: bytes) -> list:
   """One text per line (\\n or \\r\\n), blank lines included; errors name the line."""
   lines = data.split(b"\n")
