@@ -105,7 +105,10 @@ def test_seeds_match_solo_runs_and_resume(tmp_path, fixed_dir, monkeypatch):
     _assert_same_run(members[s], str(tmp_path / f"solo_{s}"), results[s], solo)
   first, second = (jax.tree.leaves(_latest(m)[0]["params"]) for m in members[:2])
   assert not np.allclose(first[0], second[0])  # the members are different models
-  # Finished members are read back, not trained.
+  # The finished group keeps its member list, not its stacked checkpoint (each member
+  # has its own); finished members are read back, not trained.
+  assert os.path.isfile(rundir.path(group, rundir.GROUP))
+  assert not os.path.exists(rundir.path(group, rundir.CHECKPOINTS))
   assert train_many(configs, members, group) == results
 
 

@@ -5,7 +5,8 @@
         predictions/{dev,test}_{probs,labels}.npy   (the scored probabilities)
         calibration.json  reliability.png   (temperature scaling fitted on dev)
     CV:    RUN/config.json  RUN/fold_K/<a run>  RUN/cv_results.json
-    group: GROUP/group.json  GROUP/checkpoints/latest/N   (members are runs)
+    group: GROUP/group.json  GROUP/checkpoints/latest/N   (members are runs; the
+           stacked checkpoint is deleted once the group is done)
 
 Every JSON file is written atomically (a temporary file, then a rename), so a
 reader sees the old contents or the new, never half of them. This module is the

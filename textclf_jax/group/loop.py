@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import time
 
 import jax
@@ -97,6 +98,9 @@ def train_many(configs: list, workdirs: list, group_dir: str, folds: list | None
     trained = _train_group([configs[i] for i in todo], [workdirs[i] for i in todo],
                            group_dir, [folds[i] for i in todo], raw)
     rundir.write_json(group_file, {"workdirs": names, "done": True})
+    # Every member now holds its own checkpoints; the stacked copy (K members' params and
+    # optimiser state: 0.7 GB for 40 SST-2 CNNs) only served resuming the group.
+    shutil.rmtree(rundir.path(group_dir, rundir.CHECKPOINTS), ignore_errors=True)
   for i, r in zip(todo, trained):
     results[i] = r
   return results
