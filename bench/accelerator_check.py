@@ -163,7 +163,7 @@ def child_throughput(args):
   per row, as soon as it is timed (a time limit keeps the rows before it)."""
   spec = json.loads(args.spec)
   sys.path.insert(0, HERE)
-  from textclf_jax import compile_cache, hostmem
+  from textclf_jax.runtime import compile_cache, hostmem
   hostmem.keep_heap_mapped()
   # The row's step is compiled twice (XLA's cost analysis, then the call): the cache
   # makes the second a load. compile_s is the first compilation, from an empty cache.
@@ -214,7 +214,7 @@ def child_tta(args):
   line. Seconds are counted from `--spawned` (the parent's clock just before it
   started this process): interpreter start, imports, data, compilation, training."""
   spawned = args.spawned or SPAWNED
-  from textclf_jax import compile_cache, hostmem
+  from textclf_jax.runtime import compile_cache, hostmem
   hostmem.keep_heap_mapped()
   cache = compile_cache.enable()
   import jax
@@ -222,9 +222,9 @@ def child_tta(args):
 
   from textclf_jax import config as config_lib
   from textclf_jax.data.pipeline import prepare
-  from textclf_jax.steps import init_metrics
-  from textclf_jax import build
-  from textclf_jax.evaluate import predict_probs
+  from textclf_jax.training.steps import init_metrics
+  from textclf_jax.training import build
+  from textclf_jax.training.evaluate import predict_probs
 
   config = config_lib.apply_overrides(config_lib.load_preset(args.preset),
                                       [f"dataset={args.dataset}", f"data_dir={args.data_dir}",

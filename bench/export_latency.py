@@ -5,7 +5,7 @@
 Exports RUN to ONNX and StableHLO (in a temporary directory; each export runs its
 parity check), prints the model files' sizes, then times on up to --examples
 examples of the run's test split, already tokenised (the ids `textclf predict`
-would feed): onnxruntime through `textclf_jax.serving` and the run's jitted predict
+would feed): onnxruntime through `textclf_jax.serve.serving` and the run's jitted predict
 step through `evaluate.predict_probs` (as `textclf predict`, its length buckets),
 each at batch 1 (median and p90 per example over the examples one by one) and at
 batch 64 (examples per second over all of them, sorted by length into batches).
@@ -51,9 +51,10 @@ def main():
   args = parser.parse_args()
   print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
 
-  from textclf_jax import evaluate, export, runs, serving
+  from textclf_jax.training import evaluate
+  from textclf_jax.serve import export, runs, serving
   from textclf_jax.data.batching import Encoded
-  from textclf_jax.export import exporter
+  from textclf_jax.serve.export import exporter
 
   tmp = tempfile.mkdtemp(prefix="textclf-export-bench-")
   for fmt in ("onnx", "stablehlo"):

@@ -66,7 +66,7 @@ def write_fasttext_files(data_dir: str, folder: str) -> tuple:
   from textclf_jax import config as config_lib
   from textclf_jax.data import splits as splits_lib
   from textclf_jax.data.sources import load_source
-  from textclf_jax.data.tokenize import Tokenizer
+  from textclf_jax.text.tokenize import Tokenizer
 
   config = config_lib.apply_overrides(config_lib.load_preset("fasttext"),
                                       ["dataset=imdb", f"data_dir={data_dir}"])

@@ -1,4 +1,4 @@
-"""K seeds of one model: one vmapped program (`textclf_jax.group.train_many`) vs K solo runs.
+"""K seeds of one model: one vmapped program (`textclf_jax.training.group.train_many`) vs K solo runs.
 
     python bench/many_models.py                    # 10 seeds of the SST-2 CNN, full recipe
     python bench/many_models.py --quick            # 1 epoch on 1,000 examples, 4 seeds
@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from textclf_jax import config as config_lib  # noqa: E402
-from textclf_jax import compile_cache, hostmem  # noqa: E402
-from textclf_jax import group, train  # noqa: E402
+from textclf_jax.runtime import compile_cache, hostmem  # noqa: E402
+from textclf_jax.training import group, loop as train  # noqa: E402
 
 SHARED_DATASETS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "datasets"))
 QUICK = ["num_epochs=1", "max_train_examples=1000"]

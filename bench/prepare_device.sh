@@ -70,7 +70,7 @@ yields (lowercased or not; no stop words removed, no stemming): every vocabulary
 run on these datasets builds is inside that set, so it finds the same vectors."""
 import gzip, json, os, sys
 sys.path.insert(0, os.getcwd())
-from textclf_jax.data.tokenize import Tokenizer
+from textclf_jax.text.tokenize import Tokenizer
 
 source, target, *folders = sys.argv[1:]
 tokenizers = [Tokenizer(lower, False, False, 0, False) for lower in (True, False)]

@@ -36,13 +36,13 @@ import time
 import jax
 import numpy as np
 
-from textclf_jax import hostmem  # noqa: E402
+from textclf_jax.runtime import hostmem  # noqa: E402
 
 from textclf_jax import config as config_lib
-from textclf_jax import build
+from textclf_jax.training import build
 from textclf_jax.data.batching import Encoded
 from textclf_jax.models.cnn import uses_sparse_backward
-from textclf_jax.steps import init_metrics
+from textclf_jax.training.steps import init_metrics
 
 SHAPES = {"sst2": 20, "imdb": 400}  # tokens per example (MR/SST-2 sentences; IMDB cut at 400)
 

@@ -38,7 +38,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-from textclf_jax import compile_cache, hostmem  # noqa: E402
+from textclf_jax.runtime import compile_cache, hostmem  # noqa: E402
 import numpy as np  # noqa: E402
 
 SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -62,9 +62,9 @@ def run_jax(config, args) -> dict:
   compile_cache.enable()  # as the CLI does; the parent points it at its own folder
   import jax
 
-  from textclf_jax import build, evaluate
+  from textclf_jax.training import build, evaluate
   from textclf_jax.data.pipeline import prepare
-  from textclf_jax.steps import init_metrics
+  from textclf_jax.training.steps import init_metrics
 
   prepared = prepare(config, fold=0)
   data_s = time.perf_counter() - START
@@ -97,7 +97,7 @@ def run_torch(config, args) -> dict:
   import torch
   from torch import nn
 
-  from textclf_jax import build
+  from textclf_jax.training import build
   from textclf_jax.data.pipeline import prepare
   from torch_reference import KimCNN
 

@@ -17,7 +17,7 @@ import os
 import time
 
 from textclf_jax import config as config_lib
-from textclf_jax import train
+from textclf_jax.training import loop as train
 
 GLOVE = ["embed_dim=100", "embedding=non-static"]
 

@@ -1,5 +1,5 @@
 """Training a sweep's cells: one at a time (`run_cell`: a network through
-textclf_jax.train, a TF-IDF baseline through textclf_jax/linear.py), or the cells
+textclf_jax.training.loop, a TF-IDF baseline through textclf_jax/linear.py), or the cells
 that differ only in per-member values as one vmapped program (`run_groups`,
 textclf_jax/group/).
 
@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 
-from textclf_jax import group as group_lib
-from textclf_jax import parallel, rundir, train
+from textclf_jax.training import group as group_lib
+from textclf_jax.runtime import parallel
+from textclf_jax.run import layout as rundir
+from textclf_jax.training import loop as train
 
 from experiments.spec import Cell, Experiment, cell_config
 
@@ -33,7 +35,7 @@ def run_cell(exp: Experiment, cell: Cell, root: str, extra=()) -> dict:
     print(f"[{exp.name}] {cell.dataset} / {cell.variant} / {cell.unit}", flush=True)
   resume = os.path.exists(rundir.path(workdir, rundir.CONFIG))
   if cell.kind == "tfidf":
-    from textclf_jax import linear
+    from textclf_jax.families.tfidf import fit as linear
     return linear.train_tfidf(config, workdir, cell.fold(config))
   return train.train_and_evaluate(config, workdir, resume=resume, fold=cell.fold(config))
 
@@ -57,7 +59,7 @@ def group_dir(root: str, cells: list) -> str:
 
 def plan_groups(exp: Experiment, cells: list, extra=()) -> list:
   """The network cells as [[(cell, config), ...], ...]: one list per dataset and
-  `textclf_jax.group.grouping_key`, so a dropout or loss-weight grid is one program
+  `textclf_jax.training.group.grouping_key`, so a dropout or loss-weight grid is one program
   with its seeds or folds. In the order the groups' first cells come."""
   groups = {}
   for cell in cells:

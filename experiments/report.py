@@ -28,8 +28,8 @@ import warnings
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax import metrics as metrics_lib
-from textclf_jax import rundir, runlog
+from textclf_jax.scoring import metrics as metrics_lib
+from textclf_jax.run import layout as rundir, log as runlog
 
 from experiments import plots
 from experiments.spec import (INTERVALS, RUN_METRICS, Cell, Experiment, base_metric,

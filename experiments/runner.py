@@ -13,7 +13,7 @@ ROOT/plot.png, and logs the tables to the sweep's W&B group (experiments/report.
 
 from __future__ import annotations
 
-from textclf_jax import compile_cache, hostmem, parallel
+from textclf_jax.runtime import compile_cache, hostmem, parallel
 
 from experiments import execute, report
 from experiments.spec import QUICK, Experiment, Plot, plan_cells

@@ -9,7 +9,7 @@ the search spaces: textclf_jax/tune_spaces.py; how to use it: docs/tuning.md.
 
 import sys
 
-from textclf_jax import cli
+from textclf_jax.cli import main as cli
 
 
 def main():

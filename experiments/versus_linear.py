@@ -137,7 +137,7 @@ def preset_params(space: str, base) -> list:
 
   import optuna
 
-  from textclf_jax import tune_spaces
+  from textclf_jax.tune import spaces as tune_spaces
   names = ("optimizer", "weight_decay", "dropout", "num_filters", "lstm_hidden",
            "lstm_layers", "bidirectional", "batch_size", "embedding", "num_epochs",
            "word_ngrams", "embed_dim", "nb_prior")
@@ -160,7 +160,7 @@ def preset_params(space: str, base) -> list:
 
 def tune_model(plan: Plan, model: str) -> dict:
   """The study (run or resumed until it holds --trials finished trials): best.json."""
-  from textclf_jax import tune
+  from textclf_jax.tune import search as tune
   preset, base = network_base(plan, model)
   enqueue = preset_params(model, base)
   log(f"{plan.name} / {model}: tuning on dev ({plan.trials} trials"
@@ -209,7 +209,7 @@ def network_cells(plan: Plan, model: str, summary: dict) -> list:
 def train_cells(plan: Plan, exp, cells: list) -> list:
   """Each cell's results.json: read when finished; else the cells train as one vmapped
   program (when there are several and their configs allow it), or one by one."""
-  from textclf_jax import group as group_lib
+  from textclf_jax.training import group as group_lib
 
   from experiments import execute
   from experiments.spec import cell_config
@@ -240,7 +240,7 @@ def tfidf_cells(plan: Plan) -> list:
 
 def _member(workdir: str):
   """What ensemble.mean_probs needs of a run, from its files (no checkpoint loaded)."""
-  from textclf_jax import rundir
+  from textclf_jax.run import layout as rundir
   labels = rundir.read_labels(workdir)
   return types.SimpleNamespace(label_names=list(labels["labels"]),
                                multi_label=bool(labels["multi_label"]),
@@ -253,7 +253,7 @@ def _accuracy(probs, labels) -> float:
 
 def saved_predictions(workdir: str, split: str, results: dict) -> tuple:
   """(probs, labels, label names) saved by the run, checked against its results.json."""
-  from textclf_jax import rundir
+  from textclf_jax.run import layout as rundir
   saved = rundir.read_predictions(workdir, split)
   if saved is None:
     raise SystemExit(f"[versus_linear] {workdir}: no saved {split} predictions")
@@ -266,7 +266,7 @@ def saved_predictions(workdir: str, split: str, results: dict) -> tuple:
 def ensemble_split(workdirs: list, results: list, split: str) -> tuple:
   """(mean calibrated probabilities [N, C], labels) of the members on `split`, as
   `textclf eval RUN --ensemble ...` computes them (ensemble.mean_probs)."""
-  from textclf_jax import ensemble
+  from textclf_jax.serve import ensemble
   members, probs, labels, names = [], [], None, None
   for w, r in zip(workdirs, results):
     p, y, member_names = saved_predictions(w, split, r)
@@ -588,7 +588,8 @@ def make_plan(args) -> Plan:
 
 def run(plan: Plan, command: str = "") -> dict:
   """Tunes, trains, reads and compares; writes row.md and row.json; returns the record."""
-  from textclf_jax import compile_cache, hostmem, rundir
+  from textclf_jax.runtime import compile_cache, hostmem
+  from textclf_jax.run import layout as rundir
   hostmem.keep_heap_mapped()
   compile_cache.enable()
   ledger = Ledger(os.path.join(plan.directory, CPU_JSON), command)

@@ -118,7 +118,7 @@ def _release_compiled_programs():
 
 def run_textclf(args, capsys):
   """(exit status, stdout, stderr) of `textclf ARGS` run in this process."""
-  from textclf_jax import cli
+  from textclf_jax.cli import main as cli
   try:
     cli.main(args)
     code = 0

@@ -11,7 +11,7 @@ from test_runner import plot_colours
 from experiments import plots, report, spec
 from experiments.runner import Experiment, Plot, run_experiment
 from textclf_jax.data import pipeline, splits
-from textclf_jax.data.tokenize import Tokenizer
+from textclf_jax.text.tokenize import Tokenizer
 
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATASETS),
                                   reason=f"benchmark copies not found at {SHARED_DATASETS}")
@@ -65,7 +65,7 @@ def test_tfidf_baseline_cells_are_read_like_any_cell(tmp_path):
 
 
 def test_multilabel_baseline_tunes_thresholds(tmp_path):
-  from textclf_jax.linear import train_tfidf
+  from textclf_jax.families.tfidf.fit import train_tfidf
   config = tiny_config(dataset=_fixed_dataset(tmp_path, multi_label=True),
                        multilabel_threshold="global")
   results = train_tfidf(config, str(tmp_path / "run"))

@@ -141,7 +141,7 @@ def test_row_sparse_table_updates_equal_optax_dense_ones(optimizer):
   """Lazy Adagrad / SGD on the rows a batch reads = optax's update of the whole table
   (whose other rows get a zero gradient), step after step, learning rate decaying."""
   import optax
-  from textclf_jax import optim, sparse_embed
+  from textclf_jax.training import optim, sparse_embed
   config = tiny_config("fasttext", optimizer=optimizer, momentum=0.0, learning_rate=0.5,
                        schedule="linear", adagrad_initial=0.0)
   lazy = sparse_embed.make_table_update(config, total_steps=6)
@@ -189,7 +189,7 @@ def order_dir(tmp_path_factory):
 @pytest.mark.parametrize("word_ngrams", [2, 1])
 def test_a_bigram_task_is_solved_with_bigrams_and_not_without(order_dir, tmp_path,
                                                               word_ngrams):
-  from textclf_jax.train import train_and_evaluate
+  from textclf_jax.training.loop import train_and_evaluate
   config = tiny_config("fasttext", dataset=order_dir, word_ngrams=word_ngrams,
                        ngram_buckets=1000, embed_dim=8,
                        learning_rate=0.5, num_epochs=3, max_len=16, bucket_lengths=(16,))

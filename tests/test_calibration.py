@@ -12,8 +12,9 @@ from hypothesis import given, settings, strategies as st
 from scipy import special
 
 from conftest import TOPICS, make_rows, run_textclf, tiny_config, write_jsonl
-from textclf_jax import calibration as cal
-from textclf_jax import ensemble, rundir, runs
+from textclf_jax.scoring import calibration as cal
+from textclf_jax.serve import ensemble, runs
+from textclf_jax.run import layout as rundir
 from textclf_jax import config as config_lib
 
 # --- the definitions -------------------------------------------------------------------
@@ -134,7 +135,7 @@ def _data(root, name, multi_label=False, labels=None):
 
 
 def _tfidf(data, workdir):
-  from textclf_jax import linear
+  from textclf_jax.families.tfidf import fit as linear
   pytest.importorskip("sklearn")
   config = config_lib.load_preset("tfidf")
   with config.unlocked():
@@ -147,7 +148,7 @@ def _tfidf(data, workdir):
 def made(tmp_path_factory):
   """A tiny CNN and a TF-IDF run on the same topics (different vocabularies), a
   multi-label TF-IDF run, and a TF-IDF run on two of the three labels."""
-  from textclf_jax import train
+  from textclf_jax.training import loop as train
   root = str(tmp_path_factory.mktemp("calibration"))
   topics = _data(root, "topics")
   cnn = os.path.join(root, "cells", "seed_0")

@@ -9,9 +9,11 @@ import pytest
 from flax import nnx
 
 from conftest import tiny_config, write_jsonl
-from textclf_jax import build, rundir, runs, train
+from textclf_jax.training import build, loop as train
+from textclf_jax.run import layout as rundir
+from textclf_jax.serve import runs
 from textclf_jax import config as config_lib
-from textclf_jax.group import train_many
+from textclf_jax.training.group import train_many
 from textclf_jax.models import build_model, chunked
 
 C, S = 8, 4  # window and stride of the model tests

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from conftest import tiny_config
-from textclf_jax import cli, runlog
+from textclf_jax.cli import main as cli
+from textclf_jax.run import log as runlog
 
 
 def _main(args, capsys):
@@ -46,7 +47,7 @@ def test_overrides_only_for_train(tmp_path, capsys):
 
 def test_predict_reads_stdin_keeping_blank_lines_and_takes_options_anywhere(
     topic_dir, tmp_path, capsys, monkeypatch):
-  from textclf_jax import train
+  from textclf_jax.training import loop as train
   run = str(tmp_path / "run")
   train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=3), run)
   capsys.readouterr()

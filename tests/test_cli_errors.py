@@ -13,7 +13,10 @@ import sys
 import pytest
 
 from conftest import REPO, run_textclf
-from textclf_jax import cli, config_doc, errors, textinput
+from textclf_jax.cli import main as cli, config_doc
+from textclf_jax.cli import failure as errors
+from textclf_jax.errors import TrainingDiverged
+from textclf_jax.serve import textinput
 from textclf_jax import config as config_lib
 
 
@@ -32,7 +35,7 @@ def run(monkeypatch, tmp_path):
 
   The CLI's parsing and line keeping need no model (tests/test_cli.py runs
   predict on a trained one); `calls` records the texts the model was given."""
-  from textclf_jax import runs
+  from textclf_jax.serve import runs
   calls = []
 
   def predict_texts(run, texts, top_k=5, batch_size=0, calibrated=True):
@@ -111,8 +114,7 @@ def test_os_error_without_a_file_names_the_run_and_the_cause(monkeypatch, capsys
 
 
 def test_training_failed_is_exit_3(monkeypatch, capsys):
-  diverged = errors.training_failed_type()
-  assert diverged is not None and diverged.__name__ == "TrainingDiverged"
+  diverged = TrainingDiverged
 
   def diverge(args, overrides):
     raise diverged("the loss is NaN at step 4; the last good checkpoint (step 2) is kept")

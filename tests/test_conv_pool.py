@@ -61,7 +61,7 @@ def test_features_and_gradients_match_autodiff(widths):
 
 
 def test_under_vmap_and_jit_per_member_parameters():
-  """A group (textclf_jax.group) vmaps the model over members with their own parameters and data."""
+  """A group (textclf_jax.training.group) vmaps the model over members with their own parameters and data."""
   members = [_inputs((3, 4), [11, 5, 2], seed=s) for s in range(3)]
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *members)
 
@@ -107,7 +107,7 @@ def test_auto_chooses_by_length_and_bad_value_is_an_error():
 def test_per_member_convolution_equals_vmapped_autodiff(monkeypatch, unroll_limit):
   """Under vmap, valid_conv runs each member's own convolution (or, past the
   unroll limit, vmap's grouped one); values and gradients are autodiff's."""
-  from textclf_jax import member_axis
+  from textclf_jax.models import member_axis
   from textclf_jax.models import conv_pool
   monkeypatch.setattr(member_axis, "MAX_UNROLLED_MEMBERS", unroll_limit)
   keys = jax.random.split(jax.random.PRNGKey(0), 3)

@@ -10,13 +10,13 @@ import pytest
 from conftest import make_rows, tiny_config, write_jsonl
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import Batcher, Encoded, padded_lengths
-from textclf_jax.data.errors import DataError
+from textclf_jax.errors import DataError
 from textclf_jax.data.pipeline import prepare
 from textclf_jax.data.readers import read_file
 from textclf_jax.data.sources import load_bbc_news, load_source
-from textclf_jax.data.tokenize import Tokenizer
+from textclf_jax.text.tokenize import Tokenizer
 from textclf_jax.data.vectors import load_vectors
-from textclf_jax.data.vocab import Vocab
+from textclf_jax.text.vocab import Vocab
 
 # --- readers -------------------------------------------------------------------
 

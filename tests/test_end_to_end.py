@@ -14,8 +14,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import REPO, make_rows, tiny_config, write_jsonl
-from textclf_jax import cli, progress, rundir, runs, train
-from textclf_jax.data.errors import DataError
+from textclf_jax.cli import main as cli
+from textclf_jax.training import progress, loop as train
+from textclf_jax.run import layout as rundir
+from textclf_jax.serve import runs
+from textclf_jax.errors import DataError
 
 
 def _run(args, **kw):

@@ -11,8 +11,8 @@ import pytest
 from flax import nnx
 
 from conftest import run_textclf, tiny_config, write_jsonl
-from textclf_jax.explain.integrated import Attributor, completeness, path_points
-from textclf_jax.explain.ngrams import FilterWinners
+from textclf_jax.serve.explain.integrated import Attributor, completeness, path_points
+from textclf_jax.serve.explain.ngrams import FilterWinners
 from textclf_jax.models import CNNLSTM, Embeddings, FrozenEmbedding, KimCNN, LSTMClassifier
 
 VOCAB, DIM, CLASSES = 30, 6, 3
@@ -122,7 +122,7 @@ def _planted_rows(n, seed, multi_label):
 
 
 def _train(tmp_path_factory, multi_label):
-  from textclf_jax import train
+  from textclf_jax.training import loop as train
   d = tmp_path_factory.mktemp("planted_multi" if multi_label else "planted")
   for split, n, seed in (("train", 240, 1), ("dev", 40, 2), ("test", 40, 3)):
     write_jsonl(d / f"{split}.jsonl", _planted_rows(n, seed, multi_label))
@@ -140,7 +140,7 @@ def planted_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def planted(planted_run):
-  from textclf_jax import explain
+  from textclf_jax.serve import explain
   return explain.load(planted_run, steps=30)
 
 
@@ -175,7 +175,7 @@ def test_planted_word_gets_the_largest_attribution(planted_run, tmp_path, capsys
 
 
 def test_split_ngrams_put_the_planted_word_first(planted):
-  from textclf_jax import explain
+  from textclf_jax.serve import explain
   entries = explain.split_ngrams(planted, "dev", 2)
   assert [(e["width"], e["label"]) for e in entries] == [(2, "none"), (2, "zebra"),
                                                          (3, "none"), (3, "zebra")]
@@ -187,7 +187,7 @@ def test_split_ngrams_put_the_planted_word_first(planted):
 
 
 def test_label_option_and_usage_errors(planted, planted_run, capsys):
-  from textclf_jax import explain
+  from textclf_jax.serve import explain
   (row,) = explain.explain_texts(planted, ["the zebra of a cat"], label="none")
   (entry,) = row["explanations"]
   assert entry["label"] == "none" and entry["predicted"] is False

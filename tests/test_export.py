@@ -34,8 +34,9 @@ def _build_run(config, workdir, multi_label):
   holding the initial parameters (training would only spend the test's time), with a
   calibration.json (temperatures < 1 sharpen the near-uniform untrained outputs) and,
   multi-label, thresholds.json."""
-  from textclf_jax import build, rundir
-  from textclf_jax.checkpoint import Checkpoints
+  from textclf_jax.training import build
+  from textclf_jax.run import layout as rundir
+  from textclf_jax.run.checkpoint import Checkpoints
   from textclf_jax.data.pipeline import prepare
   prepared = prepare(config, -1)
   rundir.init(config, workdir, prepared)
@@ -71,7 +72,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def onnx_exports(trained, tmp_path_factory):
   """{family: (export directory, manifest)} in ONNX (one process pays jax2onnx's import once)."""
-  from textclf_jax import export
+  from textclf_jax.serve import export
   root = tmp_path_factory.mktemp("exports")
   return {family: (str(root / family), export.export_run(run, "onnx", str(root / family)))
           for family, run in trained.items()}
@@ -131,7 +132,7 @@ def test_onnx_serving_without_jax_matches_textclf_predict(trained, onnx_exports,
 def test_stablehlo_round_trip_without_the_model_code(trained, onnx_exports, tmp_path):
   import jax
 
-  from textclf_jax import export, serving
+  from textclf_jax.serve import export, serving
   for family in ("hybrid",):  # convolutions and a scan, multi-label
     out = str(tmp_path / family)
     manifest = export.export_run(trained[family], "stablehlo", out)
@@ -149,7 +150,7 @@ def test_stablehlo_round_trip_without_the_model_code(trained, onnx_exports, tmp_
 
 
 def test_a_parity_failure_is_refused_and_leaves_nothing(trained, tmp_path, monkeypatch, capsys):
-  from textclf_jax.export import trace
+  from textclf_jax.serve.export import trace
 
   original = trace.export_model
 
@@ -183,7 +184,7 @@ def test_an_existing_out_is_refused_before_any_work(trained, onnx_exports, capsy
 def test_a_chunked_run_is_exported_at_one_fixed_length(tmp_path):
   """chunk_len branches on the batch length, so the length axis cannot be symbolic:
   the export is traced at the longest windowed length and serving pads to it."""
-  from textclf_jax import export, serving
+  from textclf_jax.serve import export, serving
   config = tiny_config("lstm", dataset=_dataset(tmp_path, False), max_len=20,
                        bucket_lengths=(8, 20), chunk_len=8, chunk_stride=6)
   run, out = str(tmp_path / "run"), str(tmp_path / "export")

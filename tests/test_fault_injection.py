@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_rows, write_jsonl
-from textclf_jax import checkpoint
+from textclf_jax.run import checkpoint
 
 # A run small enough to take seconds: 120 train examples, batches of 8 -> 15 steps an
 # epoch; a latest checkpoint every 5 steps (a log line too, so a resumed run's logged
@@ -73,7 +73,9 @@ def die():
 
 
 import orbax.checkpoint as ocp
-from textclf_jax import checkpoint, cli, evaluate, train
+from textclf_jax.run import checkpoint
+from textclf_jax.cli import main as cli
+from textclf_jax.training import evaluate, loop as train
 
 feed = train.prefetch
 

@@ -16,11 +16,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import make_rows, tiny_config, write_jsonl
-from textclf_jax import cli, runs, train
+from textclf_jax.cli import main as cli
+from textclf_jax.serve import runs
+from textclf_jax.training import loop as train
 from textclf_jax import config as config_lib
 
 try:
-  from textclf_jax.group import train_many
+  from textclf_jax.training.group import train_many
 except ImportError:  # before the group path became a package
   from textclf_jax.many import train_many
 

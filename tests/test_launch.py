@@ -75,7 +75,7 @@ def test_two_processes_match_one_and_resume_in_one(topic_dir, tmp_path):
 
 
 def test_resume_refuses_to_change_the_model(tmp_path):
-  from textclf_jax import cli
+  from textclf_jax.cli import main as cli
   import pytest
   with pytest.raises(SystemExit, match="num_filters cannot change"):
     cli.main(["train", "--resume", str(tmp_path), "--config.num_filters=4"])

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 
 from conftest import make_rows, run_textclf, tiny_config, write_jsonl
-from textclf_jax import linear, linear_model, rundir, runs
+from textclf_jax.families.tfidf import fit as linear, model as linear_model
+from textclf_jax.run import layout as rundir
+from textclf_jax.serve import runs
 from textclf_jax import config as config_lib
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
-from textclf_jax.data.tokenize import Tokenizer
+from textclf_jax.text.tokenize import Tokenizer
 
 pytest.importorskip("sklearn")
 

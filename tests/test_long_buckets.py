@@ -8,7 +8,7 @@ from textclf_jax import config as config_lib
 from textclf_jax.data.batching import (BUCKET_MULTIPLE, Batcher, Encoded, encode_tokens,
                                        padded_lengths)
 from textclf_jax.data.pipeline import length_at_percentile, prepare
-from textclf_jax.data.vocab import Vocab
+from textclf_jax.text.vocab import Vocab
 
 from conftest import tiny_config, write_jsonl
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from textclf_jax import losses
+from textclf_jax.training import losses
 
 LOGITS = jnp.array([[2.0, 0.0, -1.0], [0.5, 0.5, 1.0]])
 LABELS = jnp.array([0, 2])

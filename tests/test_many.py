@@ -15,10 +15,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 from conftest import XLA_TEST_FLAGS, make_rows, rerun_at_default_xla, tiny_config, write_jsonl
-from textclf_jax import build, evaluate, parallel, rundir, runs, train
-from textclf_jax import steps as steps_lib
-from textclf_jax import group as group_lib
-from textclf_jax.group import compiled, stack, train_many
+from textclf_jax.training import build, evaluate, loop as train
+from textclf_jax.runtime import parallel
+from textclf_jax.run import layout as rundir
+from textclf_jax.serve import runs
+from textclf_jax.training import steps as steps_lib
+from textclf_jax.training import group as group_lib
+from textclf_jax.training.group import compiled, stack, train_many
 from textclf_jax.data.batching import Encoded
 
 TOL = 1e-5
@@ -201,7 +204,7 @@ GROUP_ON_DEVICES = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import jax
     from conftest import tiny_config
-    from textclf_jax.group import train_many
+    from textclf_jax.training.group import train_many
     configs = [tiny_config(dataset={data!r}, seed=s, num_epochs=2, filter_widths=(3,),
                            bucket_lengths=(12, 24), conv_backward="sparse") for s in range(2)]
     results = train_many(configs, [{root!r} + f"/m{{s}}" for s in range(2)], {root!r} + "/g")

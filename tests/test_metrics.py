@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from textclf_jax import metrics
+from textclf_jax.scoring import metrics
 
 
 def test_single_label_metrics_by_hand():

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from conftest import tiny_config
-from textclf_jax import optim
+from textclf_jax.training import optim
 
 
 def _update(config, params, grads, steps=1):

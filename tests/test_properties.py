@@ -23,9 +23,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 from textclf_jax import config as config_lib  # noqa: E402
 from textclf_jax.config import ConfigError  # noqa: E402
-from textclf_jax.data.errors import DataError  # noqa: E402
+from textclf_jax.errors import DataError  # noqa: E402
 from textclf_jax.data.readers import Split, read_file  # noqa: E402
-from textclf_jax.data.tokenize import Tokenizer  # noqa: E402
+from textclf_jax.text.tokenize import Tokenizer  # noqa: E402
 
 settings.register_profile("ci", max_examples=120, deadline=None, derandomize=True,
                           database=None, print_blob=True,

@@ -35,7 +35,8 @@ from conftest import TOPICS, make_rows, run_textclf, write_jsonl
 from test_fault_injection import (TINY, Textclf, all_finite, compile_cache,
                                   known_abort_on_exit, one_error_line, restore_arrays,
                                   resume_message, steps_in, temporary_dirs, write_topics)
-from textclf_jax import rundir, runlock, runs, textinput
+from textclf_jax.run import layout as rundir, lock as runlock
+from textclf_jax.serve import runs, textinput
 from textclf_jax import config as config_lib
 
 EPOCHS = 2  # 15 steps an epoch: latest checkpoints at 5, 10, 15, 20, 25, 30
@@ -242,7 +243,7 @@ def test_3_bad_values_are_named_together_before_anything_is_written(topics, tmp_
   assert not os.path.exists(workdir)
   # The library entry point checks the same, before it creates anything.
   from conftest import tiny_config
-  from textclf_jax import train
+  from textclf_jax.training import loop as train
   with pytest.raises(config_lib.ConfigError, match="batch_size=0.*num_epochs=-1"):
     train.train_and_evaluate(tiny_config(dataset=topics, batch_size=0, num_epochs=-1),
                              workdir)

@@ -13,7 +13,7 @@ from conftest import SHARED_DATASETS, make_rows, write_jsonl
 from experiments import plots, report
 from experiments.runner import Experiment, run_experiment
 from experiments.spec import plan_cells
-from textclf_jax import train
+from textclf_jax.training import loop as train
 
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED_DATASETS),
                                   reason=f"benchmark copies not found at {SHARED_DATASETS}")

@@ -12,8 +12,8 @@ from scipy import stats
 
 from experiments import report
 from experiments.spec import Experiment
-from textclf_jax import metrics as metrics_lib
-from textclf_jax import rundir
+from textclf_jax.scoring import metrics as metrics_lib
+from textclf_jax.run import layout as rundir
 
 A = [81.2, 80.4, 82.0, 79.9, 81.5]
 B = [80.1, 80.8, 81.1, 79.6, 80.2]  # A - B = 1.1, -0.4, 0.9, 0.3, 1.3

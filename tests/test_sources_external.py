@@ -27,7 +27,7 @@ def test_tfds_catalogue_dataset_through_mock_data():
 
 def test_tfds_ag_news_finds_its_text_feature_and_trains(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  from textclf_jax import train
+  from textclf_jax.training import loop as train
   config = tiny_config(dataset="tfds:ag_news_subset", num_epochs=1)
   with tfds.testing.mock_data(num_examples=40):
     raw = load_source(config)

@@ -10,10 +10,12 @@ import pytest
 
 from conftest import tiny_config
 from textclf_jax import config as config_lib
-from textclf_jax import build, parallel, rundir, sparse_embed
-from textclf_jax import steps as steps_lib
-from textclf_jax.group import compiled, stack
-from textclf_jax.checkpoint import Checkpoints
+from textclf_jax.training import build, sparse_embed
+from textclf_jax.runtime import parallel
+from textclf_jax.run import layout as rundir
+from textclf_jax.training import steps as steps_lib
+from textclf_jax.training.group import compiled, stack
+from textclf_jax.run.checkpoint import Checkpoints
 from textclf_jax.data.batching import Encoded
 
 VOCAB, USED, DIM = 120, 60, 4  # tokens come from ids < USED: rows >= USED are never touched

@@ -9,7 +9,7 @@ import textwrap
 import time
 
 from conftest import REPO, make_rows, write_jsonl
-from textclf_jax import train
+from textclf_jax.training import loop as train
 
 SWEEP = textwrap.dedent("""
     import sys

@@ -9,7 +9,9 @@ import pytest
 
 from conftest import make_rows, run_textclf, write_jsonl
 from textclf_jax import config as config_lib
-from textclf_jax import ensemble, metrics, rundir, runs
+from textclf_jax.serve import ensemble, runs
+from textclf_jax.scoring import metrics
+from textclf_jax.run import layout as rundir
 
 
 def _helps(seed, n=500, noise=12):

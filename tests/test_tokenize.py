@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from textclf_jax.data import tokenize
-from textclf_jax.data.tokenize import NEGATIONS, STOPWORDS, Tokenizer
+from textclf_jax.text import tokenize
+from textclf_jax.text.tokenize import NEGATIONS, STOPWORDS, Tokenizer
 
 DEFINITION = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]", re.UNICODE)
 

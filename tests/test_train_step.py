@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, XLA_TEST_FLAGS, tiny_config
-from textclf_jax import build, parallel
-from textclf_jax import steps as steps_lib
+from textclf_jax.training import build
+from textclf_jax.runtime import parallel
+from textclf_jax.training import steps as steps_lib
 from textclf_jax.data.pipeline import prepare
 
 
@@ -90,8 +91,9 @@ EIGHT_DEVICES = textwrap.dedent("""
     import jax
     sys.path.insert(0, {tests!r})
     from conftest import tiny_config
-    from textclf_jax import build, evaluate, parallel
-    from textclf_jax import steps as steps_lib
+    from textclf_jax.training import build, evaluate
+    from textclf_jax.runtime import parallel
+    from textclf_jax.training import steps as steps_lib
     from textclf_jax.data.pipeline import prepare
     assert jax.device_count() == 8, jax.devices()
     out = {{}}

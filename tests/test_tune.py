@@ -14,7 +14,8 @@ import pytest
 
 from conftest import REPO, make_rows, run_textclf, write_jsonl
 from textclf_jax import config as config_lib
-from textclf_jax import rundir, runlock, tune, tune_spaces
+from textclf_jax.run import layout as rundir, lock as runlock
+from textclf_jax.tune import search as tune, spaces as tune_spaces
 
 optuna = pytest.importorskip("optuna")
 

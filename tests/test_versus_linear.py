@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import make_rows, run_textclf, write_jsonl
-from textclf_jax import rundir
+from textclf_jax.run import layout as rundir
 
 from experiments import report, versus_linear
 from experiments.spec import Experiment

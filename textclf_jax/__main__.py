@@ -1,4 +1,4 @@
-from textclf_jax.cli import main
+from textclf_jax.cli.main import main
 
 if __name__ == "__main__":
   main()

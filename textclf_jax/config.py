@@ -16,6 +16,8 @@ from typing import Iterable
 
 import ml_collections
 
+from textclf_jax.errors import ConfigError
+
 PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb",
            "fasttext_nb3", "cnn_doc", "bilstm_doc")
 # Runs made before embedding_update existed updated the table densely (and their
@@ -26,10 +28,6 @@ PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb",
 # Used only where a saved run is read (`from_json`).
 OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense",
                     "multilabel_min_f1": 0.5}
-
-
-class ConfigError(ValueError):
-  """A config key or value that is not what was expected."""
 
 
 def load_preset(name_or_path: str) -> ml_collections.ConfigDict:
@@ -185,9 +183,10 @@ TEST_CHECKPOINTS = ("best", "last")
 
 def _choices() -> dict:
   """key -> the values it may take (imported here: config.py loads without JAX)."""
-  from textclf_jax import losses, metrics, optim, sparse_embed, steps
+  from textclf_jax.training import losses, optim, sparse_embed, steps
+  from textclf_jax.scoring import metrics
   from textclf_jax.data import vectors
-  from textclf_jax.linear import LINEAR_MODELS
+  from textclf_jax.families.tfidf.fit import LINEAR_MODELS
   from textclf_jax.models import MODELS, chunked, cnn, embeddings, lstm
   return {
       "model": tuple(MODELS) + LINEAR_MODELS, "embedding": embeddings.KINDS,
@@ -268,7 +267,7 @@ def problems(config) -> list:
     out.append(f"config.word_ngrams={config.word_ngrams} needs a trainable table (the n-gram "
                "rows have no pretrained vectors): embedding rand, non-static or multichannel")
   if not out and config.get("embedding_update") == "sparse":
-    from textclf_jax import sparse_embed
+    from textclf_jax.training import sparse_embed
     reasons = sparse_embed.dense_only(config)
     if reasons:
       out.append("config.embedding_update='sparse' is exact only for Adadelta or plain SGD "

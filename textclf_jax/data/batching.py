@@ -13,8 +13,8 @@ import threading
 
 import numpy as np
 
-from textclf_jax.data.tokenize import Tokenizer
-from textclf_jax.data.vocab import PAD_ID, Vocab
+from textclf_jax.text.tokenize import Tokenizer
+from textclf_jax.text.vocab import PAD_ID, Vocab
 
 POOL_BATCHES = 50  # training batches sorted by length together, then shuffled
 

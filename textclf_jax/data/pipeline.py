@@ -17,11 +17,11 @@ import numpy as np
 
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import Encoded, encode_flat, encode_labels
-from textclf_jax.data.errors import DataError
+from textclf_jax.errors import DataError
 from textclf_jax.data.sources import RawDataset, load_source
-from textclf_jax.data.tokenize import Tokenizer, numbered
+from textclf_jax.text.tokenize import Tokenizer, numbered
 from textclf_jax.data.vectors import load_vectors
-from textclf_jax.data.vocab import UNK_ID, Vocab
+from textclf_jax.text.vocab import UNK_ID, Vocab
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from textclf_jax.data.errors import DataError
+from textclf_jax.errors import DataError
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".csv", ".csv.gz", ".tsv", ".tsv.gz")
 

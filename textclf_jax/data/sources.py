@@ -17,7 +17,7 @@ import glob
 import importlib.util
 import os
 
-from textclf_jax.data.errors import DataError
+from textclf_jax.errors import DataError
 from textclf_jax.data.readers import Split, find_split_file, read_file
 
 BENCHMARKS = ("mr", "sst2", "sst5", "subj", "trec", "reuters21578", "imdb")

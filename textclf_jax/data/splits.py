@@ -16,7 +16,7 @@ import collections
 
 import numpy as np
 
-from textclf_jax.data.errors import DataError
+from textclf_jax.errors import DataError
 from textclf_jax.data.sources import BUILTIN, RawDataset
 
 SPLIT_SEED = 12345

@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-from textclf_jax.data.errors import DataError
-from textclf_jax.data.vocab import PAD_ID, Vocab
+from textclf_jax.errors import DataError
+from textclf_jax.text.vocab import PAD_ID, Vocab
 
 FORMATS = ("auto", "glove", "word2vec", "word2vec_bin", "fasttext")
 

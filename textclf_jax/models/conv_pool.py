@@ -25,7 +25,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from textclf_jax.member_axis import per_member
+from textclf_jax.models.member_axis import per_member
 
 
 def _conv(padded, kernel):

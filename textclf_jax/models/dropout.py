@@ -9,7 +9,7 @@ from flax import nnx
 
 class Dropout(nnx.Dropout):
   """nnx.Dropout, plus `keep_prob`: a traced float32 scalar (1 - a group member's
-  own rate, `textclf_jax.group`) that replaces 1 - rate for this call.
+  own rate, `textclf_jax.training.group`) that replaces 1 - rate for this call.
 
   With keep_prob = float32(1 - rate) the mask and the scaling are nnx.Dropout's
   to the bit (the same uniform draws compared with the same float32 threshold),

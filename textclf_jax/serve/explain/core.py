@@ -1,0 +1,144 @@
+"""Explaining a saved run's decisions: per-token attributions and, for CNN runs,
+the n-grams that win max-over-time pooling (per text, or over a whole split)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from flax import nnx
+
+from textclf_jax.families.tfidf import fit as linear
+from textclf_jax.serve import runs
+from textclf_jax.data.batching import encode_tokens, padded_lengths
+from textclf_jax.errors import DataError
+from textclf_jax.text.tokenize import Tokenizer
+from textclf_jax.text.vocab import UNK_ID
+from textclf_jax.errors import UsageError
+from textclf_jax.serve.explain.integrated import Attributor, completeness
+from textclf_jax.serve.explain.ngrams import FilterWinners, is_cnn
+from textclf_jax.models import min_length
+
+
+@dataclasses.dataclass
+class Explainer:
+  """A loaded run with its attributor and, for a CNN, its filter winners."""
+  run: str
+  loaded: runs.LoadedRun
+  attributor: Attributor
+  winners: FilterWinners | None  # None unless the run is a CNN
+
+
+def load(run: str, steps: int = 50, rule: str = "gausslegendre") -> Explainer:
+  """Restores the checkpoint `run` was tested with (as `eval` and `predict` do)."""
+  if linear.is_linear_run(run):
+    raise DataError(f"{run}: a TF-IDF run; `explain` needs a neural run (a linear run's "
+                    f"weight per n-gram is in {run}/linear/)")
+  loaded = runs.load_run(run)
+  graphdef, params, frozen = (loaded.steps.graphdef, loaded.state["params"],
+                              loaded.state["frozen"])
+  attributor = Attributor(graphdef, params, frozen, steps, rule)
+  model = nnx.merge(graphdef, params, frozen)
+  # A chunked CNN (config.chunk_len) pools windows' features: no single winner per filter.
+  winners = None
+  if is_cnn(model) and not loaded.config.get("chunk_len", 0):
+    winners = FilterWinners(graphdef, params, frozen, loaded.multi_label)
+  return Explainer(run, loaded, attributor, winners)
+
+
+def _width(config, length: int) -> int:
+  """The padded length a text of `length` tokens is explained at (a batch bucket)."""
+  shortest = min_length(config)
+  buckets = padded_lengths(config.bucket_lengths, max(config.max_len, shortest), shortest)
+  return int(next((b for b in buckets if b >= length), buckets[-1]))
+
+
+def _targets(explainer: Explainer, row: dict, label: str | None) -> list:
+  """(label index, predicted?) pairs to explain for one predicted row."""
+  names = explainer.loaded.label_names
+  if label is not None:
+    chosen = row.get("labels", [row.get("label")])
+    return [(names.index(label), label in chosen)]
+  if "labels" in row:  # multi-label: each predicted label, else the likeliest one
+    if row["labels"]:
+      return [(names.index(n), True) for n in row["labels"]]
+    return [(names.index(next(iter(row["probabilities"]))), False)]
+  return [(names.index(row["label"]), True)]
+
+
+def explain_texts(explainer: Explainer, texts: list, label: str | None = None,
+                  top_filters: int = 5, tolerance: float = 0.01, top_k: int = 5) -> list:
+  """Raw texts -> one dict per text: predict's row plus tokens and explanations.
+
+  explanations: per explained label (the predicted one(s), or `label`), its logit,
+  the baseline's, per-token attributions, the completeness check and, for a CNN,
+  the `top_filters` filters contributing most with their winning n-grams.
+  """
+  loaded = explainer.loaded
+  config = loaded.config
+  names = loaded.label_names
+  if label is not None and label not in names:
+    raise UsageError(f"--label {label!r}: not a label of this run (labels: "
+                     f"{', '.join(names[:20])}{' ...' if len(names) > 20 else ''})")
+  tokenize = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
+  rows = runs.predict_loaded(loaded, texts, top_k)
+  out = []
+  for text, row in zip(texts, rows):
+    tokens = tokenize(text)
+    seen = tokens[:config.max_len]
+    length = max(len(seen), 1)  # an empty text is one padding token, as in predict
+    ids, _ = encode_tokens([seen], loaded.vocab, _width(config, length))
+    row = dict(row, tokens=seen)
+    if len(tokens) > len(seen):
+      row["truncated"] = len(tokens) - len(seen)
+    unknown = [int(i) for i in np.flatnonzero(ids[0, :len(seen)] == UNK_ID)]
+    if unknown:
+      row["unknown"] = unknown
+    targets = _targets(explainer, row, label)
+    result = explainer.attributor.attribute(ids[0], length, [t for t, _ in targets])
+    explanations = []
+    for k, (target, predicted) in enumerate(targets):
+      attributions = result["attributions"][k][:len(seen)]
+      entry = {"label": names[target], "predicted": predicted,
+               "logit": round(float(result["logits"][target]), 6),
+               "baseline_logit": round(float(result["baseline_logits"][target]), 6),
+               "attributions": [round(float(a), 6) for a in attributions],
+               "completeness": _rounded(completeness(
+                   result["attributions"][k], result["logits"][target],
+                   result["baseline_logits"][target], tolerance))}
+      if explainer.winners is not None:
+        entry["filters"] = explainer.winners.top_filters(ids[0], length, seen, target,
+                                                         top_filters)
+      explanations.append(entry)
+    row["explanations"] = explanations
+    out.append(row)
+  return out
+
+
+def _rounded(check: dict) -> dict:
+  return {k: round(v, 6) if isinstance(v, float) else v for k, v in check.items()}
+
+
+def split_ngrams(explainer: Explainer, split: str, k: int, data_dir: str = "") -> list:
+  """Top-k n-grams per filter width and label over a split of the run's dataset
+  (found as `textclf eval` finds it): [{width, label, top: [...]}]."""
+  if explainer.winners is None:
+    raise UsageError(f"{explainer.run}: a {explainer.loaded.config.model} run; n-grams "
+                     "per filter (--dataset_split) need a CNN run (--config cnn or kim) "
+                     "without chunk_len")
+  loaded = explainer.loaded
+  data = runs.prepare_split(loaded, explainer.run, split, data_dir, option="--dataset_split")
+  found = explainer.winners.top_ngrams(data.ids, data.lengths, loaded.vocab.words, k)
+  return [dict(entry, label=loaded.label_names[entry["label"]]) for entry in found]
+
+
+def ngrams_markdown(entries: list, split: str) -> str:
+  """A markdown table: one row per (width, label), its n-grams with their total
+  contribution and the number of texts where they win."""
+  lines = [f"| width | label | top n-grams on {split} (total contribution, texts) |",
+           "|---|---|---|"]
+  for entry in entries:
+    cells = "; ".join(f"{g['ngram'].replace('|', '&#124;')} ({g['contribution']:.1f}, "
+                      f"{g['texts']})" for g in entry["top"])
+    lines.append(f"| {entry['width']} | {entry['label']} | {cells} |")
+  return "\n".join(lines)

@@ -1,0 +1,197 @@
+"""Exporting one run: trace, write, reload with the serving loader, check parity, rename.
+
+Parity: the exported model, run by `serving.Exported` (its batching and padding),
+against the JAX model run as `textclf predict` runs it (the checkpoint's model, the
+run's length buckets), on up to `max_examples` examples of a split (a seeded sample):
+every probability within TOLERANCE and every prediction (argmax, or the thresholded
+label set) the same, else ParityError and nothing is left at OUT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from textclf_jax.scoring import metrics as metrics_lib
+from textclf_jax.run import layout as rundir
+from textclf_jax.serve import serving
+from textclf_jax.errors import DataError
+from textclf_jax.text.tokenize import Tokenizer
+from textclf_jax.errors import UsageError
+from textclf_jax.serve.export import formats
+from textclf_jax.serve.export import trace as trace_lib
+
+TOLERANCE = 1e-5  # the largest |exported - JAX| probability accepted
+SAMPLE_SEED = 0
+
+
+class ParityError(DataError):
+  """The exported model does not compute what the run's JAX model computes."""
+
+
+def config_sha256(run: str) -> str:
+  """SHA-256 of the run's config.json as canonical JSON (sorted keys, no spaces)."""
+  config = rundir.read_json(rundir.path(run, rundir.CONFIG))
+  return hashlib.sha256(json.dumps(config, sort_keys=True, separators=(",", ":"))
+                        .encode()).hexdigest()
+
+
+def _check_out(out: str, overwrite: bool):
+  if os.path.exists(out) and not overwrite:
+    raise UsageError(f"{out}: already exists; choose another --out or pass --overwrite")
+  if os.path.exists(out) and not os.path.isfile(os.path.join(out, serving.MANIFEST)):
+    raise UsageError(f"{out}: exists and is not an export directory; --overwrite replaces "
+                     "only an export")
+
+
+def _parity_sample(loaded, run: str, split: str, data_dir: str, max_examples: int):
+  """An Encoded sample (seeded) of the run's `split`, found as `textclf eval` finds it."""
+  from textclf_jax.serve import runs
+  from textclf_jax.data.batching import Encoded
+  data = runs.prepare_split(loaded, run, split, data_dir)
+  if len(data) == 0:
+    raise DataError(f"{run}: its {split} split is empty; nothing to check the export on")
+  index = np.arange(len(data))
+  if len(data) > max_examples:
+    index = np.sort(np.random.default_rng(SAMPLE_SEED).choice(len(data), max_examples,
+                                                              replace=False))
+  return Encoded(data.ids[index], data.lengths[index], data.labels[index])
+
+
+def _jax_probabilities(fn, data, batcher) -> np.ndarray:
+  """fn over `data` in the run's evaluation batches (sorted, bucket-padded), in order.
+
+  float32 matmuls at full precision: on a GPU JAX's default may be TF32 (~1e-3), and
+  the reference must be the model's function, not that rounding."""
+  import jax
+  step = jax.jit(fn)
+  probs = None
+  for index in batcher.eval_plan(data):
+    batch = batcher.make_batch(data, index)
+    with jax.default_matmul_precision("float32"):
+      out = np.asarray(step(batch["tokens"], batch["lengths"]))[: len(index)]
+    if probs is None:
+      probs = np.zeros((len(data), out.shape[1]), np.float32)
+    probs[index] = out
+  return probs
+
+
+def _fixed_length(config) -> int:
+  """The length every batch is padded to when the length axis cannot be symbolic."""
+  from textclf_jax import models
+  length = max(config.max_len, models.min_length(config))
+  fit = models.fit_length(config)  # None: no chunk_len
+  return fit(length) if fit else length
+
+
+def _parity(exported, reference, data, thresholds, at_least_one, split) -> dict:
+  probs = exported.probabilities_of_ids(data.ids, data.lengths)
+  diff = float(np.max(np.abs(probs - reference)))
+  if exported.multi_label:
+    expected = metrics_lib.multi_label_predictions(reference, np.asarray(thresholds),
+                                                   at_least_one)
+    differ = int(np.sum(np.any(exported.decide(probs) != expected, axis=1)))
+  else:
+    differ = int(np.sum(exported.decide(probs) != reference.argmax(axis=1)))
+  return {"split": split, "examples": int(len(data)), "max_abs_difference": diff,
+          "tolerance": TOLERANCE, "predictions_differing": differ,
+          "reference": "the run's JAX model in its evaluation batches (as textclf predict)",
+          "passed": bool(diff <= TOLERANCE and differ == 0)}
+
+
+def _manifest(run, loaded, fmt, traced, temperature, thresholds, calibrated) -> dict:
+  config = loaded.config
+  from textclf_jax import models
+  return {
+      "format_version": serving.FORMAT_VERSION, "format": fmt,
+      "model_file": formats.MODEL_FILES[fmt],
+      "inputs": {"tokens": "int32 [batch, length], 0-padded ids of vocab.json",
+                 "lengths": "int32 [batch], tokens per text (at least 1)"},
+      "output": f"{formats.OUTPUT}: float32 [batch, {len(loaded.label_names)}]",
+      "length": traced.length, "length_note": traced.why_fixed or None,
+      "min_length": int(models.min_length(config)), "max_len": int(config.max_len),
+      "model": config.model, "compute_dtype": config.get("compute_dtype", "float32"),
+      "run": os.path.abspath(run), "checkpoint": loaded.which, "step": int(loaded.step),
+      "config_sha256": config_sha256(run),
+      "tokenizer": dataclasses.asdict(Tokenizer.from_config(config)),
+      "vocab_file": serving.VOCAB, "vocab_size": len(loaded.vocab),
+      "labels": list(loaded.label_names), "multi_label": bool(loaded.multi_label),
+      "calibrated": calibrated, "temperature": temperature,
+      "thresholds": thresholds,
+      "multilabel_at_least_one": bool(config.multilabel_at_least_one),
+      "exported_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+  }
+
+
+def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: str = "",
+               max_examples: int = 512, calibrated: bool = True,
+               overwrite: bool = False) -> dict:
+  """Writes the export of `run` to `out` after checking parity; returns its manifest."""
+  from textclf_jax.families.tfidf import fit as linear
+  from textclf_jax.serve import runs
+  if fmt not in formats.FORMATS:
+    raise UsageError(f"--format {fmt}: expected one of {', '.join(formats.FORMATS)}")
+  formats.check_available(fmt)
+  _check_out(out, overwrite)
+  if linear.is_linear_run(run):
+    raise UsageError(f"{run}: a TF-IDF run; export takes neural runs (cnn, lstm, hybrid), "
+                     "the TF-IDF model is already plain JSON and .npy in RUN/linear/")
+  loaded = runs.load_run(run)
+  record = rundir.read_calibration(run) if calibrated else None
+  temperature = record["temperature"] if record else None
+  thresholds = None
+  if loaded.multi_label:
+    thresholds = record.get("thresholds", loaded.thresholds) if record else loaded.thresholds
+  data = _parity_sample(loaded, run, split, data_dir, max_examples)
+
+  reference_fn = trace_lib.inference_fn(
+      trace_lib.export_model(loaded.steps, loaded.state, dense=False), temperature,
+      loaded.multi_label)
+  reference = _jax_probabilities(reference_fn, data, loaded.batcher)
+  traced = trace_lib.trace(trace_lib.inference_fn(
+      trace_lib.export_model(loaded.steps, loaded.state), temperature, loaded.multi_label),
+      _fixed_length(loaded.config))
+
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.tmp-{os.getpid()}")
+  shutil.rmtree(tmp, ignore_errors=True)
+  os.makedirs(tmp)
+  try:
+    manifest = _manifest(run, loaded, fmt, traced, temperature, thresholds, record is not None)
+    manifest.update(formats.write(fmt, traced, os.path.join(tmp, formats.MODEL_FILES[fmt])))
+    manifest["size_bytes"] = os.path.getsize(os.path.join(tmp, formats.MODEL_FILES[fmt]))
+    manifest["versions"] = formats.versions(fmt)
+    shutil.copyfile(rundir.path(run, rundir.VOCAB), os.path.join(tmp, serving.VOCAB))
+    rundir.write_json(os.path.join(tmp, serving.MANIFEST), manifest)
+    parity = _parity(serving.load(tmp), reference, data, thresholds,
+                     loaded.config.multilabel_at_least_one, split)
+    if not parity["passed"]:
+      raise ParityError(
+          f"{out}: refused: the exported {fmt} model differs from the JAX model on "
+          f"{parity['examples']} {split} examples (max |probability difference| "
+          f"{parity['max_abs_difference']:.3g}, tolerance {TOLERANCE:g}; "
+          f"{parity['predictions_differing']} predictions differ); nothing was written")
+    manifest["parity"] = parity
+    rundir.write_json(os.path.join(tmp, serving.MANIFEST), manifest)
+    _publish(tmp, out)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return manifest
+
+
+def _publish(tmp: str, out: str):
+  """Renames the finished export to `out` (an existing export there is replaced)."""
+  old = None
+  if os.path.exists(out):
+    old = f"{tmp}.old"
+    os.rename(out, old)
+  os.rename(tmp, out)
+  if old:
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,102 @@
+"""Building what a run trains with: the mesh, batchers, device batches, and the
+model + optimiser + loss as `Steps` with its initial state on the mesh."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+
+from textclf_jax.training import losses, optim, sparse_embed
+from textclf_jax.runtime import parallel
+from textclf_jax.training import steps as steps_lib
+from textclf_jax.data.batching import Batcher, padded_lengths
+from textclf_jax.models import build_model, extra_rows, fit_length, fit_to_data, min_length
+
+
+def make_mesh(config):
+  return parallel.make_mesh(config.mesh_model)
+
+
+def make_batcher(config, mesh, batch_size: int | None = None) -> Batcher:
+  """Bucketed batches of `batch_size` (default config.batch_size) texts, padded to at
+  least the model's minimum length, to lengths the model reads without waste (whole
+  windows when it chunks) and to a multiple of the mesh's data axis."""
+  shortest = min_length(config)
+  buckets = padded_lengths(config.bucket_lengths, max(config.max_len, shortest), shortest,
+                           config.get("bucket_growth", 0.0), fit_length(config))
+  return Batcher(batch_size or config.batch_size, buckets,
+                 pad_to_multiple=parallel.data_size(mesh))
+
+
+def eval_batcher(config, mesh) -> Batcher:
+  return make_batcher(config, mesh, config.eval_batch_size or config.batch_size)
+
+
+def device_batch(batcher: Batcher, data, index: np.ndarray, mesh) -> dict:
+  """The batch of examples `index` as global arrays; this process builds only its rows."""
+  rows = batcher.num_rows(len(index))
+  return parallel.put_batch(batcher.make_batch(data, index, parallel.local_rows(mesh, rows)),
+                            mesh, rows)
+
+
+def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh,
+               total_steps: int, vectors=None, class_weights=None):
+  """Builds the model, optimiser and loss; returns (Steps, initial state on the mesh).
+
+  The state is created by a jitted function with `out_shardings` (so every
+  process creates its own shards); pretrained vectors [V, D] enter it as a
+  replicated global array. Embedding tables have `parallel.table_rows` rows (of the
+  vocabulary and the model's `extra_rows`: zero vectors there when pretrained).
+  The trainable table gets the row-sparse update where `sparse_embed` allows it.
+  """
+  tx = optim.make_optimizer(config, total_steps)
+  table_update = sparse_embed.make_table_update(config, total_steps)
+  loss_fn = losses.make_loss_fn(config, multi_label, class_weights)
+  rows = parallel.table_rows(vocab_size + extra_rows(config), mesh.shape["model"],
+                            config.vocab_multiple)
+  if vectors is not None and len(vectors) < rows:
+    vectors = np.concatenate([vectors, np.zeros((rows - len(vectors), vectors.shape[1]),
+                                                vectors.dtype)])
+  graphdefs = []
+
+  def init(vectors=None):
+    model = build_model(config, rows, num_labels, vectors, seed=config.seed)
+    graphdef, state = steps_lib.init_state(model, tx, config.seed, table_update)
+    graphdefs.append(graphdef)
+    return state
+
+  args = () if vectors is None else (parallel.host_array(vectors.astype(np.float32), mesh),)
+  abstract = jax.eval_shape(init, *args)
+  sharding = parallel.state_shardings(abstract, mesh, rows)
+  state = jax.jit(init, out_shardings=sharding)(*args)
+  steps = steps_lib.Steps(graphdefs[0], tx, loss_fn, multi_label, config.max_norm, mesh,
+                          sharding, steps_lib.COMPUTE_DTYPES[config.compute_dtype],
+                          table_update)
+  return steps, state
+
+
+@dataclasses.dataclass
+class Built:
+  """What one run trains with, built from its config and prepared data."""
+  steps: steps_lib.Steps
+  state: dict  # the initial train state, on the mesh
+  steps_per_epoch: int
+  total_steps: int
+  class_weights: np.ndarray | None  # [C] or None
+
+
+def build(config, prepared, mesh) -> Built:
+  """Steps, initial state, epoch length and class weights of a run on `prepared` data."""
+  train = prepared.splits["train"]
+  steps_per_epoch = math.ceil(len(train) / config.batch_size)
+  total_steps = steps_per_epoch * config.num_epochs
+  class_weights = losses.class_weights_from_config(
+      config.class_weights, train.labels, len(prepared.label_names), prepared.multi_label)
+  steps, state = make_steps(config, len(prepared.vocab), len(prepared.label_names),
+                            prepared.multi_label, mesh, total_steps, prepared.vectors,
+                            class_weights)
+  state = fit_to_data(config, state, train, prepared.multi_label)
+  return Built(steps, state, steps_per_epoch, total_steps, class_weights)

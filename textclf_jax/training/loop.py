@@ -1,0 +1,281 @@
+"""The training loop: `train_and_evaluate(config, workdir)`, and `train_all_folds` for CV.
+
+text -> ids (once) -> bucketed batches (a function of seed and epoch) -> jitted
+sharded step -> dev evaluation -> early stopping -> best checkpoint -> test.
+
+Resuming, in order: (1) keep the saved run's implementation choices
+(`rundir.keep_saved_choices`), (2) rebuild data, model and initial state from
+the config, (3) restore the latest checkpoint: state, epoch, batch position and
+early-stopping state, (4) drop log lines written after it, (5) replay the same
+batch order from that position. A resumed run ends with bitwise the same
+parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+from textclf_jax.training import build as build_lib
+from textclf_jax import config as config_lib
+from textclf_jax.training import evaluate as evaluate_lib
+from textclf_jax.families.tfidf import fit as linear
+from textclf_jax.runtime import parallel
+from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
+from textclf_jax.training import steps as steps_lib
+from textclf_jax.run.checkpoint import Checkpoints
+from textclf_jax.data import splits as splits_lib
+from textclf_jax.data.batching import prefetch
+from textclf_jax.data.pipeline import prepare
+from textclf_jax.data.sources import load_source
+from textclf_jax.training.progress import RunProgress
+
+
+def _announce(prepared, config, mesh):
+  train, dev, test = (prepared.splits[k] for k in ("train", "dev", "test"))
+  print(f"[textclf] {prepared.name}: {len(train)} train / {len(dev)} dev / {len(test)} test, "
+        f"{len(prepared.label_names)} labels{' (multi-label)' if prepared.multi_label else ''}, "
+        f"vocab {len(prepared.vocab)}"
+        + (f", vectors found for {prepared.stats['vectors_found']} words"
+           if config.vectors else "")
+        + f"; {parallel.describe(mesh)}", flush=True)
+
+
+def _already_finished(config, workdir: str) -> dict | None:
+  """A finished run's results when `--resume` has nothing left to train, else None."""
+  results = rundir.read_results(workdir)
+  if results is None:
+    return None
+  epochs = results.get("epochs_trained")
+  has_latest = Checkpoints.has_latest(workdir)
+  if results["stopped_early"] or (epochs is not None and epochs >= config.num_epochs) \
+      or (epochs is None and not has_latest):
+    if parallel.is_main_process():
+      longer = ("raise --config.num_epochs to train it longer" if has_latest else
+                "it kept only its tested checkpoint; to train longer, train it again with "
+                "--config.keep_checkpoints=both")
+      print(f"[textclf] {workdir}: finished at step {results['final_step']}; nothing left to "
+            f"train, results.json is unchanged ({longer})", flush=True)
+    return results
+  if not has_latest:
+    raise rundir.RunDirError(
+        f"{workdir}: finished, and kept only the checkpoint it was tested with "
+        "(keep_checkpoints=tested), so it cannot be trained longer exactly; train it again "
+        "with --config.keep_checkpoints=both")
+  return None
+
+
+def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
+                       raw=None, on_dev=None) -> dict:
+  """Trains one model (one fold, if CV) and writes a complete run directory.
+
+  on_dev(epoch, step, dev metrics): called after every dev evaluation (a search's
+  pruner); raising progress.Pruned stops the run there, which then finishes normally.
+  """
+  if linear.is_linear(config):  # TF-IDF + logistic regression: fitted, no training loop
+    return linear.train_and_evaluate(config, workdir, resume, fold, raw)
+  started = time.time()
+  if resume:
+    config = rundir.keep_saved_choices(config, workdir)
+  config_lib.validate(config)  # bad values fail before anything is written
+  config = config_lib.resolve(config)
+  rundir.check_can_start(workdir, resume)
+  parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
+  with runlock.writing(workdir):
+    finished = _already_finished(config, workdir) if resume else None
+    if finished is not None:
+      return finished
+    return _train(config, workdir, resume, fold, raw, started, on_dev)
+
+
+def _train(config, workdir, resume, fold, raw, started, on_dev=None) -> dict:
+  # --- the run directory --------------------------------------------------------------
+  prepared = prepare(config, fold, raw=raw)
+  config = config_lib.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
+  is_main = parallel.is_main_process()
+  if is_main and not (resume and rundir.is_initialised(workdir)):
+    rundir.init(config, workdir, prepared)
+  elif is_main:  # a resumed run may train longer (`--resume RUN --config.num_epochs=N`)
+    rundir.write_config(config, workdir)
+
+  # --- model, optimiser, state ----------------------------------------------------------
+  mesh = build_lib.make_mesh(config)
+  batcher = build_lib.make_batcher(config, mesh)
+  eval_batcher = build_lib.eval_batcher(config, mesh)
+  built = build_lib.build(config, prepared, mesh)
+  steps, state, steps_per_epoch = built.steps, built.state, built.steps_per_epoch
+  train, dev = prepared.splits["train"], prepared.splits["dev"]
+
+  # --- resume ---------------------------------------------------------------------------
+  ckpt = Checkpoints(workdir)
+  meta = None
+  if resume:
+    restored = ckpt.restore_latest(parallel.abstract_like(state))
+    if restored is not None:
+      state, meta = restored
+    if is_main:
+      print(f"[textclf] {workdir}: " + (
+          "no checkpoint yet; starting from step 0" if restored is None else
+          f"resuming from step {int(state['step'])} (epoch {meta['epoch'] + 1}, batch "
+          f"{meta['position']})"), flush=True)
+  logger = runlog.RunLogger(workdir, config, resume_step=int(state["step"]) if resume else None)
+  run = RunProgress(config, workdir, prepared, ckpt, logger, meta, steps.all_finite, on_dev)
+  if is_main:
+    _announce(prepared, config, mesh)
+
+  last_dev = None  # (step, dev probabilities) of the last evaluation: finish reuses them
+
+  def evaluate(step, epoch):
+    """Dev evaluation, early stopping, best checkpoint, plateau. True: stop."""
+    nonlocal state, last_dev
+    probs = evaluate_lib.predict_probs(steps, state, dev, eval_batcher)
+    last_dev = (step, probs)
+    dev_metrics, stop = run.evaluate(step, epoch, probs, lambda: state)
+    state = apply_plateau(state)
+    return dev_metrics, stop
+
+  def apply_plateau(state):
+    if config.schedule != "plateau":
+      return state
+    return steps.set_plateau_scale(
+        state, parallel.host_array(np.float32(run.meta["plateau_scale"]), mesh))
+
+  # --- the loop -------------------------------------------------------------------------
+  state = apply_plateau(state)
+  device_metrics = steps_lib.init_metrics(mesh)
+  log_time, log_examples = time.time(), 0
+  stop = run.stopped
+  first_epoch = run.meta["epoch"]
+  for epoch in range(first_epoch, config.num_epochs):
+    if stop:
+      break
+    plan = batcher.train_plan(train, config.seed, epoch)
+    start = run.meta["position"] if epoch == first_epoch else 0
+    batches = prefetch(build_lib.device_batch(batcher, train, plan[i], mesh)
+                       for i in range(start, len(plan)))
+    bar = tqdm.tqdm(total=len(plan), initial=start, desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                    disable=not (config.progress_bar and is_main), leave=False, dynamic_ncols=True)
+    epoch_time, epoch_examples = time.time(), 0
+    with contextlib.closing(batches):  # stops its thread if the epoch ends early
+      for i, batch in zip(range(start, len(plan)), batches):
+        state, device_metrics = steps.train_step(state, batch, device_metrics)
+        step = steps_per_epoch * epoch + i + 1
+        examples = len(plan[i])
+        log_examples += examples
+        epoch_examples += examples
+        bar.update(1)
+        if step % config.log_every_steps == 0:
+          now = time.time()
+          entry = run.log_train(step, epoch, jax.device_get(device_metrics),
+                                log_examples / max(now - log_time, 1e-9))
+          bar.set_postfix(loss=f"{entry['loss']:.4f}",
+                          ex_s=f"{entry['examples_per_second']:.0f}")
+          device_metrics = steps_lib.init_metrics(mesh)
+          log_time, log_examples = now, 0
+        run.meta.update(epoch=epoch, position=i + 1)
+        if config.eval_every_steps and step % config.eval_every_steps == 0:
+          run.check_finite(jax.device_get(device_metrics))
+          _, stop = evaluate(step, epoch)
+          if stop:
+            break
+        if step % config.checkpoint_every_steps == 0 and i + 1 < len(plan):
+          run.check_finite(jax.device_get(device_metrics))
+          run.save_latest(step, state)
+    bar.close()
+    jax.block_until_ready(state)
+    run.add_training(time.time() - epoch_time, epoch_examples)
+    run.check_finite(jax.device_get(device_metrics))
+    step = int(state["step"])
+    if not config.eval_every_steps and not stop:
+      dev_metrics, stop = evaluate(step, epoch)
+      if is_main:
+        print(f"[textclf] epoch {epoch + 1}: dev {run.metric_name} "
+              f"{dev_metrics[run.metric_name]:.4f} (best {run.meta['best']:.4f} at step "
+              f"{run.meta['best_step']})", flush=True)
+    run.end_epoch(epoch, stop)
+    if run.meta["best"] is not None and _latest_dropped_at_finish(config) \
+        and (stop or epoch + 1 == config.num_epochs):
+      run.check_parameters(step, state)  # what the save would have checked
+    else:
+      run.save_latest(step, state)
+
+  return run.finish(steps, state, eval_batcher, started, last_dev)
+
+
+def _latest_dropped_at_finish(config) -> bool:
+  """Whether `finish` deletes the latest checkpoints (keep_checkpoints=tested, tested with
+  the best one). Then the last epoch's end saves none: it would be deleted a few seconds
+  later (on IMDB's fasttext_nb, 0.3-0.4 s of an 18 s run). A kill between the last best
+  checkpoint and results.json then makes `--resume` train the last epoch again (from the
+  previous latest checkpoint, or from the start); it ends bit-identical all the same."""
+  return config.keep_checkpoints == "tested" and config.test_checkpoint == "best"
+
+
+# --- cross-validation ---------------------------------------------------------
+
+
+def cv_folds(config, raw) -> list:
+  """The folds a CV run trains: config.folds, else config.fold, else every fold."""
+  available = splits_lib.num_folds_of(raw, config.num_folds)
+  folds = list(config.folds) or ([config.fold] if config.fold >= 0 else range(available))
+  bad = [k for k in folds if k >= available]
+  if bad:
+    raise config_lib.ConfigError(f"config.folds: {raw.name} has folds 0..{available - 1}, "
+                                 f"not {', '.join(map(str, bad))}")
+  return list(folds)
+
+
+def cv_summary(raw_name: str, model: str, per_fold: list) -> dict:
+  """cv_results.json: every fold's test metrics, and their mean and sample std."""
+  keys = [k for k, v in per_fold[0]["test"].items() if isinstance(v, float)]
+  ddof = 1 if len(per_fold) > 1 else 0
+  return {
+      "dataset": raw_name, "model": model, "folds": [r["fold"] for r in per_fold],
+      "test_mean": {k: float(np.mean([r["test"][k] for r in per_fold])) for k in keys},
+      "test_std": {k: float(np.std([r["test"][k] for r in per_fold], ddof=ddof)) for k in keys},
+      "std": f"sample standard deviation over folds (ddof={ddof})",
+      "per_fold": [{"fold": r["fold"], "best_step": r["best_step"],
+                    "train_seconds": r["train_seconds"],
+                    "test": {k: r["test"][k] for k in keys}} for r in per_fold],
+      "train_seconds": float(sum(r["train_seconds"] for r in per_fold)),
+  }
+
+
+def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
+  """k-fold CV: one sub-run per fold (`fold_K/`), then every fold's test metrics with
+  their mean and std (cv_results.json). Not CV data: one run, `train_and_evaluate`."""
+  if linear.is_linear(config):  # its keys and scikit-learn, before cv_results' dir is made
+    linear.validate(config)
+  config_lib.validate(config)
+  config = config_lib.resolve(config)
+  raw = load_source(config)
+  if not splits_lib.uses_cross_validation(raw):
+    return train_and_evaluate(config, workdir, resume, raw=raw)
+  folds = cv_folds(config, raw)
+  rundir.check_can_start(workdir, resume)
+  parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
+  is_main = parallel.is_main_process()
+  with runlock.writing(workdir):
+    if is_main:
+      rundir.write_config(config, workdir)
+    per_fold = []
+    for k in folds:
+      sub = os.path.join(workdir, f"fold_{k}")
+      done = rundir.read_results(sub)
+      if done is None:
+        if is_main:
+          print(f"[textclf] cross-validation fold {k}", flush=True)
+        done = train_and_evaluate(config, sub, resume and os.path.exists(sub), fold=k, raw=raw)
+      per_fold.append(done)
+      if is_main:
+        metric = "accuracy" if "accuracy" in done["test"] else "micro_f1"
+        print(f"[textclf] fold {k}: test {metric} {done['test'][metric]:.4f}", flush=True)
+    summary = cv_summary(raw.name, config.model, per_fold)
+    if is_main:
+      rundir.write_json(rundir.path(workdir, rundir.CV_RESULTS), summary)
+  return summary
