@@ -277,14 +277,21 @@ def test_pooling():
     mean_last(states, 4)
 
 
-def test_bfloat16_compute(tmp_path):
-  numpy_model(str(tmp_path), "bert")
+def test_bfloat16_compute_and_checkpoint(tmp_path):
+  _, canon = numpy_model(str(tmp_path), "bert")
   enc = SubwordTokenizer.from_folder(str(tmp_path), 16).encode(TEXTS)
   f32 = np.asarray(load_encoder(str(tmp_path))(enc.ids, enc.mask))
   model = load_encoder(str(tmp_path), dtype=jnp.bfloat16)
   out = model(enc.ids, enc.mask)
   assert out.dtype == jnp.bfloat16 and model.embeddings.word_embeddings.embedding.dtype == jnp.float32
   assert np.abs(np.asarray(out, np.float32) - f32).max() < 0.25  # LayerNorm'd: values ~ 1
+  from safetensors.flax import save_file as save_jax  # a bfloat16 checkpoint: params float32
+  save_jax({k: jnp.asarray(v, jnp.bfloat16) for k, v in canon.items()},
+           os.path.join(tmp_path, "model.safetensors"))
+  table = load_encoder(str(tmp_path)).embeddings.word_embeddings.embedding
+  assert table.dtype == jnp.float32
+  np.testing.assert_array_equal(np.asarray(table[...]), np.asarray(
+      jnp.asarray(canon["embeddings.word_embeddings.weight"], jnp.bfloat16), np.float32))
 
 
 def test_errors_name_the_file_and_key(tmp_path):

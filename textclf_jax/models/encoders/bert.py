@@ -9,7 +9,9 @@ one token type, DistilBERT has no token types. The forward pass returns every hi
 layer, the mean of the last k or a learned mix (pooling.py).
 
 Params are float32; `dtype` is the compute dtype (bfloat16 halves the activations' memory).
-Softmax and LayerNorm statistics are computed in float32 whatever the dtype.
+Softmax and LayerNorm statistics are computed in float32 whatever the dtype. On GPUs XLA
+multiplies float32 matrices in TF32 by default; parity with PyTorch to ~1e-5 there needs
+`jax.default_matmul_precision("highest")` (on CPU float32 is float32).
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ import os
 import re
 
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from textclf_jax.errors import DataError
@@ -155,12 +154,20 @@ def expected_weights(cfg: EncoderConfig) -> dict:
 
 
 def read_weights(path: str) -> dict:
-  """model.safetensors -> {name: np.ndarray}; DataError naming the file if unreadable."""
-  from safetensors import SafetensorError
+  """model.safetensors -> {name: array}; DataError naming the file if unreadable.
+  safetensors.numpy; a file with bfloat16 tensors (numpy has no such dtype) through
+  safetensors' flax reader, which gives jax arrays."""
+  from safetensors import SafetensorError, safe_open
   from safetensors.numpy import load_file
 
   try:
-    return load_file(path)
+    try:
+      return load_file(path)
+    except TypeError as e:
+      if "bfloat16" not in str(e):
+        raise
+      with safe_open(path, framework="flax") as f:
+        return {name: f.get_tensor(name) for name in f.keys()}
   except (SafetensorError, OSError, ValueError, TypeError) as e:
     raise DataError(f"{path}: not a readable safetensors file ({e})") from None
 
@@ -188,14 +195,14 @@ def assign_weights(model: Encoder, weights: dict, source: str = WEIGHTS_FILE) ->
       raise DataError(f"{source}: weights {seen[canon]!r} and {name!r} are the same parameter")
     seen[canon] = name
     path, transpose = expected[canon]
-    array = np.asarray(weights[name])
+    array = weights[name]
     array = array.T if transpose else array
     param = _param(model, path)
     if array.shape != tuple(param.shape):
       shape = tuple(reversed(param.shape)) if transpose else tuple(param.shape)
       raise DataError(f"{source}: weight {name!r} has shape {tuple(weights[name].shape)}, "
                       f"the config ({CONFIG_FILE}) gives {shape}")
-    if not np.issubdtype(array.dtype, np.floating):
+    if not jnp.issubdtype(array.dtype, jnp.floating):
       raise DataError(f"{source}: weight {name!r} has dtype {array.dtype}, expected floats")
     param.set_value(jnp.asarray(array, jnp.float32))
   missing = [n for n in expected if n not in seen]
