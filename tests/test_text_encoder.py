@@ -79,6 +79,15 @@ def test_the_encoder_ignores_the_configs_max_len_until_encode():
   assert len(encoder.pieces("a b c d")) == 4
 
 
+@pytest.mark.parametrize("max_len", [0, 1, 3, 50])
+def test_pieces_are_the_tokens_the_configs_tokenizer_gives(max_len):
+  """pieces(text, max_len): the TF-IDF family's tokens (Tokenizer.from_config), unfitted."""
+  config = _config(max_len=max_len, remove_stopwords=True, stem=True)
+  encoder = encoder_for(config)
+  for text in NEW + TRAIN:
+    assert encoder.pieces(text, config.max_len) == Tokenizer.from_config(config)(text)
+
+
 def test_prepare_carries_the_fitted_encoder(tmp_path):
   rows = [{"text": t, "label": str(i % 2)} for i, t in enumerate(TRAIN * 4)]
   data = tmp_path / "d"

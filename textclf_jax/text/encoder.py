@@ -34,7 +34,7 @@ class TextEncoder(Protocol):
   """Raw texts -> ids. Fitted on the training split's texts only; saved as JSON."""
   name: ClassVar[str]  # its registry name (the config's `encoder`)
   pad_id: ClassVar[int]  # 0 (checked by `register`)
-  unk_id: ClassVar[int]  # what an unknown piece maps to
+  unk_id: int  # what an unknown piece maps to (may differ per vocabulary)
 
   @property
   def vocab_size(self) -> int:
@@ -56,8 +56,10 @@ class TextEncoder(Protocol):
     """ids [N, max_len] int32 (0-padded, cut at max_len), lengths [N] int32 (at least 1:
     an empty text is one padding token)."""
 
-  def pieces(self, text: str) -> list:
-    """The strings of `text`'s ids, untruncated, one per id (what explanations show)."""
+  def pieces(self, text: str, max_len: int = 0) -> list:
+    """The strings of `text`'s ids, one per id, the first max_len (0: all): what
+    explanations show, and the TF-IDF family's tokens. Works unfitted where the pieces
+    do not depend on fitting (the word encoder's)."""
 
   def decode(self, ids) -> list:
     """ids [L] -> their strings (padding included, as its own string)."""
@@ -168,8 +170,9 @@ class WordEncoder:
     flat, lengths = self.encode_flat(texts)
     return pad_flat(flat, lengths, max_len)
 
-  def pieces(self, text: str) -> list:
-    return self.tokenizer(text)
+  def pieces(self, text: str, max_len: int = 0) -> list:
+    tokens = self.tokenizer(text)
+    return tokens[:max_len] if max_len else tokens
 
   def decode(self, ids) -> list:
     words = self._vocab().words

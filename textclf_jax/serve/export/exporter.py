@@ -120,7 +120,8 @@ def _manifest(run, loaded, encoder, fmt, traced, temperature, thresholds,
       "run": os.path.abspath(run), "checkpoint": loaded.which, "step": int(loaded.step),
       "config_sha256": config_sha256(run),
       # the encoder's settings ("tokenizer": the key exports have always had)
-      "encoder": encoder.name, "tokenizer": dict(encoder.settings(), max_len=int(config.max_len)),
+      "encoder": encoder.name,
+      "tokenizer": dict(encoder.settings(), max_len=int(config.max_len)),
       "vocab_file": serving.VOCAB, "vocab_size": int(encoder.vocab_size),
       "labels": list(loaded.label_names), "multi_label": bool(loaded.multi_label),
       "calibrated": calibrated, "temperature": temperature,
@@ -166,7 +167,8 @@ def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: s
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
   try:
-    manifest = _manifest(run, loaded, encoder, fmt, traced, temperature, thresholds, record is not None)
+    manifest = _manifest(run, loaded, encoder, fmt, traced, temperature, thresholds,
+                         record is not None)
     manifest.update(formats.write(fmt, traced, os.path.join(tmp, formats.MODEL_FILES[fmt])))
     manifest["size_bytes"] = os.path.getsize(os.path.join(tmp, formats.MODEL_FILES[fmt]))
     manifest["versions"] = formats.versions(fmt)
