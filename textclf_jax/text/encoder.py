@@ -124,10 +124,6 @@ class WordEncoder:
     return WordEncoder(self.tokenizer, vocab, self.min_count, self.max_size)
 
   @property
-  def fitted(self) -> bool:
-    return self.vocab is not None
-
-  @property
   def vocab_size(self) -> int:
     return len(self._vocab())
 
