@@ -236,7 +236,7 @@ def child_tta(args):
   train_data, scored = prepared.splits["train"], prepared.splits[args.split]
   mesh = build.make_mesh(config)
   steps_per_epoch = -(-len(train_data) // config.batch_size)
-  step_fns, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
+  step_fns, state = build.make_steps(config, prepared.encoder.vocab_size, len(prepared.label_names),
                                      prepared.multi_label, mesh,
                                      steps_per_epoch * args.max_epochs, vectors=prepared.vectors)
   batcher = build.make_batcher(config, mesh)

@@ -69,7 +69,7 @@ def bench_row(spec, max_len, growth, prepared, dataset_config, batches: int) -> 
   batcher = build.make_batcher(config, mesh)
   plan = batcher.train_plan(data, config.seed, 0)
   share = batcher.padding_fraction(data, plan)
-  steps, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
+  steps, state = build.make_steps(config, prepared.encoder.vocab_size, len(prepared.label_names),
                                   False, mesh, total_steps=10 ** 6)
   sample = plan[:batches]
   device = [build.device_batch(batcher, data, index, mesh) for index in sample]
@@ -117,7 +117,7 @@ def main():
   print(f"# {args.dataset} train: {len(full):,} texts, tokens mean {lengths.mean():.0f}, "
         f"median {np.median(lengths):.0f}, p90 {np.percentile(lengths, 90):.0f}, "
         f"p99 {np.percentile(lengths, 99):.0f}, max {lengths.max():,}; vocabulary "
-        f"{len(prepared.vocab):,}")
+        f"{prepared.encoder.vocab_size:,}")
   print("| model | max_len | buckets | texts cut | padded slots | lengths compiled | compile s "
         "| real tokens/s | slots/s | examples/s | CPU s / wall s |")
   print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -71,7 +71,7 @@ def run_jax(config, args) -> dict:
   train_data, dev = prepared.splits["train"], prepared.splits["dev"]
   mesh = build.make_mesh(config)
   steps_per_epoch = -(-len(train_data) // config.batch_size)
-  step_fns, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
+  step_fns, state = build.make_steps(config, prepared.encoder.vocab_size, len(prepared.label_names),
                                      False, mesh, steps_per_epoch * args.max_epochs,
                                      vectors=prepared.vectors)
   batcher = build.make_batcher(config, mesh)
@@ -107,7 +107,7 @@ def run_torch(config, args) -> dict:
   data_s = time.perf_counter() - START
   train_data, dev = prepared.splits["train"], prepared.splits["dev"]
   torch.manual_seed(config.seed)
-  model = KimCNN(len(prepared.vocab), config.embed_dim, len(prepared.label_names),
+  model = KimCNN(prepared.encoder.vocab_size, config.embed_dim, len(prepared.label_names),
                  tuple(config.filter_widths), config.num_filters, config.dropout)
   with torch.no_grad():
     model.embed.weight.copy_(torch.from_numpy(prepared.vectors))

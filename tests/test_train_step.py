@@ -22,7 +22,7 @@ def _setup(topic_dir, tmp_path, preset, **overrides):
   config = tiny_config(preset, dataset=topic_dir, embed_dim=4, vectors=str(vectors), **overrides)
   prepared = prepare(config)
   mesh = parallel.make_mesh(num_devices=1)
-  steps, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
+  steps, state = build.make_steps(config, prepared.encoder.vocab_size, len(prepared.label_names),
                                   prepared.multi_label, mesh, 100, prepared.vectors)
   batcher = build.make_batcher(config, mesh)
   data = prepared.splits["train"]
@@ -103,8 +103,9 @@ EIGHT_DEVICES = textwrap.dedent("""
                            mesh_model=model_axis)
       prepared = prepare(config)
       mesh = parallel.make_mesh(model_axis, num_devices=devices)
-      steps, state = build.make_steps(config, len(prepared.vocab), len(prepared.label_names),
-                                      prepared.multi_label, mesh, 100, prepared.vectors)
+      steps, state = build.make_steps(config, prepared.encoder.vocab_size,
+                                      len(prepared.label_names), prepared.multi_label, mesh,
+                                      100, prepared.vectors)
       batcher = build.make_batcher(config, mesh)
       data = prepared.splits["train"]
       losses, count = [], 0
@@ -122,7 +123,7 @@ EIGHT_DEVICES = textwrap.dedent("""
           "batch_shard": list(batch["tokens"].sharding.shard_shape(batch["tokens"].shape)),
           "batch_rows": batch["tokens"].shape[0],
           "table_shard": list(table.sharding.shard_shape(table.shape)),
-          "table_rows": table.shape[0], "vocab": len(prepared.vocab)}}
+          "table_rows": table.shape[0], "vocab": prepared.encoder.vocab_size}}
     print(json.dumps(out))
 """)
 

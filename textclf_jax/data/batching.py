@@ -13,6 +13,7 @@ import threading
 
 import numpy as np
 
+from textclf_jax.text.encoder import pad_flat
 from textclf_jax.text.tokenize import Tokenizer
 from textclf_jax.text.vocab import PAD_ID, Vocab
 
@@ -57,14 +58,9 @@ def encode_tokens(token_lists: list, vocab: Vocab, max_len: int):
 def encode_flat(flat: np.ndarray, lengths: np.ndarray, max_len: int):
   """`encode_tokens` of texts already encoded back to back: flat [sum(lengths)] ids, text
   i's being the lengths[i] after those of texts 0..i-1. Returns ids [N, max_len] int32
-  and lengths [N] int32 (at least 1), as encode_tokens does."""
-  lengths = np.asarray(lengths, dtype=np.int64)
-  ids = np.zeros((len(lengths), max_len), dtype=np.int32)
-  kept = np.minimum(lengths, max_len)
-  starts = np.cumsum(lengths) - lengths
-  for row, (start, n) in enumerate(zip(starts.tolist(), kept.tolist())):
-    ids[row, :n] = flat[start: start + n]
-  return ids, np.maximum(kept, 1).astype(np.int32)  # an empty text is one padding token
+  and lengths [N] int32 (at least 1), as encode_tokens does (`encoder.pad_flat`, which
+  every TextEncoder's `encode` uses)."""
+  return pad_flat(flat, lengths, max_len)
 
 
 def encode_texts(texts: list, tokenizer: Tokenizer, vocab: Vocab, max_len: int):

@@ -1,8 +1,8 @@
 """One call from config to encoded arrays: `prepare(config, fold)`.
 
-source -> splits -> tokens -> vocabulary (train only) -> ids, labels; plus the
-pretrained vectors matrix when the config names one. Runs reuse their saved
-vocabulary and label map (`vocab`, `label_names`) so eval sees what training saw.
+source -> splits -> encoder (text/encoder.py, fitted on train only) -> ids, labels;
+plus the pretrained vectors matrix when the config names one. Runs reuse their saved
+encoder and label map (`encoder`, `label_names`) so eval sees what training saw.
 max_len 0 is resolved here, from the training split's token counts
 (`length_at_percentile`); `Prepared.max_len` is what was used.
 """
@@ -19,9 +19,9 @@ from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import Encoded, encode_flat, encode_labels
 from textclf_jax.errors import DataError
 from textclf_jax.data.sources import RawDataset, load_source
-from textclf_jax.text.tokenize import Tokenizer, numbered
 from textclf_jax.data.vectors import load_vectors
-from textclf_jax.text.vocab import UNK_ID, Vocab
+from textclf_jax.text.encoder import TextEncoder, WordEncoder, encoder_for
+from textclf_jax.text.vocab import Vocab
 
 
 @dataclasses.dataclass
@@ -30,10 +30,15 @@ class Prepared:
   name: str
   multi_label: bool
   label_names: list
-  vocab: Vocab
+  encoder: TextEncoder  # fitted on the training split (or the run's, loaded)
   splits: dict  # name -> Encoded
   vectors: np.ndarray | None
   stats: dict  # data.json: sizes, lengths, max_len (resolved), truncation, vectors
+
+  @property
+  def vocab(self) -> Vocab:
+    """The word encoder's vocabulary (callers from before encoders; new code: `encoder`)."""
+    return self.encoder.vocab
 
   @property
   def max_len(self) -> int:
@@ -54,13 +59,13 @@ def _length_at_percentile(lengths: np.ndarray, percentile: float) -> int:
 
 @dataclasses.dataclass
 class _SplitIds:
-  """A split's tokens as numbers (`_number_splits`): `flat` holds text i's after those of
-  texts 0..i-1, `lengths` [N] their token counts (untruncated)."""
+  """A split's tokens as numbers: `flat` holds text i's after those of texts 0..i-1,
+  `lengths` [N] their token counts (untruncated)."""
   flat: np.ndarray
   lengths: np.ndarray
 
 
-def _number_splits(split_data: dict, tokenizer: Tokenizer) -> tuple:
+def _number_splits(split_data: dict, encoder: WordEncoder) -> tuple:
   """Every split's tokens as numbers, words numbered in the order first seen (`words`:
   word i first), without keeping the token strings. Returns ({split: _SplitIds}, words).
 
@@ -70,39 +75,35 @@ def _number_splits(split_data: dict, tokenizer: Tokenizer) -> tuple:
   seen = collections.defaultdict(itertools.count().__next__)
   out = {}
   for name, split in split_data.items():
-    _, ids, lengths = numbered(tokenizer, split.texts, seen)
-    out[name] = _SplitIds(np.frombuffer(ids, np.intc).astype(np.int32, copy=False),
-                          np.frombuffer(lengths, np.int64))
+    _, flat, lengths = encoder.number(split.texts, seen)
+    out[name] = _SplitIds(flat, lengths)
   return out, list(seen)
 
 
-def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab | None = None,
-            label_names: list | None = None, load_vectors_file: bool = True) -> Prepared:
-  raw = raw or load_source(config)
-  split_stats = {}
-  split_data = splits_lib.make_splits(raw, config, fold, split_stats)
-  label_names = label_names or splits_lib.build_label_map(raw, split_data)
-  # Tokenised once per run, untruncated (to report truncation), cut at encode time. Every
-  # split's tokens are numbered by first sight (`_number_splits`); the vocabulary (the training
-  # split's counts) then maps those numbers to its ids, as Vocab.build + encode_tokens
-  # would map the tokens (tests/test_data.py checks they agree).
-  tokenizer = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
-  split_ids, words = _number_splits(split_data, tokenizer)  # words[i]: the token numbered i
-  train_ids = split_ids["train"]
+def _require_tokens(name: str, train_ids: _SplitIds):
   if not train_ids.lengths.sum():
-    raise DataError(f"{raw.name}: every training text is empty after tokenisation "
+    raise DataError(f"{name}: every training text is empty after tokenisation "
                     "(check text_key and the stop-word settings)")
-  vectors, found = None, None
-  if config.embedding != "rand" and load_vectors_file and not config.vectors:
-    raise DataError(f"embedding={config.embedding!r} needs pretrained vectors: "
-                    "set --config.vectors=PATH")
-  if vocab is None:
-    counts = np.bincount(train_ids.flat, minlength=len(words))
-    vocab = Vocab.from_counts(dict(zip(words, counts.tolist())), config.min_count,
-                              config.max_vocab)
+
+
+def _word_ids(config, dataset: str, split_data: dict, encoder: WordEncoder, fit: bool,
+              load_vectors_file: bool) -> tuple:
+  """The word encoder's fast path: every split tokenised once, untruncated, its tokens
+  numbered by first sight (`_number_splits`); when `fit`, the vocabulary (the training
+  split's counts, plus dev/test words with a pretrained vector when vectors_extend_vocab)
+  then maps those numbers to its ids, as WordEncoder.fit + encode would map the tokens
+  (tests/test_data.py checks they agree). Returns (encoder, {split: _SplitIds of vocabulary
+  ids}, vectors, found)."""
+  split_ids, words = _number_splits(split_data, encoder)  # words[i]: the token numbered i
+  _require_tokens(dataset, split_ids["train"])
+  vectors = found = None
+  if fit:
+    encoder = encoder.fit_counts(words, np.bincount(split_ids["train"].flat,
+                                                    minlength=len(words)))
     if config.vectors and load_vectors_file and config.vectors_extend_vocab:
       # Dev/test words that have a pretrained vector join the vocabulary, as in
       # Kim (2014); no labels are involved.
+      vocab = encoder.vocab
       known = len(vocab)
       elsewhere = np.unique(np.concatenate([split_ids[name].flat for name in ("dev", "test")]))
       vocab = Vocab(vocab.words + sorted({words[i] for i in elsewhere.tolist()
@@ -110,22 +111,57 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
       vectors, found = load_vectors(config.vectors, vocab, config.embed_dim,
                                     config.vectors_format, config.unk_init_scale, config.seed)
       keep = (np.arange(len(vocab)) < known) | found
-      vocab = Vocab([w for w, k in zip(vocab.words, keep) if k])
+      encoder = encoder.with_vocab(Vocab([w for w, k in zip(vocab.words, keep) if k]))
       vectors, found = vectors[keep], found[keep]
+  to_vocab = encoder.to_ids(words)
+  return (encoder, {name: _SplitIds(to_vocab[ids.flat], ids.lengths)
+                    for name, ids in split_ids.items()}, vectors, found)
+
+
+def prepare(config, fold: int = -1, raw: RawDataset | None = None,
+            encoder: TextEncoder | None = None, label_names: list | None = None,
+            load_vectors_file: bool = True, vocab: Vocab | None = None) -> Prepared:
+  """The run's data, encoded. `encoder`: a run's fitted encoder (eval sees what training
+  saw); None fits the config's on the training split. `vocab`: a word encoder's
+  vocabulary instead of `encoder` (what callers passed before encoders existed)."""
+  raw = raw or load_source(config)
+  split_stats = {}
+  split_data = splits_lib.make_splits(raw, config, fold, split_stats)
+  label_names = label_names or splits_lib.build_label_map(raw, split_data)
+  if vocab is not None:
+    encoder = WordEncoder.from_config(config).with_vocab(vocab)
+  fit = encoder is None
+  if fit:
+    encoder = encoder_for(config)
+  # Tokenised once per run, untruncated (to report truncation), cut at encode time.
+  if isinstance(encoder, WordEncoder):
+    encoder, split_ids, vectors, found = _word_ids(config, raw.name, split_data, encoder, fit,
+                                                   load_vectors_file)
+  else:
+    vectors, found = None, None
+    if config.vectors and load_vectors_file:
+      raise DataError(f"vectors={config.vectors!r}: pretrained word vectors need the word "
+                      f"encoder, not {encoder.name!r}")
+    if fit:
+      encoder = encoder.fit(split_data["train"].texts)
+    split_ids = {name: _SplitIds(*encoder.encode_flat(split.texts))
+                 for name, split in split_data.items()}
+    _require_tokens(raw.name, split_ids["train"])
+  train_ids = split_ids["train"]
+  if config.embedding != "rand" and load_vectors_file and not config.vectors:
+    raise DataError(f"embedding={config.embedding!r} needs pretrained vectors: "
+                    "set --config.vectors=PATH")
   if config.vectors and load_vectors_file and vectors is None:
-    vectors, found = load_vectors(config.vectors, vocab, config.embed_dim, config.vectors_format,
-                                  config.unk_init_scale, seed=config.seed)
+    vectors, found = load_vectors(config.vectors, encoder.vocab, config.embed_dim,
+                                  config.vectors_format, config.unk_init_scale, seed=config.seed)
   max_len = config.max_len or _length_at_percentile(train_ids.lengths,
                                                     config.max_len_percentile)
-  to_vocab = np.fromiter(map(vocab.index.get, words, itertools.repeat(UNK_ID)), dtype=np.int32,
-                         count=len(words))
-  encoded = {name: Encoded(*encode_flat(to_vocab[split_ids[name].flat],
-                                        split_ids[name].lengths, max_len),
+  encoded = {name: Encoded(*encode_flat(split_ids[name].flat, split_ids[name].lengths, max_len),
                            encode_labels(split.labels, label_names, raw.multi_label))
              for name, split in split_data.items()}
   stats = {
       "dataset": raw.name, "multi_label": raw.multi_label, "fold": fold,
-      "num_labels": len(label_names), "vocab_size": len(vocab),
+      "num_labels": len(label_names), "vocab_size": encoder.vocab_size,
       **{f"num_{k}": len(v) for k, v in encoded.items()},
       "max_len": max_len,
       "mean_length_train": float(np.mean(encoded["train"].lengths)),
@@ -135,5 +171,5 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
   if found is not None:
     stats.update(vectors=config.vectors, vectors_found=int(found[2:].sum()),
                  vectors_coverage=float(found[2:].mean()))
-  return Prepared(raw.name, raw.multi_label, label_names, vocab, encoded, vectors, stats)
+  return Prepared(raw.name, raw.multi_label, label_names, encoder, encoded, vectors, stats)
 

@@ -25,9 +25,10 @@ import numpy as np
 from textclf_jax import config as config_lib
 from textclf_jax.errors import DataError
 from textclf_jax.scoring import calibration as calibration_lib
+from textclf_jax.text.encoder import VOCAB_FILE
 
 CONFIG = "config.json"
-VOCAB = "vocab.json"
+VOCAB = VOCAB_FILE  # "vocab.json": every encoder's id -> piece list
 LABELS = "labels.json"
 DATA = "data.json"
 THRESHOLDS = "thresholds.json"
@@ -91,7 +92,7 @@ def write_config(config, workdir: str):
 def init(config, workdir: str, prepared):
   """Writes config, vocabulary, label map and data stats of a new run."""
   write_config(config, workdir)
-  prepared.vocab.to_json(path(workdir, VOCAB))
+  prepared.encoder.save(workdir)  # VOCAB (and whatever else its encoder keeps)
   write_json(path(workdir, LABELS),
              {"labels": prepared.label_names, "multi_label": prepared.multi_label})
   write_json(path(workdir, DATA), prepared.stats)

@@ -10,7 +10,7 @@ manifest.json (labels, thresholds, temperature, tokenizer settings, the model's
 inputs, the parity check's figures, versions), vocab.json ({"words": [...]}, as in
 the run) and the model: model.onnx, run with onnxruntime, or model.stablehlo, a
 `jax.export` artefact run with jax (imported only when one is loaded). This module
-imports numpy, onnxruntime and the repo's tokenizer and vocabulary (pure Python):
+imports numpy, onnxruntime and the repo's text encoder (text/encoder.py, pure Python):
 never JAX for an ONNX export.
 """
 
@@ -23,13 +23,11 @@ import numpy as np
 
 from textclf_jax.scoring import metrics
 from textclf_jax.serve import textinput
-from textclf_jax.data.batching import encode_texts
 from textclf_jax.errors import DataError
-from textclf_jax.text.tokenize import Tokenizer
-from textclf_jax.text.vocab import PAD_ID, Vocab
+from textclf_jax.text.encoder import VOCAB_FILE, load_encoder
 
 MANIFEST = "manifest.json"
-VOCAB = "vocab.json"
+VOCAB = VOCAB_FILE
 FORMAT_VERSION = 1  # of the export directory's layout and manifest
 BATCH_SIZE = 64
 
@@ -85,11 +83,11 @@ class Exported:
     if m.get("format") not in RUNNERS:
       raise DataError(f"{os.path.join(directory, MANIFEST)}: key \"format\": expected one of "
                       f"{', '.join(RUNNERS)}, found {m.get('format')!r}")
-    self.tokenizer = Tokenizer(**m["tokenizer"])
-    self.vocab = Vocab.from_json(os.path.join(directory, VOCAB))
-    if len(self.vocab) != m["vocab_size"]:
-      raise DataError(f"{os.path.join(directory, VOCAB)}: {len(self.vocab)} words, but the "
-                      f"manifest says vocab_size {m['vocab_size']}")
+    # the run's encoder, its settings from the manifest (exports before encoders: "words")
+    self.encoder = load_encoder(directory, m["tokenizer"], m.get("encoder", "words"))
+    if self.encoder.vocab_size != m["vocab_size"]:
+      raise DataError(f"{os.path.join(directory, VOCAB)}: {self.encoder.vocab_size} words, but "
+                      f"the manifest says vocab_size {m['vocab_size']}")
     self.labels = m["labels"]
     self.multi_label = m["multi_label"]
     self.thresholds = m["thresholds"]
@@ -103,7 +101,7 @@ class Exported:
 
   def encode(self, texts: list):
     """Raw texts -> ids [N, max_len] int32, lengths [N] int32, as `textclf predict` does."""
-    return encode_texts(list(texts), self.tokenizer, self.vocab, self.max_len)
+    return self.encoder.encode(list(texts), self.max_len)
 
   def padded_length(self, longest: int) -> int:
     """The length a batch whose longest text has `longest` tokens is padded to."""
@@ -120,7 +118,7 @@ class Exported:
     for start in range(0, len(order), batch_size):
       index = order[start:start + batch_size]
       length = self.padded_length(int(lengths[index].max()))
-      tokens = np.full((len(index), length), PAD_ID, np.int32)
+      tokens = np.full((len(index), length), self.encoder.pad_id, np.int32)
       width = min(length, ids.shape[1])
       tokens[:, :width] = ids[index, :width]
       out[index] = self._run(tokens, lengths[index])

@@ -61,8 +61,12 @@ class Vocab:
         words = json.load(f)["words"]
     except FileNotFoundError:
       raise DataError(f"{path}: missing (is this a run directory?)") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:  # ValueError: bad JSON or UTF-8
       raise DataError(f"{path}: not a vocabulary file ({e})") from None
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+      raise DataError(f"{path}: key \"words\": expected a list of strings")
     if words[:2] != [PAD, UNK]:
       raise DataError(f"{path}: expected the first two words to be {PAD}, {UNK}")
+    if len(set(words)) != len(words):
+      raise DataError(f"{path}: key \"words\": a word is listed twice")
     return cls(words)

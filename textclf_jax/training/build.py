@@ -95,7 +95,7 @@ def build(config, prepared, mesh) -> Built:
   total_steps = steps_per_epoch * config.num_epochs
   class_weights = losses.class_weights_from_config(
       config.class_weights, train.labels, len(prepared.label_names), prepared.multi_label)
-  steps, state = make_steps(config, len(prepared.vocab), len(prepared.label_names),
+  steps, state = make_steps(config, prepared.encoder.vocab_size, len(prepared.label_names),
                             prepared.multi_label, mesh, total_steps, prepared.vectors,
                             class_weights)
   state = fit_to_data(config, state, train, prepared.multi_label)

@@ -10,10 +10,9 @@ from flax import nnx
 
 from textclf_jax.families.tfidf import fit as linear
 from textclf_jax.serve import runs
-from textclf_jax.data.batching import encode_tokens, padded_lengths
+from textclf_jax.data.batching import padded_lengths
 from textclf_jax.errors import DataError
-from textclf_jax.text.tokenize import Tokenizer
-from textclf_jax.text.vocab import UNK_ID
+from textclf_jax.text.encoder import TextEncoder, load_encoder
 from textclf_jax.errors import UsageError
 from textclf_jax.serve.explain.integrated import Attributor, completeness
 from textclf_jax.serve.explain.ngrams import FilterWinners, is_cnn
@@ -25,6 +24,7 @@ class Explainer:
   """A loaded run with its attributor and, for a CNN, its filter winners."""
   run: str
   loaded: runs.LoadedRun
+  encoder: TextEncoder  # the run's, as `predict` encodes with
   attributor: Attributor
   winners: FilterWinners | None  # None unless the run is a CNN
 
@@ -43,7 +43,7 @@ def load(run: str, steps: int = 50, rule: str = "gausslegendre") -> Explainer:
   winners = None
   if is_cnn(model) and not loaded.config.get("chunk_len", 0):
     winners = FilterWinners(graphdef, params, frozen, loaded.multi_label)
-  return Explainer(run, loaded, attributor, winners)
+  return Explainer(run, loaded, load_encoder(run, loaded.config), attributor, winners)
 
 
 def _width(config, length: int) -> int:
@@ -51,6 +51,13 @@ def _width(config, length: int) -> int:
   shortest = min_length(config)
   buckets = padded_lengths(config.bucket_lengths, max(config.max_len, shortest), shortest)
   return int(next((b for b in buckets if b >= length), buckets[-1]))
+
+
+def _at_width(ids: np.ndarray, width: int) -> np.ndarray:
+  """ids [N, max_len] -> [N, width]: cut, or padded with 0 (width holds every text)."""
+  out = np.zeros((len(ids), width), np.int32)
+  out[:, :min(width, ids.shape[1])] = ids[:, :width]
+  return out
 
 
 def _targets(explainer: Explainer, row: dict, label: str | None) -> list:
@@ -80,18 +87,18 @@ def explain_texts(explainer: Explainer, texts: list, label: str | None = None,
   if label is not None and label not in names:
     raise UsageError(f"--label {label!r}: not a label of this run (labels: "
                      f"{', '.join(names[:20])}{' ...' if len(names) > 20 else ''})")
-  tokenize = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
+  encoder = explainer.encoder
   rows = runs.predict_loaded(loaded, texts, top_k)
   out = []
   for text, row in zip(texts, rows):
-    tokens = tokenize(text)
+    tokens = encoder.pieces(text)
     seen = tokens[:config.max_len]
     length = max(len(seen), 1)  # an empty text is one padding token, as in predict
-    ids, _ = encode_tokens([seen], loaded.vocab, _width(config, length))
+    ids = _at_width(encoder.encode([text], config.max_len)[0], _width(config, length))
     row = dict(row, tokens=seen)
     if len(tokens) > len(seen):
       row["truncated"] = len(tokens) - len(seen)
-    unknown = [int(i) for i in np.flatnonzero(ids[0, :len(seen)] == UNK_ID)]
+    unknown = [int(i) for i in np.flatnonzero(ids[0, :len(seen)] == encoder.unk_id)]
     if unknown:
       row["unknown"] = unknown
     targets = _targets(explainer, row, label)
@@ -128,7 +135,8 @@ def split_ngrams(explainer: Explainer, split: str, k: int, data_dir: str = "") -
                      "without chunk_len")
   loaded = explainer.loaded
   data = runs.prepare_split(loaded, explainer.run, split, data_dir, option="--dataset_split")
-  found = explainer.winners.top_ngrams(data.ids, data.lengths, loaded.vocab.words, k)
+  pieces = explainer.encoder.decode(np.arange(explainer.encoder.vocab_size))
+  found = explainer.winners.top_ngrams(data.ids, data.lengths, pieces, k)
   return [dict(entry, label=loaded.label_names[entry["label"]]) for entry in found]
 
 

@@ -9,7 +9,6 @@ label set) the same, else ParityError and nothing is left at OUT.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -22,7 +21,7 @@ from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.run import layout as rundir
 from textclf_jax.serve import serving
 from textclf_jax.errors import DataError
-from textclf_jax.text.tokenize import Tokenizer
+from textclf_jax.text.encoder import load_encoder
 from textclf_jax.errors import UsageError
 from textclf_jax.serve.export import formats
 from textclf_jax.serve.export import trace as trace_lib
@@ -105,7 +104,8 @@ def _parity(exported, reference, data, thresholds, at_least_one, split) -> dict:
           "passed": bool(diff <= TOLERANCE and differ == 0)}
 
 
-def _manifest(run, loaded, fmt, traced, temperature, thresholds, calibrated) -> dict:
+def _manifest(run, loaded, encoder, fmt, traced, temperature, thresholds,
+              calibrated) -> dict:
   config = loaded.config
   from textclf_jax import models
   return {
@@ -119,8 +119,10 @@ def _manifest(run, loaded, fmt, traced, temperature, thresholds, calibrated) -> 
       "model": config.model, "compute_dtype": config.get("compute_dtype", "float32"),
       "run": os.path.abspath(run), "checkpoint": loaded.which, "step": int(loaded.step),
       "config_sha256": config_sha256(run),
-      "tokenizer": dataclasses.asdict(Tokenizer.from_config(config)),
-      "vocab_file": serving.VOCAB, "vocab_size": len(loaded.vocab),
+      # the encoder's settings ("tokenizer": the key exports have always had)
+      "encoder": encoder.name,
+      "tokenizer": dict(encoder.settings(), max_len=int(config.max_len)),
+      "vocab_file": serving.VOCAB, "vocab_size": int(encoder.vocab_size),
       "labels": list(loaded.label_names), "multi_label": bool(loaded.multi_label),
       "calibrated": calibrated, "temperature": temperature,
       "thresholds": thresholds,
@@ -143,6 +145,7 @@ def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: s
     raise UsageError(f"{run}: a TF-IDF run; export takes neural runs (cnn, lstm, hybrid), "
                      "the TF-IDF model is already plain JSON and .npy in RUN/linear/")
   loaded = runs.load_run(run)
+  encoder = load_encoder(run, loaded.config)
   record = rundir.read_calibration(run) if calibrated else None
   temperature = record["temperature"] if record else None
   thresholds = None
@@ -164,11 +167,12 @@ def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: s
   shutil.rmtree(tmp, ignore_errors=True)
   os.makedirs(tmp)
   try:
-    manifest = _manifest(run, loaded, fmt, traced, temperature, thresholds, record is not None)
+    manifest = _manifest(run, loaded, encoder, fmt, traced, temperature, thresholds,
+                         record is not None)
     manifest.update(formats.write(fmt, traced, os.path.join(tmp, formats.MODEL_FILES[fmt])))
     manifest["size_bytes"] = os.path.getsize(os.path.join(tmp, formats.MODEL_FILES[fmt]))
     manifest["versions"] = formats.versions(fmt)
-    shutil.copyfile(rundir.path(run, rundir.VOCAB), os.path.join(tmp, serving.VOCAB))
+    encoder.save(tmp)  # vocab.json (and whatever else its encoder keeps)
     rundir.write_json(os.path.join(tmp, serving.MANIFEST), manifest)
     parity = _parity(serving.load(tmp), reference, data, thresholds,
                      loaded.config.multilabel_at_least_one, split)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-from textclf_jax.text.vocab import PAD_ID
+from textclf_jax.text.encoder import PAD_ID  # every encoder pads with id 0
 
 
 def _pad_to(x, shape):
