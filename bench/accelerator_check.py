@@ -29,6 +29,11 @@ Everything lands in OUT as at most 8 files (what the device tool brings back):
 summary.json, summary.md, check.log and one log per part (OUT_FILES). The part
 budgets (BUDGETS) add up to the whole budget (--budget, default 465 s); time a
 part leaves unused passes to the next ones.
+
+This file is the command line; the check itself is in bench/accelerator/: spec (the
+constants above), budget (the clock), runner (`Check`: processes, limits, summary),
+parts (the five parts), children (the child processes), report (summary.md) and
+synthetic (the dry run's data).
 """
 
 from __future__ import annotations
