@@ -26,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from textclf_jax.runtime import hostmem  # noqa: E402
+from textclf_jax.runtime import bootstrap  # noqa: E402
 
 from textclf_jax.training import build
 from textclf_jax import config as config_lib
@@ -108,7 +108,7 @@ def main():
   parser.add_argument("--data_dir", default=os.environ.get("TEXTCLF_DATA_DIR",
                                                           "/work/shared/datasets"))
   args = parser.parse_args()
-  hostmem.keep_heap_mapped()
+  bootstrap.start(cache=False)  # compile_s is a compilation, not a cache load
   prepared, dataset_config = load_train(args.data_dir, args.dataset)
   full = prepared.splits["train"]
   lengths = full.lengths

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 from textclf_jax import config as config_lib  # noqa: E402
-from textclf_jax.runtime import compile_cache, hostmem  # noqa: E402
+from textclf_jax.runtime import bootstrap  # noqa: E402
 from textclf_jax.training import group, loop as train  # noqa: E402
 
 SHARED_DATASETS = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "datasets"))
@@ -62,12 +62,11 @@ def configs_for(args, overrides) -> list:
 
 
 def main():
-  hostmem.keep_heap_mapped()  # as the CLI does, for both ways
   args, overrides = parse()
-  configs = configs_for(args, overrides)
   with tempfile.TemporaryDirectory() as tmp:
-    os.environ[compile_cache.ENV] = os.path.join(tmp, "compilation_cache")
-    compile_cache.enable()
+    # as the CLI does, for both ways; a fresh compilation cache that both ways share
+    bootstrap.start(cache=os.path.join(tmp, "compilation_cache"))
+    configs = configs_for(args, overrides)
     root = args.workdir or tmp
     started = time.time()
     grouped = group.train_many(configs, [os.path.join(root, f"many/seed_{c.seed}")

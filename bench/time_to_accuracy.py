@@ -38,7 +38,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-from textclf_jax.runtime import compile_cache, hostmem  # noqa: E402
+from textclf_jax.runtime import bootstrap, compile_cache  # noqa: E402
 import numpy as np  # noqa: E402
 
 SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -58,8 +58,7 @@ def recipe(dataset: str, data_dir: str, vectors: str):
 
 
 def run_jax(config, args) -> dict:
-  hostmem.keep_heap_mapped()  # before the first XLA computation (not for PyTorch)
-  compile_cache.enable()  # as the CLI does; the parent points it at its own folder
+  bootstrap.start()  # as the CLI does (not for PyTorch); the parent points the cache at its folder
   import jax
 
   from textclf_jax.training import build, evaluate

@@ -13,7 +13,7 @@ ROOT/plot.png, and logs the tables to the sweep's W&B group (experiments/report.
 
 from __future__ import annotations
 
-from textclf_jax.runtime import compile_cache, hostmem, parallel
+from textclf_jax.runtime import bootstrap, parallel
 
 from experiments import execute, report
 from experiments.spec import QUICK, Experiment, Plot, plan_cells
@@ -38,8 +38,7 @@ def run_experiment(exp: Experiment, root: str, only_datasets=(), only_variants=(
   Under a multi-process launch (launch/: JAX_* variables or TEXTCLF_DISTRIBUTED=1)
   every process runs every cell together; process 0 writes the outputs.
   """
-  hostmem.keep_heap_mapped()  # before the first XLA computation
-  compile_cache.enable()
+  bootstrap.start()  # before the first XLA computation
   parallel.initialize()
   extra = list(QUICK) if quick else []
   if quick:

@@ -105,7 +105,7 @@ def test_the_package_imports_without_wandb():
             "import textclf_jax\n"
             "for m in pkgutil.walk_packages(textclf_jax.__path__, 'textclf_jax.'):\n"
             "  importlib.import_module(m.name)\n"
-            "from textclf_jax import runlog\n"
+            "from textclf_jax.run import log as runlog\n"
             "print(runlog.wandb_mode('auto'))\n")
   env = dict(os.environ, WANDB_MODE="disabled")
   proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,

@@ -299,10 +299,9 @@ def _run(argv, debug_box):
   if args.command == "config":
     cmd_config(args)
     return
-  from textclf_jax.runtime import compile_cache, hostmem
-  if _CONTEXT.get("program"):  # process-wide: not for a Python process that calls main()
-    hostmem.keep_heap_mapped()  # before the first XLA computation
-  compile_cache.enable()  # compiled steps are loaded from disk after the first run
+  from textclf_jax.runtime import bootstrap
+  # malloc tuning is process-wide: not for a Python process that calls main()
+  bootstrap.start(program=bool(_CONTEXT.get("program")))
   if args.command in ("train", "eval", "mesh"):
     _initialize(args)
   if _CONTEXT.get("program") and not debug_box[0] and args.command != "mesh":
