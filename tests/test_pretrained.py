@@ -1,6 +1,8 @@
 """config.model_init: a new run's parameters from another run's checkpoint or a .npz
 file (all but config.model_init_dont_load), and the model registry's protocol."""
 
+import json
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -81,6 +83,24 @@ def test_a_mismatched_shape_or_name_is_an_error_naming_the_path(source_run, tmp_
     _built(tiny_config(dataset=binary, model_init=str(tmp_path / "nowhere")))
 
 
+def test_a_run_with_other_words_loads_only_without_its_embeddings(source_run, tmp_path):
+  """Embedding row i is the source vocabulary's word i: another vocabulary is refused
+  unless the embeddings are kept fresh."""
+  workdir, _, _, _ = source_run
+  other = tmp_path / "other"
+  other.mkdir()
+  for split, n, seed in (("train", 200, 7), ("dev", 30, 8), ("test", 30, 9)):
+    rows = make_rows(n, seed)
+    write_jsonl(other / f"{split}.jsonl", [dict(r, text=r["text"] + " extra") for r in rows])
+  with pytest.raises(DataError, match=r"its vocabulary \(\d+ words\) is not this run's"):
+    _built(tiny_config(dataset=str(other), model_init=workdir))
+  source = models_base.read_named_arrays(build_lib.pretrained_source(workdir))
+  state = _named(_built(tiny_config(dataset=str(other), model_init=workdir,
+                                    model_init_dont_load=("embed",))).state)
+  np.testing.assert_array_equal(state["head/kernel"], source["head/kernel"])
+  assert state["embed/trainable"].shape != source["embed/trainable"].shape
+
+
 def test_a_npz_of_named_arrays_loads_as_the_checkpoint_does(source_run, tmp_path):
   workdir, _, topics, _ = source_run
   source = models_base.read_named_arrays(build_lib.pretrained_source(workdir))
@@ -90,6 +110,41 @@ def test_a_npz_of_named_arrays_loads_as_the_checkpoint_does(source_run, tmp_path
   assert set(from_npz) == set(source)
   for name, value in from_npz.items():
     np.testing.assert_array_equal(value, source[name], err_msg=name)
+
+
+def _write_safetensors(path, arrays):
+  """The safetensors layout (the `safetensors` package writes the same): header size
+  (u64, little-endian), a JSON header padded with spaces to 8 bytes, the raw bytes."""
+  codes = {"float32": "F32", "float16": "F16", "int32": "I32"}
+  header, blobs, offset = {"__metadata__": {"format": "np"}}, [], 0
+  for name, array in arrays.items():
+    data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+    header[name] = {"dtype": codes[array.dtype.name], "shape": list(array.shape),
+                    "data_offsets": [offset, offset + len(data)]}
+    blobs.append(data)
+    offset += len(data)
+  text = json.dumps(header).encode()
+  text += b" " * (-len(text) % 8)
+  with open(path, "wb") as f:
+    f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def test_a_safetensors_file_loads_and_a_truncated_one_is_named(source_run, tmp_path):
+  workdir, _, topics, _ = source_run
+  source = models_base.read_named_arrays(build_lib.pretrained_source(workdir))
+  file = str(tmp_path / "weights.safetensors")
+  _write_safetensors(file, {**source, "extra/f16": np.arange(6, dtype=np.float16)})
+  read = models_base.read_named_arrays(file)
+  np.testing.assert_array_equal(read["extra/f16"], np.arange(6, dtype=np.float16))
+  loaded = _named(_built(tiny_config(dataset=topics, seed=3, model_init=file)).state)
+  for name, value in loaded.items():
+    np.testing.assert_array_equal(value, source[name], err_msg=name)
+  with open(file, "rb") as f:
+    head = f.read(40)
+  with open(file, "wb") as f:
+    f.write(head)
+  with pytest.raises(DataError, match=r"weights.safetensors.*not a safetensors file"):
+    models_base.read_named_arrays(file)
 
 
 def test_a_run_from_model_init_starts_from_those_weights(source_run, tmp_path):

@@ -13,9 +13,11 @@ update), and `load_pretrained` initialises it from another run's or a file's arr
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 
+import ml_dtypes  # a JAX dependency: numpy's bfloat16
 import numpy as np
 from flax import nnx
 
@@ -72,8 +74,8 @@ class TextClassifier(nnx.Module):
   def load_pretrained(cls, params: dict, path: str, dont_load=()) -> dict:
     """`params` (name -> array, e.g. "convs/0/kernel") with every leaf not matched by
     a `dont_load` pattern replaced by the array of that name in `path`: an orbax
-    checkpoint of a train state (its params and frozen tables) or a .npz file of named
-    arrays. Returns name -> array (numpy where loaded)."""
+    checkpoint of a train state (its params and frozen tables), or a .npz or
+    .safetensors file of named arrays. Returns name -> array (numpy where loaded)."""
     return load_named(params, read_named_arrays(path), path, dont_load)
 
 
@@ -119,17 +121,44 @@ def flat_names(tree) -> dict:
   return out
 
 
+SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
+                      "BF16": ml_dtypes.bfloat16, "I64": np.int64, "I32": np.int32,
+                      "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def read_safetensors(path: str) -> dict:
+  """name -> numpy array (memory-mapped) of a .safetensors file: an 8-byte little-endian
+  header size, a JSON header {name: {dtype, shape, data_offsets}}, then the bytes."""
+  try:
+    data = np.memmap(path, np.uint8, mode="r")
+    size = int(np.frombuffer(data[:8], "<u8")[0])
+    header = json.loads(bytes(data[8: 8 + size]))
+    out = {}
+    for name, info in header.items():
+      if name == "__metadata__":
+        continue
+      start, end = info["data_offsets"]
+      dtype = np.dtype(SAFETENSORS_DTYPES[info["dtype"]]).newbyteorder("<")
+      array = data[8 + size + start: 8 + size + end].view(dtype)
+      out[name] = array.reshape(info["shape"])
+  except (IndexError, ValueError, KeyError, TypeError) as e:
+    raise DataError(f"config.model_init={path!r}: not a safetensors file ({e})") from None
+  return out
+
+
 def read_named_arrays(path: str) -> dict:
-  """name -> numpy array of a .npz file (no pickle) or an orbax train-state checkpoint
-  (the directory its arrays are in: its params and frozen tables)."""
+  """name -> numpy array of a .npz (no pickle) or .safetensors file, or of an orbax
+  train-state checkpoint (the directory its arrays are in: its params and frozen tables)."""
   if not os.path.exists(path):
     raise DataError(f"config.model_init={path!r}: no such file or directory")
   if path.endswith(".npz"):
     with np.load(path, allow_pickle=False) as npz:
       return {name: npz[name] for name in npz.files}
+  if path.endswith(".safetensors"):
+    return read_safetensors(path)
   if not os.path.isdir(path):
     raise DataError(f"config.model_init={path!r}: expected a run directory, an orbax "
-                    "checkpoint directory or a .npz file of named arrays")
+                    "checkpoint directory, or a .npz or .safetensors file of named arrays")
   import orbax.checkpoint as ocp
   try:
     restored = ocp.StandardCheckpointer().restore(os.path.abspath(path))
@@ -143,7 +172,7 @@ def read_named_arrays(path: str) -> dict:
   return {name: np.asarray(v) for name, v in flat_names(restored).items()}
 
 
-def _skipped(name: str, patterns) -> bool:
+def skipped(name: str, patterns) -> bool:
   """Whether a pattern fully matches `name` or one of its "/"-prefixes ("head"
   matches "head/kernel")."""
   parts = name.split("/")
@@ -156,17 +185,19 @@ def load_named(params: dict, source: dict, path: str, dont_load=()) -> dict:
   A missing name or another shape is an error naming `path` and the parameter."""
   patterns = [re.compile(p) for p in dont_load]
   for pattern in patterns:
-    if not any(_skipped(name, [pattern]) for name in params):
+    if not any(skipped(name, [pattern]) for name in params):
       raise ConfigError(f"config.model_init_dont_load: {pattern.pattern!r} matches no "
                         f"parameter of the model ({', '.join(params)})")
   out = dict(params)
   for name, leaf in params.items():
-    if _skipped(name, patterns):
+    if skipped(name, patterns):
       continue
     if name not in source:
+      held = sorted(source)
+      held = ", ".join(held[:12]) + (f" and {len(held) - 12} more" if len(held) > 12 else "")
       raise DataError(f"config.model_init={path!r}: has no parameter {name!r} (it holds "
-                      f"{', '.join(sorted(source)) or 'none'}); add it to "
-                      "config.model_init_dont_load to keep it freshly initialised")
+                      f"{held or 'none'}); add it to config.model_init_dont_load to keep "
+                      "it freshly initialised")
     value = np.asarray(source[name])
     if value.shape != tuple(leaf.shape):
       raise DataError(f"config.model_init={path!r}: parameter {name!r} is "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 
 import jax
 import numpy as np
@@ -20,6 +21,7 @@ from textclf_jax.data.batching import Batcher, padded_lengths
 from textclf_jax.models import (base as models_base, build_model, extra_rows, fit_length,
                                 fit_to_data, min_length, model_class)
 from textclf_jax.run import layout as rundir
+from textclf_jax.text.vocab import Vocab
 
 
 def make_mesh(config):
@@ -102,15 +104,38 @@ def pretrained_source(path: str) -> str:
   return path
 
 
-def load_pretrained(config, state: dict) -> dict:
+def check_same_vocab(config, vocab, names):
+  """A run directory as config.model_init whose embedding rows are loaded (`names`: the
+  loaded parameters) must have `vocab`'s words in the same order: row i is a word id."""
+  path, cls = config.model_init, model_class(config.model)
+  prefix = "/".join(cls.param_groups.embeddings) + "/"
+  dont_load = [re.compile(p) for p in config.get("model_init_dont_load", ())]
+  file = rundir.path(path, rundir.VOCAB)
+  if not os.path.isfile(file) or all(
+      not n.startswith(prefix) or models_base.skipped(n, dont_load) for n in names):
+    return
+  theirs = Vocab.from_json(file).words
+  if theirs != list(vocab.words):
+    at = next((i for i, (a, b) in enumerate(zip(theirs, vocab.words)) if a != b),
+              min(len(theirs), len(vocab.words)))
+    raise DataError(
+        f"config.model_init={path!r}: its vocabulary ({len(theirs)} words) is not this run's "
+        f"({len(vocab.words)}; they differ at id {at}), so its embedding rows are other "
+        f"words'; add {prefix[:-1]!r} to config.model_init_dont_load or train on the same texts")
+
+
+def load_pretrained(config, state: dict, vocab=None) -> dict:
   """`state` with its params and frozen tables loaded from config.model_init by the
   model class's `load_pretrained`, except those config.model_init_dont_load names
-  (a new run's head, for another label set). The optimiser state is left as built:
-  the optimisers' initial states do not depend on the parameters' values."""
+  (a new run's head, for another label set). vocab: this run's, checked against a
+  source run's (`check_same_vocab`). The optimiser state is left as built: the
+  optimisers' initial states do not depend on the parameters' values."""
   if not config.get("model_init", ""):
     return state
   variables = {**models_base.flat_names(state["params"]),
                **models_base.flat_names(state["frozen"])}
+  if vocab is not None:
+    check_same_vocab(config, vocab, variables)
   loaded = model_class(config.model).load_pretrained(
       {name: v.get_value() for name, v in variables.items()},
       pretrained_source(config.model_init), tuple(config.get("model_init_dont_load", ())))
@@ -144,5 +169,5 @@ def build(config, prepared, mesh) -> Built:
                             prepared.multi_label, mesh, total_steps, prepared.vectors,
                             class_weights)
   state = fit_to_data(config, state, train, prepared.multi_label)
-  state = load_pretrained(config, state)
+  state = load_pretrained(config, state, prepared.vocab)
   return Built(steps, state, steps_per_epoch, total_steps, class_weights)
