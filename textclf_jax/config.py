@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 from typing import Iterable
 
 import ml_collections
@@ -247,6 +248,18 @@ def problems(config) -> list:
   if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not (
       growth == 0 or growth > 1):
     bad("bucket_growth", "0 (off) or a factor > 1")
+  if not isinstance(config.get("model_init", ""), str):
+    bad("model_init", "a path (a run directory, an orbax checkpoint or a .npz file) or ''")
+  if "model_init_dont_load" in config:
+    value = config.model_init_dont_load
+    if not isinstance(value, (tuple, list)) or not all(isinstance(p, str) for p in value):
+      bad("model_init_dont_load", "a list of parameter-name patterns (regular expressions)")
+    else:
+      for pattern in value:
+        try:
+          re.compile(pattern)
+        except re.error as e:
+          bad("model_init_dont_load", f"regular expressions ({pattern!r}: {e})")
   stride = config.get("chunk_stride", 0)
   if isinstance(stride, int) and isinstance(config.get("chunk_len"), int) \
       and stride > config.chunk_len:

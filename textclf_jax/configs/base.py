@@ -71,6 +71,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.chunk_stride = 0  # tokens between window starts; 0: chunk_len (no overlap)
   c.chunk_pool = "max"  # max | mean | attention (a learned query, softmax over windows)
 
+  # --- initialisation from other weights (big_vision's model_init) ---------------
+  # The new run's parameters start as the arrays of the same names (convs/0/kernel,
+  # embed/trainable, head/kernel…) in a run directory (its best checkpoint), an orbax
+  # checkpoint or a .npz file; the embedding table's rows are that run's word ids.
+  c.model_init = ""  # what to load; "": none (a fresh initialisation)
+  c.model_init_dont_load = ()  # name patterns kept fresh (regexes; "head": another label set)
+
   # --- loss -----------------------------------------------------------------
   c.loss = "auto"  # auto | softmax_ce | sigmoid_bce | focal
   c.label_smoothing = 0.0  # softmax_ce: mass moved from the true label to all labels; 0: off

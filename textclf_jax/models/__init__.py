@@ -1,9 +1,12 @@
-"""Flax NNX text classifiers, built by name from the config."""
+"""Flax NNX text classifiers, found by name in the registry (models/base.py) and built
+from the config."""
 
 import functools
 
 from textclf_jax.models import chunked
 from textclf_jax.models.bag import BagOfNgrams
+from textclf_jax.models.base import (MODELS, ParamGroups, TextClassifier, model_class,
+                                     register_model)
 from textclf_jax.models.chunked import ChunkPool
 from textclf_jax.models.cnn import KimCNN
 from textclf_jax.models.embeddings import Embeddings, FrozenEmbedding
@@ -11,24 +14,27 @@ from textclf_jax.models.hybrid import CNNLSTM
 from textclf_jax.models.lstm import LSTMClassifier
 
 __all__ = ["BagOfNgrams", "CNNLSTM", "ChunkPool", "Embeddings", "FrozenEmbedding", "KimCNN",
-           "LSTMClassifier", "build_model", "extra_rows", "fit_length", "fit_to_data",
-           "min_length"]
+           "LSTMClassifier", "MODELS", "ParamGroups", "TextClassifier", "build_model",
+           "extra_rows", "fit_length", "fit_to_data", "min_length", "model_class",
+           "register_model"]
 
-MODELS = {"cnn": KimCNN, "lstm": LSTMClassifier, "hybrid": CNNLSTM, "fasttext": BagOfNgrams}
+register_model("cnn", KimCNN)
+register_model("lstm", LSTMClassifier)
+register_model("hybrid", CNNLSTM)
+register_model("fasttext", BagOfNgrams)
 
 
 def build_model(config, vocab_size: int, num_classes: int, vectors=None, *, seed: int):
   """Returns the NNX module for `config.model`; `vectors` [V, D] or None."""
   from flax import nnx
 
-  if config.model not in MODELS:
-    raise ValueError(f"config.model={config.model!r}: expected one of {', '.join(MODELS)}")
+  cls = model_class(config.model)
   rngs = nnx.Rngs(params=seed)
   embeddings = Embeddings(vocab_size, config.embed_dim, config.embedding, vectors,
                           config.get("embed_init_scale", 0.25), rngs=rngs)
-  model = MODELS[config.model].from_config(config, embeddings, num_classes, rngs=rngs)
+  model = cls.from_config(config, embeddings, num_classes, rngs=rngs)
   if config.get("chunk_len", 0):  # after the model's own params, which stay as without it
-    if not hasattr(model, "chunks"):
+    if not cls.reads_windows:
       raise ValueError(f"config.chunk_len={config.chunk_len}: model {config.model!r} does not "
                        "read windows; set chunk_len 0")
     model.chunks = nnx.data(ChunkPool.from_config(config, model.head.in_features, rngs=rngs))
@@ -46,21 +52,16 @@ def fit_length(config):
 
 def min_length(config) -> int:
   """The shortest padded batch length `config.model` accepts (1 if it has no minimum)."""
-  model = MODELS.get(config.model)
-  return model.min_length(config) if hasattr(model, "min_length") else 1
+  return model_class(config.model).min_length(config)
 
 
 def fit_to_data(config, state: dict, train, multi_label: bool) -> dict:
   """The initial train state with what `config.model` derives from the training split
   (`train`, an Encoded split) filled in: the fasttext model's NB ratios; others: as is."""
-  model = MODELS.get(config.model)
-  if not hasattr(model, "fit_to_data"):
-    return state
-  return model.fit_to_data(config, state, train, multi_label)
+  return model_class(config.model).fit_to_data(config, state, train, multi_label)
 
 
 def extra_rows(config) -> int:
   """Embedding-table rows `config.model` needs after the vocabulary's (hashed n-gram
   buckets; 0 for most models)."""
-  model = MODELS.get(config.model)
-  return model.extra_rows(config) if hasattr(model, "extra_rows") else 0
+  return model_class(config.model).extra_rows(config)

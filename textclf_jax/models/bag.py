@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from textclf_jax.models.base import TextClassifier
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings, FrozenEmbedding
 
@@ -112,7 +113,7 @@ def distinct_rows(tokens, lengths, word_ngrams: int, buckets: int, offset: int,
   return np.concatenate(rows), np.concatenate(texts)
 
 
-class BagOfNgrams(nnx.Module):
+class BagOfNgrams(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes].
 
   `embeddings` must have vocabulary rows + `ngram_buckets` rows

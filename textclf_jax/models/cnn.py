@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from textclf_jax.models import chunked
+from textclf_jax.models.base import TextClassifier
 from textclf_jax.models.conv_pool import conv_relu_max, window_scores
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
@@ -32,8 +33,10 @@ def split_key(key, n):
   return [None] * n if key is None else list(jax.random.split(key, n))
 
 
-class KimCNN(nnx.Module):
+class KimCNN(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
+
+  reads_windows = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3, 4, 5),
                num_filters: int = 100, dropout: float = 0.5, conv_backward: str = "auto",

@@ -8,13 +8,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from textclf_jax.models import chunked
+from textclf_jax.models.base import TextClassifier
 from textclf_jax.models.cnn import split_key
 from textclf_jax.models.embeddings import Embeddings
 from textclf_jax.models.lstm import add_encoder_and_head
 
 
-class CNNLSTM(nnx.Module):
+class CNNLSTM(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
+
+  reads_windows = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3,),
                num_filters=128, hidden=128, layers=1, bidirectional=False, dropout=0.5,

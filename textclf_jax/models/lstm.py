@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from textclf_jax.models import chunked
+from textclf_jax.models.base import TextClassifier
 from textclf_jax.models.cnn import split_key
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.embeddings import Embeddings
@@ -208,9 +209,11 @@ def add_encoder_and_head(model: nnx.Module, in_features: int, num_classes: int, 
 POOLS = ("final", "max")
 
 
-class LSTMClassifier(nnx.Module):
+class LSTMClassifier(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes] from the final states
   (pool final) or the max over time of the last layer's states (pool max)."""
+
+  reads_windows = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, hidden=150, layers=1,
                bidirectional=False, dropout=0.5, pool="final", *, rngs):

@@ -119,19 +119,24 @@ def table_rows(vocab_size: int, model_axis: int, multiple: int = 1) -> int:
 # --- state ------------------------------------------------------------------------
 
 
-def _is_embedding_table(path, leaf, rows: int) -> bool:
-  names = [str(getattr(k, "key", getattr(k, "name", ""))) for k in path]
-  return (getattr(leaf, "ndim", 0) == 2 and leaf.shape[0] == rows
-          and any(n.startswith("embed") for n in names))
+def path_names(path) -> tuple:
+  """A jax tree path's keys as strings (DictKey, GetAttrKey, SequenceKey)."""
+  return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", "")))) for k in path)
 
 
-def state_shardings(abstract_state, mesh, rows: int):
+def state_shardings(abstract_state, mesh, rows: int, holds_tables):
   """Sharding of every leaf: embedding tables (and their optimiser moments),
-  [rows, D], split over `model`; everything else replicated."""
+  [rows, D], split over `model`; everything else replicated. holds_tables(names):
+  whether the leaf at that path (`path_names`) is, or is under, an embedding table
+  (the caller knows where the model keeps them)."""
   table, rep = NamedSharding(mesh, EMBEDDING_SPEC), replicated(mesh)
-  return jax.tree_util.tree_map_with_path(
-      lambda path, leaf: table if _is_embedding_table(path, leaf, rows) else rep,
-      abstract_state)
+
+  def place(path, leaf):
+    is_table = (getattr(leaf, "ndim", 0) == 2 and leaf.shape[0] == rows
+                and holds_tables(path_names(path)))
+    return table if is_table else rep
+
+  return jax.tree_util.tree_map_with_path(place, abstract_state)
 
 
 def abstract_like(state):

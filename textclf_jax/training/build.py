@@ -1,19 +1,27 @@
 """Building what a run trains with: the mesh, batchers, device batches, and the
-model + optimiser + loss as `Steps` with its initial state on the mesh."""
+model + optimiser + loss as `Steps` with its initial state on the mesh (from another
+run's weights with config.model_init)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 
 import jax
 import numpy as np
+
+from textclf_jax.errors import DataError
 
 from textclf_jax.training import losses, optim, sparse_embed
 from textclf_jax.runtime import parallel
 from textclf_jax.training import steps as steps_lib
 from textclf_jax.data.batching import Batcher, padded_lengths
-from textclf_jax.models import build_model, extra_rows, fit_length, fit_to_data, min_length
+from textclf_jax.models import (base as models_base, build_model, extra_rows, fit_length,
+                                fit_to_data, min_length, model_class)
+from textclf_jax.run import layout as rundir
+from textclf_jax.text.vocab import Vocab
 
 
 def make_mesh(config):
@@ -69,13 +77,75 @@ def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh
     return state
 
   args = () if vectors is None else (parallel.host_array(vectors.astype(np.float32), mesh),)
+  groups = model_class(config.model).param_groups
   abstract = jax.eval_shape(init, *args)
-  sharding = parallel.state_shardings(abstract, mesh, rows)
+  sharding = parallel.state_shardings(abstract, mesh, rows, steps_lib.holds_tables(groups))
   state = jax.jit(init, out_shardings=sharding)(*args)
   steps = steps_lib.Steps(graphdefs[0], tx, loss_fn, multi_label, config.max_norm, mesh,
                           sharding, steps_lib.COMPUTE_DTYPES[config.compute_dtype],
-                          table_update)
+                          table_update, groups)
   return steps, state
+
+
+def pretrained_source(path: str) -> str:
+  """config.model_init's arrays: a run directory -> its best checkpoint's train state
+  (its latest when it kept no best); a checkpoint step directory -> its state; else
+  `path` (an orbax state directory or a .npz file)."""
+  if os.path.isfile(rundir.path(path, rundir.CONFIG)):
+    for which in ("best", "latest"):
+      root = os.path.join(path, rundir.CHECKPOINTS, which)
+      found = sorted(int(d) for d in os.listdir(root) if d.isdigit()) if os.path.isdir(
+          root) else []
+      if found:
+        return os.path.join(root, str(found[-1]), "state")
+    raise DataError(f"config.model_init={path!r}: a run directory without a checkpoint")
+  if os.path.isdir(os.path.join(path, "state")):
+    return os.path.join(path, "state")
+  return path
+
+
+def check_same_vocab(config, vocab, names):
+  """A run directory as config.model_init whose embedding rows are loaded (`names`: the
+  loaded parameters) must have `vocab`'s words in the same order: row i is a word id."""
+  path, cls = config.model_init, model_class(config.model)
+  prefix = "/".join(cls.param_groups.embeddings) + "/"
+  dont_load = [re.compile(p) for p in config.get("model_init_dont_load", ())]
+  file = rundir.path(path, rundir.VOCAB)
+  if not os.path.isfile(file) or all(
+      not n.startswith(prefix) or models_base.skipped(n, dont_load) for n in names):
+    return
+  theirs = Vocab.from_json(file).words
+  if theirs != list(vocab.words):
+    at = next((i for i, (a, b) in enumerate(zip(theirs, vocab.words)) if a != b),
+              min(len(theirs), len(vocab.words)))
+    raise DataError(
+        f"config.model_init={path!r}: its vocabulary ({len(theirs)} words) is not this run's "
+        f"({len(vocab.words)}; they differ at id {at}), so its embedding rows are other "
+        f"words'; add {prefix[:-1]!r} to config.model_init_dont_load or train on the same texts")
+
+
+def load_pretrained(config, state: dict, vocab=None) -> dict:
+  """`state` with its params and frozen tables loaded from config.model_init by the
+  model class's `load_pretrained`, except those config.model_init_dont_load names
+  (a new run's head, for another label set). vocab: this run's, checked against a
+  source run's (`check_same_vocab`). The optimiser state is left as built: the
+  optimisers' initial states do not depend on the parameters' values."""
+  if not config.get("model_init", ""):
+    return state
+  variables = {**models_base.flat_names(state["params"]),
+               **models_base.flat_names(state["frozen"])}
+  if vocab is not None:
+    check_same_vocab(config, vocab, variables)
+  loaded = model_class(config.model).load_pretrained(
+      {name: v.get_value() for name, v in variables.items()},
+      pretrained_source(config.model_init), tuple(config.get("model_init_dont_load", ())))
+  for name, variable in variables.items():
+    value = loaded[name]
+    if isinstance(value, np.ndarray):  # replaced: placed as the leaf it replaces
+      held = variable.get_value()
+      variable.set_value(jax.make_array_from_callback(
+          held.shape, held.sharding, lambda index, value=value: value[index]))
+  return state
 
 
 @dataclasses.dataclass
@@ -99,4 +169,5 @@ def build(config, prepared, mesh) -> Built:
                             prepared.multi_label, mesh, total_steps, prepared.vectors,
                             class_weights)
   state = fit_to_data(config, state, train, prepared.multi_label)
+  state = load_pretrained(config, state, prepared.vocab)
   return Built(steps, state, steps_per_epoch, total_steps, class_weights)

@@ -88,12 +88,24 @@ def get_plateau_scale_array(opt_state):
   return opt_state[-1].hyperparams["step_size"]
 
 
-def apply_max_norm(params, max_norm: float):
-  """Rescales each output unit's weight vector of `head.kernel` [in, C] to norm <= s."""
+def place_plateau_scales(opt_state, scales):
+  """Sets the plateau scales of a vmapped group's stacked optimiser state (host
+  values [K]), placed as the ones they replace; the state is changed in place."""
+  held = get_plateau_scale_array(opt_state)
+  return set_plateau_scale(opt_state, jax.device_put(jnp.asarray(scales, jnp.float32),
+                                                     held.sharding))
+
+
+def apply_max_norm(params, max_norm: float, head=("head",)):
+  """Rescales each output unit's weight vector of the head's kernel [in, C] to norm
+  <= s. head: the head's path in `params` (the model's `param_groups.head`)."""
   if not max_norm:
     return params
-  kernel = params["head"]["kernel"]
+  layer = params
+  for name in head:
+    layer = layer[name]
+  kernel = layer["kernel"]
   norms = jnp.sqrt(jnp.sum(jnp.square(kernel[...]), axis=0, keepdims=True))
   scale = jnp.minimum(1.0, max_norm / jnp.maximum(norms, 1e-12))
-  params["head"]["kernel"] = jax.tree.map(lambda k: k * scale, kernel)
+  layer["kernel"] = jax.tree.map(lambda k: k * scale, kernel)
   return params

@@ -65,12 +65,13 @@ class RunProgress:
 
   ckpt: its `checkpoint.Checkpoints`; logger: its `runlog.RunLogger`; meta: the
   restored position (None: a new run). `latest_note()` says where the last good
-  state is kept, for the divergence message. on_dev(epoch, step, dev metrics): called
+  state is kept, for the divergence message (latest_note: that function, for a state
+  kept elsewhere than ckpt's latest, as a group's). on_dev(epoch, step, dev metrics): called
   after each dev evaluation's bookkeeping; raising `Pruned` stops the run there.
   """
 
   def __init__(self, config, workdir: str, prepared, ckpt, logger, meta: dict | None = None,
-               all_finite=None, on_dev=None):
+               all_finite=None, on_dev=None, latest_note=None):
     self.config = config
     self.on_dev = on_dev
     self.all_finite = all_finite  # state -> whether its parameters are finite
@@ -81,8 +82,9 @@ class RunProgress:
     self.logger = logger
     self.meta = meta if meta is not None else initial_meta()
     self.metric_name = evaluate_lib.stopping_metric(config, prepared.multi_label)
-    self.latest_note = lambda: (f"The last good checkpoint (step {ckpt.latest.latest_step()}) "
-                                "is kept in checkpoints/latest")
+    self.latest_note = latest_note or (lambda: (
+        f"The last good checkpoint (step {ckpt.latest.latest_step()}) is kept in "
+        "checkpoints/latest"))
 
   @property
   def stopped(self) -> bool:

@@ -34,7 +34,6 @@ MODES = ("auto", "dense", "sparse")
 # at 50 x 400, where a batch holds as many tokens as a 20k-row table has rows. A
 # config-only rule, so every member of a vmapped group (folds: other vocabularies) agrees.
 AUTO_MAX_BATCH_TOKENS = 8192
-TABLE = ("embed", "trainable")  # path of the trainable table in the params
 
 
 def dense_only(config) -> list:
@@ -155,13 +154,11 @@ def make_table_update(config, total_steps: int) -> LazyAdadelta | LazyAdagrad | 
                       optim.make_schedule(config, total_steps), config.schedule == "plateau")
 
 
-def _is_table(path, _):
-  return tuple(path) == TABLE
-
-
-def split_table(params):
-  """params -> (params without the table, the table's State)."""
-  table, rest = nnx.split_state(params, _is_table, ...)
+def split_table(params, path: tuple):
+  """params -> (params without the table, the table's State). path: the trainable
+  table's (the model's `param_groups.table`)."""
+  path = tuple(path)
+  table, rest = nnx.split_state(params, lambda p, _: tuple(p) == path, ...)
   return rest, table
 
 

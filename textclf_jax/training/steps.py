@@ -26,7 +26,7 @@ from flax import nnx
 from textclf_jax.training import losses, optim, sparse_embed
 from textclf_jax.runtime import parallel
 from textclf_jax.models.member_axis import per_member
-from textclf_jax.models import FrozenEmbedding
+from textclf_jax.models import FrozenEmbedding, ParamGroups
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -47,11 +47,23 @@ def init_state(model, tx: optax.GradientTransformation, seed: int, table_update=
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "frozen": frozen,
            "opt_state": tx.init(params), "rng": jax.random.PRNGKey(seed)}
   if table_update is not None:
-    rest, table = sparse_embed.split_table(params)
+    rest, table = sparse_embed.split_table(params, model.param_groups.table)
     state["opt_state"] = tx.init(rest)
-    # "embed…": parallel.state_shardings places its [V, D] leaves like the table.
+    # "embed_opt": `holds_tables` has parallel.state_shardings place it like the table.
     state["embed_opt"] = table_update.init(sparse_embed.table_array(table))
   return graphdef, state
+
+
+def holds_tables(groups: ParamGroups):
+  """names -> whether a train-state leaf there is, or is under, an embedding table: in
+  the model's embeddings (its params, frozen tables and their optimiser moments) or the
+  row-sparse update's state (embed_opt). For `parallel.state_shardings`."""
+  prefix = tuple(groups.embeddings)
+
+  def check(names) -> bool:
+    return names[:1] == ("embed_opt",) or any(
+        names[i: i + len(prefix)] == prefix for i in range(len(names)))
+  return check
 
 
 def init_metrics(mesh=None):
@@ -97,6 +109,7 @@ class Steps:
   state_sharding: object  # pytree of NamedSharding, the structure of the state
   dtype: object = jnp.float32  # compute dtype
   table_update: object = None  # sparse_embed.LazyAdadelta: the table's row-sparse update
+  groups: ParamGroups = ParamGroups()  # the model's param_groups: its head and tables
 
   def __post_init__(self):
     rep, data = parallel.replicated(self.mesh), parallel.data_sharding(self.mesh)
@@ -176,23 +189,22 @@ class Steps:
       updates, opt_state = self.tx.update(grads, opt_state, params)
       if lr_scale is not None:
         updates = jax.tree.map(lambda u: u * lr_scale, updates)
-      params = optim.apply_max_norm(optax.apply_updates(params, updates), self.max_norm)
+      params = optim.apply_max_norm(optax.apply_updates(params, updates), self.max_norm,
+                                    self.groups.head)
       return params, opt_state
     return per_member(update)(grads, opt_state, params, lr_scale)
 
   def table_ids(self, state, batch):
-    """The table rows the batch reads: its tokens [B, L], or the model's
-    `table_ids(tokens, lengths)` where it reads other rows too (hashed n-grams)."""
+    """The table rows the batch reads: the model's `table_ids(tokens, lengths)` (its
+    tokens [B, L], or other rows too: hashed n-grams)."""
     model = nnx.merge(self.graphdef, state["params"], state["frozen"])
-    if hasattr(model, "table_ids"):
-      return model.table_ids(batch["tokens"], batch["lengths"])
-    return batch["tokens"]
+    return model.table_ids(batch["tokens"], batch["lengths"])
 
   def _sparse_update(self, state, batch, loss_of, lr_scale, active=None):
     """tx on the params without the table; the table's update rule (lazy Adadelta,
     Adagrad, SGD) on the rows the batch reads (`table_ids`, [B, L']). The loss sees the table
     only through those rows, so its gradient is [B*L', D], never [V, D]."""
-    rest, table = sparse_embed.split_table(state["params"])
+    rest, table = sparse_embed.split_table(state["params"], self.groups.table)
     array = sparse_embed.table_array(table)
     rows, inverse = sparse_embed.unique_rows(self.table_ids(state, batch), array.shape[0])
     vectors = array.at[rows].get(mode="fill", fill_value=0)

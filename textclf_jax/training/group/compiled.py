@@ -12,14 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from textclf_jax.training import sparse_embed
+from textclf_jax.runtime import parallel
 from textclf_jax.training.group.stack import stack_batches
 
 
-def _sparse_leaf(path) -> bool:
-  """A leaf of the row-sparse table update: embed_opt, or the trainable table."""
-  names = [str(getattr(k, "key", getattr(k, "name", ""))) for k in path]
-  return names[:1] == ["embed_opt"] or names[:3] == ["params", *sparse_embed.TABLE]
+def _sparse_leaf(path, table: tuple) -> bool:
+  """A leaf of the row-sparse table update: embed_opt, or the trainable table (at
+  `table`, the model's param_groups.table)."""
+  names = parallel.path_names(path)
+  return names[:1] == ("embed_opt",) or names[:len(table) + 1] == ("params", *table)
 
 
 def compile_steps(steps):
@@ -38,7 +39,7 @@ def compile_steps(steps):
     def keep_state(path, new, old):
       # The sparse update already left an inactive member's table and embed_opt as
       # they were: selecting over those [V, D] leaves would cost a dense update.
-      return new if sparse and _sparse_leaf(path) else keep(new, old)
+      return new if sparse and _sparse_leaf(path, steps.groups.table) else keep(new, old)
 
     return (jax.tree_util.tree_map_with_path(keep_state, new_state, state),
             jax.tree.map(keep, new_metrics, metrics))

@@ -28,7 +28,7 @@ from textclf_jax.training import build as build_lib
 from textclf_jax import config as config_lib
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
-from textclf_jax.training import steps as steps_lib
+from textclf_jax.training import optim, steps as steps_lib
 from textclf_jax.run.checkpoint import Checkpoints
 from textclf_jax.data.batching import prefetch
 from textclf_jax.data.pipeline import prepare
@@ -143,10 +143,8 @@ def _describe(members, sharding) -> str:
 def _set_plateau_scales(stacked, members):
   if members[0].config.schedule != "plateau":
     return stacked
-  scales = jnp.asarray([m.run.meta["plateau_scale"] for m in members], jnp.float32)
-  inner = stacked["opt_state"][-1]
-  inner.hyperparams["step_size"] = jax.device_put(
-      scales, inner.hyperparams["step_size"].sharding)
+  optim.place_plateau_scales(stacked["opt_state"],
+                             [m.run.meta["plateau_scale"] for m in members])
   return stacked
 
 
@@ -174,10 +172,9 @@ def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
     # Lines logged after the group checkpoint are dropped (they are redone).
     logger = runlog.RunLogger(m.workdir, _quiet(m.config), resume_step=resume_step)
     m.run = RunProgress(m.config, m.workdir, m.prepared, Checkpoints(m.workdir), logger, meta,
-                        m.built.steps.all_finite)
-    m.run.latest_note = lambda: (f"The last good state (epoch "
-                                 f"{group_ckpt.latest.latest_step() or 0}) is kept in "
-                                 f"{group_dir}/checkpoints/latest")
+                        m.built.steps.all_finite, latest_note=lambda: (
+                            f"The last good state (epoch {group_ckpt.latest.latest_step() or 0})"
+                            f" is kept in {group_dir}/checkpoints/latest"))
   print(_describe(members, sharding), flush=True)
   steps, values = members_lib.member_values(members)
   train_step, predict_step = compiled.compile_steps(steps)
