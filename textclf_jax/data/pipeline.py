@@ -137,3 +137,28 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None, vocab: Vocab 
                  vectors_coverage=float(found[2:].mean()))
   return Prepared(raw.name, raw.multi_label, label_names, vocab, encoded, vectors, stats)
 
+
+
+def encode_split(config, split: str, vocab: Vocab, label_names: list, fold: int = -1,
+                 raw: RawDataset | None = None) -> Encoded:
+  """One split of a saved run (`eval`, `export`'s parity check), encoded with the run's
+  vocabulary and label map: the same ids, lengths and labels that `prepare(config, fold,
+  vocab=vocab, label_names=label_names).splits[split]` gives, tokenising only that split
+  (and the training split too when config.max_len is 0, to resolve it as prepare does).
+  A split the dataset does not have is a DataError naming it."""
+  raw = raw or load_source(config)
+  split_data = splits_lib.make_splits(raw, config, fold)
+  if split not in split_data:
+    raise DataError(f"split {split!r}: {raw.name} has splits {', '.join(split_data)}")
+  tokenizer = dataclasses.replace(Tokenizer.from_config(config), max_len=0)
+  wanted = {split: split_data[split]}
+  if not config.max_len:
+    wanted["train"] = split_data["train"]
+  split_ids, words = _number_splits(wanted, tokenizer)
+  max_len = config.max_len or _length_at_percentile(split_ids["train"].lengths,
+                                                    config.max_len_percentile)
+  to_vocab = np.fromiter(map(vocab.index.get, words, itertools.repeat(UNK_ID)), dtype=np.int32,
+                         count=len(words))
+  ids = split_ids[split]
+  return Encoded(*encode_flat(to_vocab[ids.flat], ids.lengths, max_len),
+                 encode_labels(split_data[split].labels, label_names, raw.multi_label))

@@ -253,15 +253,15 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
   import optuna
 
   from textclf_jax.training import evaluate as evaluate_lib
-  from textclf_jax.families.tfidf import fit as linear
+  from textclf_jax.families import registry
   from textclf_jax.training import progress
   from textclf_jax.training import loop as train_lib
   from textclf_jax.data import splits as splits_lib
   from textclf_jax.data.sources import load_source
 
-  if linear.is_linear(base):
-    raise UsageError("tune searches a network's settings; the tfidf model chooses C on dev "
-                     "itself (--config.tfidf_c_grid)")
+  why = registry.for_config(base).unsupported("tune")
+  if why:
+    raise UsageError(why)
   optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours
   warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
   # The space against this config (a key it lacks), before anything is written.

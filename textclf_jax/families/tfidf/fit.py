@@ -22,11 +22,10 @@ import time
 
 import numpy as np
 
-from textclf_jax.scoring import calibration as calibration_lib
 from textclf_jax import config as config_lib
 from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.runtime import parallel
-from textclf_jax.run import layout as rundir, lock as runlock
+from textclf_jax.run import finish as finish_lib, layout as rundir, lock as runlock
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
@@ -98,7 +97,13 @@ def search_c(grid, extend: int, score) -> tuple:
 
 def problems(config) -> list:
   """Every bad value of a linear model's config, the shared checks included."""
-  out = config_lib.problems(config)
+  return config_lib.problems(config) + own_problems(config)
+
+
+def own_problems(config) -> list:
+  """Every bad value among the tfidf model's own keys (tfidf_c_grid, tfidf_c_extend,
+  class_weights)."""
+  out = []
   grid = c_grid(config)
   if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
                          and np.isfinite(c) and c > 0 for c in grid):
@@ -207,25 +212,23 @@ def _fit(config, workdir, fold, raw, started) -> dict:
                                              config.multilabel_at_least_one,
                                              config.multilabel_min_f1)
       thresholds = search["thresholds"]
-    dev = _score(dev_probs, labels["dev"], label_names, multi, config, thresholds)
+    dev = metrics_lib.score(dev_probs, labels["dev"], label_names, multi, thresholds,
+                            config.multilabel_at_least_one)
     key = dev["micro_f1"] if multi else dev["accuracy"]
     if is_main:
       print(f"[textclf] C={c:g}: dev {'micro_f1' if multi else 'accuracy'} {key:.4f}",
             flush=True)
     return key, (model, search, dev, dev_probs)
 
-  c, (model, search, dev, dev_probs), tried = search_c(c_grid(config), c_extend(config),
+  c, (model, search, _, dev_probs), tried = search_c(c_grid(config), c_extend(config),
                                                            dev_score)
   train_seconds = time.time() - fit_started
   fitted = Fitted.from_sklearn(model, multi, c, balanced, config.seed,
                                len(vectorizer.vocabulary_))
 
-  thresholds = search["thresholds"] if multi else None
   test_probs = model.predict_proba(features["test"])
-  test = _score(test_probs, labels["test"], label_names, multi, config, thresholds)
-  by_mode = (metrics_lib.scores_by_threshold_mode(
-      dev_probs, labels["dev"], test_probs, labels["test"], label_names,
-      config.multilabel_at_least_one, config.multilabel_min_f1) if multi else None)
+  scores = finish_lib.score(config, label_names, multi, (dev_probs, labels["dev"]),
+                            (test_probs, labels["test"]), search)
   num_params = fitted.coef.size - fitted.coef.shape[1] * len(fitted.constant) \
       + fitted.intercept.size - len(fitted.constant)  # a constant label has no coef_
   num_train = len(split_data["train"])
@@ -234,36 +237,19 @@ def _fit(config, workdir, fold, raw, started) -> dict:
                 **{f"num_{k}": len(v) for k, v in split_data.items()},
                 "mean_length_train": float(np.mean([len(t) for t in tokens["train"]]))})
   grid = list(c_grid(config))
-  results = rundir.results_record(
+  results = finish_lib.results(scores, dict(
       dataset=raw.name, model=MODEL, fold=fold, best_step=0, tested_checkpoint="last",
-      final_step=0, stopped_early=False, dev=dev, test=test, train_seconds=train_seconds,
+      final_step=0, stopped_early=False, train_seconds=train_seconds,
       # Examples fitted per second over every C tried (len(tried) fits).
       train_examples_per_second=num_train * len(tried) / max(train_seconds, 1e-9),
       wall_seconds=time.time() - started, num_devices=1, num_processes=1, platform="cpu",
       data=stats, num_params=int(num_params),
       baseline={"C": c, "C_grid": grid, "C_tried": [[c_, v] for c_, v in tried],
-                "ngrams": [1, 2], "sublinear_tf": True})
-  if multi:
-    results["by_threshold_mode"] = by_mode
-  predictions = {"dev": (dev_probs, labels["dev"]), "test": (test_probs, labels["test"])}
-  calibration, results["calibration"] = calibration_lib.calibrate_run(
-      predictions, multi, label_names, config.multilabel_threshold,
-      config.multilabel_at_least_one, config.multilabel_min_f1)
+                "ngrams": [1, 2], "sublinear_tf": True}))
   if is_main:
     save_model(workdir, vectorizer, fitted, grid, [c_ for c_, _ in tried])
     rundir.write_json(rundir.path(workdir, rundir.LABELS),
                       {"labels": label_names, "multi_label": multi})
     rundir.write_json(rundir.path(workdir, rundir.DATA), stats)
-    if multi:
-      rundir.write_thresholds(workdir, config.multilabel_threshold, thresholds, search)
-    rundir.write_predictions(workdir, predictions)
-    rundir.write_calibration_files(workdir, calibration, predictions, multi, raw.name)
-    rundir.write_results(workdir, results)  # last: a run with results.json is complete
+  finish_lib.write(workdir, config, raw.name, multi, scores, results)
   return results
-
-
-def _score(probs, labels, label_names, multi, config, thresholds):
-  if multi:
-    return metrics_lib.multi_label_metrics(probs, labels, label_names, thresholds,
-                                           config.multilabel_at_least_one)
-  return metrics_lib.single_label_metrics(probs, labels, label_names)

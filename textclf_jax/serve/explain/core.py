@@ -8,7 +8,6 @@ import dataclasses
 import numpy as np
 from flax import nnx
 
-from textclf_jax.families.tfidf import fit as linear
 from textclf_jax.serve import runs
 from textclf_jax.data.batching import encode_tokens, padded_lengths
 from textclf_jax.errors import DataError
@@ -24,17 +23,17 @@ from textclf_jax.models import min_length
 class Explainer:
   """A loaded run with its attributor and, for a CNN, its filter winners."""
   run: str
-  loaded: runs.LoadedRun
+  loaded: object  # the run's Predictor (families/neural_run.NeuralRun)
   attributor: Attributor
   winners: FilterWinners | None  # None unless the run is a CNN
 
 
 def load(run: str, steps: int = 50, rule: str = "gausslegendre") -> Explainer:
   """Restores the checkpoint `run` was tested with (as `eval` and `predict` do)."""
-  if linear.is_linear_run(run):
-    raise DataError(f"{run}: a TF-IDF run; `explain` needs a neural run (a linear run's "
-                    f"weight per n-gram is in {run}/linear/)")
-  loaded = runs.load_run(run)
+  why = runs.unsupported(run, "explain")
+  if why:
+    raise DataError(f"{run}: {why}")
+  loaded = runs.load(run)
   graphdef, params, frozen = (loaded.steps.graphdef, loaded.state["params"],
                               loaded.state["frozen"])
   attributor = Attributor(graphdef, params, frozen, steps, rule)
@@ -127,7 +126,7 @@ def split_ngrams(explainer: Explainer, split: str, k: int, data_dir: str = "") -
                      "per filter (--dataset_split) need a CNN run (--config cnn or kim) "
                      "without chunk_len")
   loaded = explainer.loaded
-  data = runs.prepare_split(loaded, explainer.run, split, data_dir, option="--dataset_split")
+  data = loaded.encoded_split(split, data_dir)
   found = explainer.winners.top_ngrams(data.ids, data.lengths, loaded.vocab.words, k)
   return [dict(entry, label=loaded.label_names[entry["label"]]) for entry in found]
 
