@@ -26,7 +26,8 @@ class NeuralFamily:
   def train(self, config, workdir: str, *, resume: bool = False, fold: int = -1, raw=None,
             on_dev=None) -> dict:
     from textclf_jax.training import loop
-    return loop.train_and_evaluate(config, workdir, resume, fold, raw, on_dev)
+    return loop.train_and_evaluate(config, workdir, resume=resume, fold=fold, raw=raw,
+                                   on_dev=on_dev)
 
   def owns(self, run_dir: str) -> bool:
     """A run whose config.json names one of MODELS and that holds every file a neural

@@ -17,7 +17,6 @@ or balanced. scikit-learn fits it (the `linear` extra). The fitted model, its fi
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
@@ -32,28 +31,13 @@ from textclf_jax.data.sources import load_source
 from textclf_jax.text.tokenize import Tokenizer
 from textclf_jax.families.tfidf.model import (MODEL, Fitted, make_classifier, make_vectorizer, require_sklearn, save_model)
 
-LINEAR_MODELS = ("tfidf",)  # config.model values this module trains (see config._choices)
+LINEAR_MODELS = ("tfidf",)  # config.model values this module trains (TfidfFamily.models)
 C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)  # the default of config.tfidf_c_grid
 C_EXTEND = 3  # the default of config.tfidf_c_extend
 CLASS_WEIGHTS = ("none", "", "balanced")
 
 
 # --- config -------------------------------------------------------------------------
-
-
-def is_linear(config) -> bool:
-  return config.get("model") in LINEAR_MODELS
-
-
-def is_linear_run(run: str) -> bool:
-  """Whether `run` is one run (not a CV parent) whose config.json names a linear model."""
-  file = rundir.path(run, rundir.CONFIG)
-  if not os.path.isfile(file) or rundir.is_cv_run(run):
-    return False
-  try:
-    return rundir.read_json(file).get("model") in LINEAR_MODELS
-  except (OSError, ValueError, AttributeError):
-    return False  # the neural path reports what is wrong with it
 
 
 def c_grid(config) -> tuple:
@@ -145,7 +129,7 @@ def recorded_config(config):
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
                        raw=None) -> dict:
-  """`textclf train` for a linear model (train.train_and_evaluate dispatches here):
+  """`textclf train` for a linear model (TfidfFamily.train):
   checks, refuses a used run directory, holds its lock, fits, writes the run."""
   started = time.time()
   validate(config)
