@@ -64,7 +64,7 @@ def main():
           f"export + parity {wall:.1f} s wall / {cpu:.1f} s CPU, parity max |dp| "
           f"{manifest['parity']['max_abs_difference']:.2g} on {manifest['parity']['examples']}")
 
-  loaded = runs.load_run(args.run, batch_size=1)
+  loaded = runs.load(args.run, batch_size=1)
   data = exporter._parity_sample(loaded, args.run, "test", "", args.examples)
   n = len(data)
   onnx = serving.load(os.path.join(tmp, "onnx"), threads=args.threads)
@@ -73,7 +73,7 @@ def main():
 
   single = [Encoded(data.ids[i:i + 1], data.lengths[i:i + 1], data.labels[i:i + 1])
             for i in range(n)]
-  jax_batch64 = runs.load_run(args.run, batch_size=64)
+  jax_batch64 = runs.load(args.run, batch_size=64)
   # Warm-up: every bucket's step compiled, onnxruntime's first runs done.
   evaluate.predict_probs(loaded.steps, loaded.state, data, loaded.batcher)
   evaluate.predict_probs(jax_batch64.steps, jax_batch64.state, data, jax_batch64.batcher)
@@ -101,7 +101,7 @@ def main():
       rate = 1e3 / med
     print(f"| {name} | {batch} | {med:.2f} | {'' if p90 is None else f'{p90:.2f}'} | "
           f"{rate:.0f} | {cpu:.1f} |")
-  texts = [" ".join(loaded.vocab.words[t] for t in row[:k]) for row, k in
+  texts = [" ".join(loaded.encoder.decode(row[:k])) for row, k in
            zip(data.ids, data.lengths)]
   _, wall, _ = timed(lambda: onnx.encode(texts))
   print(f"tokenising + encoding (serving.encode, pure Python): {wall / n * 1e3:.3f} ms per "

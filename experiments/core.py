@@ -17,7 +17,7 @@ import os
 import time
 
 from textclf_jax import config as config_lib
-from textclf_jax.training import loop as train
+from textclf_jax.families import cv
 
 GLOVE = ["embed_dim=100", "embedding=non-static"]
 
@@ -71,7 +71,7 @@ def main():
     path = os.path.join(workdir, "results.json")
     if not os.path.exists(path):
       print(f"== {name}: {command(preset, overrides)}", flush=True)
-      train.train_all_folds(cell_config(preset, overrides, args.data_dir, args.vectors),
+      cv.train_all_folds(cell_config(preset, overrides, args.data_dir, args.vectors),
                             workdir, resume=os.path.exists(os.path.join(workdir, "config.json")))
     with open(path) as f:
       results = json.load(f)

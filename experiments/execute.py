@@ -1,5 +1,5 @@
-"""Training a sweep's cells: one at a time (`run_cell`: a network through
-textclf_jax.training.loop, a TF-IDF baseline through textclf_jax/linear.py), or the cells
+"""Training a sweep's cells: one at a time (`run_cell`: through the family that trains
+the cell's config, a TF-IDF baseline cell refitted by the tfidf family), or the cells
 that differ only in per-member values as one vmapped program (`run_groups`,
 textclf_jax/group/).
 
@@ -15,7 +15,7 @@ import os
 from textclf_jax.training import group as group_lib
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir
-from textclf_jax.training import loop as train
+from textclf_jax.families import registry
 
 from experiments.spec import Cell, Experiment, cell_config
 
@@ -34,10 +34,10 @@ def run_cell(exp: Experiment, cell: Cell, root: str, extra=()) -> dict:
   if parallel.is_main_process():
     print(f"[{exp.name}] {cell.dataset} / {cell.variant} / {cell.unit}", flush=True)
   resume = os.path.exists(rundir.path(workdir, rundir.CONFIG))
-  if cell.kind == "tfidf":
-    from textclf_jax.families.tfidf import fit as linear
-    return linear.train_tfidf(config, workdir, cell.fold(config))
-  return train.train_and_evaluate(config, workdir, resume=resume, fold=cell.fold(config))
+  if cell.kind == "tfidf":  # a baseline cell: a half-written one is refitted, never refused
+    return registry.get("tfidf").refit(config, workdir, cell.fold(config))
+  return registry.for_config(config).train(config, workdir, resume=resume,
+                                           fold=cell.fold(config))
 
 
 # --- many models in one program (vmap) ---------------------------------------------
@@ -65,6 +65,8 @@ def plan_groups(exp: Experiment, cells: list, extra=()) -> list:
   for cell in cells:
     if cell.kind == "net":
       config = cell_config(exp, cell, extra)
+      if registry.for_config(config).unsupported("vmap"):
+        continue  # trained alone by run_cell
       groups.setdefault((cell.dataset, group_lib.grouping_key(config)), []).append(
           (cell, config))
   return list(groups.values())

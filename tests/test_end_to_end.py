@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REPO, make_rows, tiny_config, write_jsonl
 from textclf_jax.cli import main as cli
+from textclf_jax.families import cv
 from textclf_jax.training import progress, loop as train
 from textclf_jax.run import layout as rundir
 from textclf_jax.serve import runs
@@ -84,7 +85,7 @@ def test_cross_validation_runs_every_fold(tmp_path):
     row["fold"] = (i // 3) % 3  # every fold holds every label
   write_jsonl(d / "all.jsonl", rows)
   workdir = str(tmp_path / "run")
-  summary = train.train_all_folds(tiny_config(dataset=str(d), num_epochs=2), workdir)
+  summary = cv.train_all_folds(tiny_config(dataset=str(d), num_epochs=2), workdir)
   assert summary["folds"] == [0, 1, 2]
   assert set(summary["test_mean"]) >= {"accuracy", "macro_f1"}
   per_fold = [json.load(open(os.path.join(workdir, f"fold_{k}", "results.json")))
@@ -95,16 +96,16 @@ def test_cross_validation_runs_every_fold(tmp_path):
   with pytest.raises(DataError, match="cross-validation run"):
     rundir.load_config(workdir)
   with pytest.raises(FileExistsError, match="already holds a run"):
-    train.train_all_folds(tiny_config(dataset=str(d), num_epochs=1), workdir)
-  again = train.train_all_folds(tiny_config(dataset=str(d), num_epochs=2), workdir, resume=True)
+    cv.train_all_folds(tiny_config(dataset=str(d), num_epochs=1), workdir)
+  again = cv.train_all_folds(tiny_config(dataset=str(d), num_epochs=2), workdir, resume=True)
   assert again["test_mean"] == summary["test_mean"]  # finished folds are read, not re-run
 
 
 def test_not_a_run_directory(tmp_path):
   with pytest.raises(DataError, match="not a run directory"):
-    runs.load_run(str(tmp_path))
+    runs.load(str(tmp_path))
   with pytest.raises(DataError, match="not a directory"):
-    runs.load_run(str(tmp_path / "missing"))
+    runs.load(str(tmp_path / "missing"))
 
 
 def test_divergence_stops_naming_the_step_and_keeps_last_checkpoint(topic_dir, tmp_path):

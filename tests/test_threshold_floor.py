@@ -191,7 +191,7 @@ def test_a_run_made_before_the_floor_was_chosen_still_evaluates_to_its_numbers(
     floors.append(args[4] if len(args) > 4 else kwargs.get("min_f1"))
     return tune(*args, **kwargs)
   monkeypatch.setattr(metrics, "tune_thresholds", spy)
-  loaded = [runs.load_any(run)]
+  loaded = [runs.load(run)]
   assert loaded[0].config.multilabel_min_f1 == 0.5
   assert runs.evaluate_run(run, "test")["matches_results"] is True
   results = rundir.read_results(run)

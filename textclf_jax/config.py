@@ -187,10 +187,10 @@ def _choices() -> dict:
   from textclf_jax.training import losses, optim, sparse_embed, steps
   from textclf_jax.scoring import metrics
   from textclf_jax.data import vectors
-  from textclf_jax.families.tfidf.fit import LINEAR_MODELS
-  from textclf_jax.models import MODELS, chunked, cnn, embeddings, lstm
+  from textclf_jax.families import registry
+  from textclf_jax.models import chunked, cnn, embeddings, lstm
   return {
-      "model": tuple(MODELS) + LINEAR_MODELS, "embedding": embeddings.KINDS,
+      "model": registry.model_names(), "embedding": embeddings.KINDS,
       "loss": losses.LOSSES, "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
       "weight_decay_mode": ("decoupled", "l2"), "embedding_update": sparse_embed.MODES,
       "conv_backward": cnn.CONV_BACKWARD, "compute_dtype": tuple(steps.COMPUTE_DTYPES),

@@ -22,6 +22,8 @@ from textclf_jax.errors import UsageError
 
 RULES = ("gausslegendre", "trapezoid")  # explain.integrated.RULES, without importing JAX
 
+SPLITS = ("train", "dev", "test")  # what data.splits.make_splits gives every dataset
+
 
 def add_parser(subparsers, parents):
   p = subparsers.add_parser(
@@ -64,6 +66,9 @@ def _check(args):
   if args.dataset_split and (args.texts or args.input or args.html):
     raise UsageError("--dataset_split explains a split of the run's dataset: give no "
                      "texts, --input or --html with it")
+  if args.dataset_split and args.dataset_split not in SPLITS:
+    raise UsageError(f"--dataset_split {args.dataset_split}: the run's dataset has splits "
+                     f"{', '.join(SPLITS)}")
   if args.markdown and not args.dataset_split:
     raise UsageError("--markdown goes with --dataset_split")
 

@@ -217,7 +217,7 @@ def cmd_train(args, overrides):
   from textclf_jax import config as config_lib
   from textclf_jax.runtime import parallel
   from textclf_jax.run import layout as rundir
-  from textclf_jax.training import loop as train
+  from textclf_jax.families import cv
 
   if args.resume:
     refused = [key for key in (o.split("=", 1)[0] for o in overrides)
@@ -239,7 +239,7 @@ def cmd_train(args, overrides):
     print(f"[textclf] run directory: {workdir}", flush=True)
   results_file = os.path.join(workdir, rundir.RESULTS)
   before = os.path.getmtime(results_file) if os.path.exists(results_file) else None
-  results = train.train_all_folds(config, workdir, resume=bool(args.resume))
+  results = cv.train_all_folds(config, workdir, resume=bool(args.resume))
   if not main_process:
     return
   _print_results(results)

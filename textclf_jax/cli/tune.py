@@ -28,7 +28,7 @@ def add_parser(subparsers, parents):
       "--config.KEY=VALUE set the base config of every trial. Needs optuna "
       '(pip install "textclf_jax[tune]"); see docs/tuning.md.')
   p.add_argument("--config", default="cnn", help="preset name or Python config file")
-  p.add_argument("--space", default="", help=f"search space: {', '.join(tune_spaces.SPACES)} "
+  p.add_argument("--space", default="", help=f"search space: {', '.join(tune_spaces.names())} "
                  "(default: the preset's model)")
   p.add_argument("--trials", type=int, default=20,
                  help="finished trials (complete or pruned) the study ends with")

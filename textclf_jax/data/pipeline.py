@@ -173,3 +173,29 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None,
                  vectors_coverage=float(found[2:].mean()))
   return Prepared(raw.name, raw.multi_label, label_names, encoder, encoded, vectors, stats)
 
+
+def encode_split(config, split: str, encoder: TextEncoder, label_names: list, fold: int = -1,
+                 raw: RawDataset | None = None) -> Encoded:
+  """One split of a saved run (`eval`, `export`'s parity check), encoded with the run's
+  fitted encoder and label map: the same ids, lengths and labels that `prepare(config,
+  fold, encoder=encoder, label_names=label_names).splits[split]` gives, tokenising only that
+  split (and the training split too when config.max_len is 0, to resolve it as prepare
+  does). A split the dataset does not have is a DataError naming it."""
+  raw = raw or load_source(config)
+  split_data = splits_lib.make_splits(raw, config, fold)
+  if split not in split_data:
+    raise DataError(f"split {split!r}: {raw.name} has splits {', '.join(split_data)}")
+  wanted = {split: split_data[split]}
+  if not config.max_len:
+    wanted["train"] = split_data["train"]
+  if isinstance(encoder, WordEncoder):
+    split_ids, words = _number_splits(wanted, encoder)
+    to_vocab = encoder.to_ids(words)
+    split_ids = {k: _SplitIds(to_vocab[v.flat], v.lengths) for k, v in split_ids.items()}
+  else:
+    split_ids = {k: _SplitIds(*encoder.encode_flat(v.texts)) for k, v in wanted.items()}
+  max_len = config.max_len or _length_at_percentile(split_ids["train"].lengths,
+                                                    config.max_len_percentile)
+  ids = split_ids[split]
+  return Encoded(*encode_flat(ids.flat, ids.lengths, max_len),
+                 encode_labels(split_data[split].labels, label_names, raw.multi_label))

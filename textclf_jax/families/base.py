@@ -11,6 +11,7 @@ every command and experiment without editing them (docs/extending.md).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -81,3 +82,17 @@ class Family(Protocol):
   def unsupported(self, command: str) -> str | None:
     """Why `command` ("explain", "export", "tune", "vmap") cannot take this family's
     runs or configs, or None when it can."""
+
+
+def saved_model(run_dir: str) -> str | None:
+  """config.json's `model` of one run (not a CV parent), or None (no such run, or a
+  config.json that cannot be read: the family that loads it says what is wrong)."""
+  from textclf_jax.run import layout as rundir
+  file = rundir.path(run_dir, rundir.CONFIG)
+  if not os.path.isfile(file) or rundir.is_cv_run(run_dir):
+    return None
+  try:
+    model = rundir.read_json(file).get("model")
+  except (OSError, ValueError, AttributeError):
+    return None
+  return model if isinstance(model, str) else None

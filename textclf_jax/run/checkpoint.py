@@ -147,7 +147,7 @@ class Checkpoints:
     self._save(self.best, step, state, meta)
 
   @staticmethod
-  def _restore(manager, abstract_state, step=None):
+  def _restore(manager, abstract_state, step=None, partial: bool = False):
     """(state, meta) of checkpoint `step`, or of the newest one that can be read; None
     when there is none.
 
@@ -163,7 +163,7 @@ class Checkpoints:
       try:
         with _quiet_orbax():  # a failed read's callbacks print tracebacks natively too
           restored = manager.restore(s, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+              state=_restore_args(abstract_state, partial), meta=ocp.args.JsonRestore()))
       except Exception as e:  # noqa: BLE001 (orbax, tensorstore and json each raise their own)
         bad.append((s, _first_line(e)))
         continue
@@ -180,12 +180,14 @@ class Checkpoints:
     raise DataError(f"checkpoint {_step_dir(manager, b)} cannot be read ({why}): a file in "
                     f"it is truncated or corrupted{others}")
 
-  def restore_latest(self, abstract_state):
-    """(state, meta) of the newest latest-checkpoint that can be read, or None."""
-    return self._restore(self.latest, abstract_state)
+  def restore_latest(self, abstract_state, partial: bool = False):
+    """(state, meta) of the newest latest-checkpoint that can be read, or None.
+    partial: `abstract_state` names a part of the saved state (e.g. step, params and
+    frozen, what predicting needs); only that part is read (no optimiser moments)."""
+    return self._restore(self.latest, abstract_state, partial=partial)
 
-  def restore_best(self, abstract_state):
-    return self._restore(self.best, abstract_state)
+  def restore_best(self, abstract_state, partial: bool = False):
+    return self._restore(self.best, abstract_state, partial=partial)
 
   @staticmethod
   def has_latest(workdir: str) -> bool:
@@ -202,6 +204,16 @@ class Checkpoints:
   def close(self):
     self.latest.close()
     self.best.close()
+
+
+def _restore_args(abstract_state, partial: bool):
+  """The state's restore arguments: the whole saved tree, or (partial) only the subtree
+  `abstract_state` names, its leaves placed by their shardings."""
+  if not partial:
+    return ocp.args.StandardRestore(abstract_state)
+  return ocp.args.PyTreeRestore(
+      item=abstract_state, partial_restore=True,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state))
 
 
 def _step_dir(manager, step: int) -> str:

@@ -106,6 +106,17 @@ def multi_label_metrics(probs, labels, label_names, thresholds=0.5, at_least_one
   return result
 
 
+def score(probs, labels, label_names, multi_label: bool, thresholds=None,
+          at_least_one: bool = True) -> dict:
+  """Metrics of probabilities [N, C] against labels ([N] ids, or [N, C] 0/1 when
+  multi-label: at `thresholds`, [C] or one float; None: 0.5). The one scoring of a
+  split that training, fitting, `eval` and ensembles share."""
+  if multi_label:
+    return multi_label_metrics(probs, labels, label_names,
+                               0.5 if thresholds is None else thresholds, at_least_one)
+  return single_label_metrics(probs, labels, label_names)
+
+
 THRESHOLD_MODES = ("global", "per_label")
 # Per-label mode: a label whose best dev F1 is below a floor keeps the global threshold
 # (Yang 2001's SCutFBR): a label with one or two dev positives ranked low otherwise gets a

@@ -108,9 +108,9 @@ def mean_probs(loaded, member_probs, names, calibrated: bool = True) -> np.ndarr
 
 
 def load(runs_: list, batch_size: int = 0) -> list:
-  """Every member loaded (`runs.load_any`), once their labels are checked to agree."""
+  """Every member loaded (`runs.load`), once their labels are checked to agree."""
   _check_labels(runs_)
-  return [runs.load_any(r, batch_size) for r in runs_]
+  return [runs.load(r, batch_size) for r in runs_]
 
 
 def predict_loaded(runs_: list, loaded: list, texts: list, top_k: int = 5,

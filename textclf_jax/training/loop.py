@@ -1,4 +1,5 @@
-"""The training loop: `train_and_evaluate(config, workdir)`, and `train_all_folds` for CV.
+"""The training loop: `train_and_evaluate(config, workdir)` (the neural family's train;
+cross-validation over folds is families/cv.py).
 
 text -> ids (once) -> bucketed batches (a function of seed and epoch) -> jitted
 sharded step -> dev evaluation -> early stopping -> best checkpoint -> test.
@@ -14,7 +15,6 @@ parameters as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 
 import jax
@@ -24,15 +24,12 @@ import tqdm
 from textclf_jax.training import build as build_lib
 from textclf_jax import config as config_lib
 from textclf_jax.training import evaluate as evaluate_lib
-from textclf_jax.families.tfidf import fit as linear
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
 from textclf_jax.training import steps as steps_lib
 from textclf_jax.run.checkpoint import Checkpoints
-from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import prefetch
 from textclf_jax.data.pipeline import prepare
-from textclf_jax.data.sources import load_source
 from textclf_jax.training.progress import RunProgress
 
 
@@ -40,7 +37,7 @@ def _announce(prepared, config, mesh):
   train, dev, test = (prepared.splits[k] for k in ("train", "dev", "test"))
   print(f"[textclf] {prepared.name}: {len(train)} train / {len(dev)} dev / {len(test)} test, "
         f"{len(prepared.label_names)} labels{' (multi-label)' if prepared.multi_label else ''}, "
-        f"vocab {len(prepared.vocab)}"
+        f"vocab {prepared.encoder.vocab_size}"
         + (f", vectors found for {prepared.stats['vectors_found']} words"
            if config.vectors else "")
         + f"; {parallel.describe(mesh)}", flush=True)
@@ -77,8 +74,6 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   on_dev(epoch, step, dev metrics): called after every dev evaluation (a search's
   pruner); raising progress.Pruned stops the run there, which then finishes normally.
   """
-  if linear.is_linear(config):  # TF-IDF + logistic regression: fitted, no training loop
-    return linear.train_and_evaluate(config, workdir, resume, fold, raw)
   started = time.time()
   if resume:
     config = rundir.keep_saved_choices(config, workdir)
@@ -214,68 +209,3 @@ def _latest_dropped_at_finish(config) -> bool:
   checkpoint and results.json then makes `--resume` train the last epoch again (from the
   previous latest checkpoint, or from the start); it ends bit-identical all the same."""
   return config.keep_checkpoints == "tested" and config.test_checkpoint == "best"
-
-
-# --- cross-validation ---------------------------------------------------------
-
-
-def cv_folds(config, raw) -> list:
-  """The folds a CV run trains: config.folds, else config.fold, else every fold."""
-  available = splits_lib.num_folds_of(raw, config.num_folds)
-  folds = list(config.folds) or ([config.fold] if config.fold >= 0 else range(available))
-  bad = [k for k in folds if k >= available]
-  if bad:
-    raise config_lib.ConfigError(f"config.folds: {raw.name} has folds 0..{available - 1}, "
-                                 f"not {', '.join(map(str, bad))}")
-  return list(folds)
-
-
-def cv_summary(raw_name: str, model: str, per_fold: list) -> dict:
-  """cv_results.json: every fold's test metrics, and their mean and sample std."""
-  keys = [k for k, v in per_fold[0]["test"].items() if isinstance(v, float)]
-  ddof = 1 if len(per_fold) > 1 else 0
-  return {
-      "dataset": raw_name, "model": model, "folds": [r["fold"] for r in per_fold],
-      "test_mean": {k: float(np.mean([r["test"][k] for r in per_fold])) for k in keys},
-      "test_std": {k: float(np.std([r["test"][k] for r in per_fold], ddof=ddof)) for k in keys},
-      "std": f"sample standard deviation over folds (ddof={ddof})",
-      "per_fold": [{"fold": r["fold"], "best_step": r["best_step"],
-                    "train_seconds": r["train_seconds"],
-                    "test": {k: r["test"][k] for k in keys}} for r in per_fold],
-      "train_seconds": float(sum(r["train_seconds"] for r in per_fold)),
-  }
-
-
-def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
-  """k-fold CV: one sub-run per fold (`fold_K/`), then every fold's test metrics with
-  their mean and std (cv_results.json). Not CV data: one run, `train_and_evaluate`."""
-  if linear.is_linear(config):  # its keys and scikit-learn, before cv_results' dir is made
-    linear.validate(config)
-  config_lib.validate(config)
-  config = config_lib.resolve(config)
-  raw = load_source(config)
-  if not splits_lib.uses_cross_validation(raw):
-    return train_and_evaluate(config, workdir, resume, raw=raw)
-  folds = cv_folds(config, raw)
-  rundir.check_can_start(workdir, resume)
-  parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
-  is_main = parallel.is_main_process()
-  with runlock.writing(workdir):
-    if is_main:
-      rundir.write_config(config, workdir)
-    per_fold = []
-    for k in folds:
-      sub = os.path.join(workdir, f"fold_{k}")
-      done = rundir.read_results(sub)
-      if done is None:
-        if is_main:
-          print(f"[textclf] cross-validation fold {k}", flush=True)
-        done = train_and_evaluate(config, sub, resume and os.path.exists(sub), fold=k, raw=raw)
-      per_fold.append(done)
-      if is_main:
-        metric = "accuracy" if "accuracy" in done["test"] else "micro_f1"
-        print(f"[textclf] fold {k}: test {metric} {done['test'][metric]:.4f}", flush=True)
-    summary = cv_summary(raw.name, config.model, per_fold)
-    if is_main:
-      rundir.write_json(rundir.path(workdir, rundir.CV_RESULTS), summary)
-  return summary

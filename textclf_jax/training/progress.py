@@ -7,7 +7,7 @@ with every checkpoint as JSON) and does each step of a run's life once:
   evaluate      dev metrics -> log -> early stopping / plateau -> best checkpoint
   end_epoch     the position after an epoch (and whether training stops)
   save_latest   the latest checkpoint
-  finish        dev/test scores of the tested checkpoint -> predictions/, results.json
+  finish        dev/test probabilities of the tested checkpoint -> run/finish.py
 
 `train.py` drives one for a run; `group/` drives one per member, so a member
 stops, selects and scores by exactly the rule of a run alone.
@@ -26,7 +26,7 @@ from textclf_jax.errors import Pruned, TrainingDiverged
 from textclf_jax.training import evaluate as evaluate_lib
 from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.runtime import parallel
-from textclf_jax.run import layout as rundir
+from textclf_jax.run import finish as finish_lib
 from textclf_jax.training import steps as steps_lib
 
 
@@ -198,31 +198,25 @@ class RunProgress:
       if best is not None:
         state = best[0]
         tested_step = int(state["step"])
-    reuse = dev_probs[1] if dev_probs is not None and dev_probs[0] == tested_step else None
-    scores = evaluate_lib.final_scores(self.config, self.prepared, steps, state, batcher,
-                                       reuse)
+    dev, test = self.prepared.splits["dev"], self.prepared.splits["test"]
+    dev_probs = dev_probs[1] if dev_probs is not None and dev_probs[0] == tested_step else None
+    if dev_probs is None:  # the same program on the same state and batches: the same bits
+      dev_probs = evaluate_lib.predict_probs(steps, state, dev, batcher)
+    test_probs = evaluate_lib.predict_probs(steps, state, test, batcher)
+    scores = finish_lib.score(self.config, self.prepared.label_names, self.prepared.multi_label,
+                              (dev_probs, dev.labels), (test_probs, test.labels))
     meta = self.meta
-    extra = {"by_threshold_mode": scores["by_threshold_mode"]} if self.prepared.multi_label \
-        else {}
-    if meta.get("pruned"):
-      extra["pruned"] = meta["pruned"]
-    results = rundir.results_record(
+    results = finish_lib.results(scores, dict(
         dataset=self.prepared.name, model=self.config.model, fold=self.prepared.stats["fold"],
         best_step=meta["best_step"], tested_checkpoint=self.config.test_checkpoint,
         final_step=final_step, stopped_early=meta["stopped_early"],
-        dev=scores["dev"], test=scores["test"], train_seconds=meta["train_seconds"],
+        train_seconds=meta["train_seconds"],
         train_examples_per_second=meta["train_examples"] / max(meta["train_seconds"], 1e-9),
         wall_seconds=time.time() - started, num_devices=steps.mesh.size,
         **evaluate_lib.platform(), data=self.prepared.stats,
-        epochs_trained=meta["epoch"], **extra, calibration=scores["calibration"][1])
-    if parallel.is_main_process():
-      if scores["thresholds"] is not None:
-        rundir.write_thresholds(self.workdir, self.config.multilabel_threshold,
-                                scores["thresholds"], scores["threshold_search"])
-      rundir.write_predictions(self.workdir, scores["predictions"])
-      rundir.write_calibration_files(self.workdir, scores["calibration"][0], scores["predictions"],
-                            self.prepared.multi_label, self.prepared.name)
-      rundir.write_results(self.workdir, results)  # last: a run with results.json is complete
+        epochs_trained=meta["epoch"]), {"pruned": meta["pruned"]} if meta.get("pruned") else {})
+    finish_lib.write(self.workdir, self.config, self.prepared.name, self.prepared.multi_label,
+                     scores, results)
     if self.config.keep_checkpoints == "tested":
       # Only the checkpoint the results come from is needed now (eval, predict).
       if self.config.test_checkpoint == "last":

@@ -1,7 +1,7 @@
 """Hyper-parameter search on dev: `textclf tune` (also `python -m experiments.tune`).
 
 An optuna study: TPE sampler (seeded), a median or successive-halving pruner fed the dev
-metric after every evaluation (`progress.Pruned` through the training loop's on_dev
+metric after every evaluation (`errors.Pruned` through the training loop's on_dev
 hook), in a real database: SQLite in the tune directory by default, any SQLAlchemy URL
 (`--storage`) so that processes on many machines share one study. The tune directory:
 
@@ -253,15 +253,14 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
   import optuna
 
   from textclf_jax.training import evaluate as evaluate_lib
-  from textclf_jax.families.tfidf import fit as linear
-  from textclf_jax.training import progress
-  from textclf_jax.training import loop as train_lib
+  from textclf_jax.families import registry
+  from textclf_jax import errors
   from textclf_jax.data import splits as splits_lib
   from textclf_jax.data.sources import load_source
 
-  if linear.is_linear(base):
-    raise UsageError("tune searches a network's settings; the tfidf model chooses C on dev "
-                     "itself (--config.tfidf_c_grid)")
+  why = registry.for_config(base).unsupported("tune")
+  if why:
+    raise UsageError(why)
   optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per trial is ours
   warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
   # The space against this config (a key it lacks), before anything is written.
@@ -312,10 +311,11 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
       trial.report(value, evaluations[0])
       evaluations[0] += 1
       if trial.should_prune():
-        raise progress.Pruned(f"pruned by the {pruner} pruner after {evaluations[0]} dev "
+        raise errors.Pruned(f"pruned by the {pruner} pruner after {evaluations[0]} dev "
                               f"evaluation(s) (dev {metric} {value:.4f})")
 
-    results = train_lib.train_and_evaluate(config, workdir, fold=fold, raw=raw, on_dev=on_dev)
+    results = registry.for_config(config).train(config, workdir, fold=fold, raw=raw,
+                                                on_dev=on_dev)
     if results.get("pruned"):
       raise optuna.TrialPruned(results["pruned"])
     return float(results["dev"][metric])
@@ -333,12 +333,12 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
           flush=True)
 
   while finished(study) < trials:
-    study.optimize(objective, n_trials=1, catch=(progress.TrainingDiverged,),
+    study.optimize(objective, n_trials=1, catch=(errors.TrainingDiverged,),
                    callbacks=[after])
     jax.clear_caches()  # each trial compiles its own steps: drop the last one's
     gc.collect()
     if in_a_row[0] >= MAX_FAILURES_IN_A_ROW:
-      raise progress.TrainingDiverged(
+      raise errors.TrainingDiverged(
           f"{directory}: {in_a_row[0]} trials in a row diverged; check the space's "
           f"learning rates and the base config (see {os.path.join(directory, BEST_JSON)})")
   return write_summary(study, record, directory)

@@ -1,119 +1,25 @@
-"""Search spaces of `textclf tune`, as code: `--space NAME` picks one.
-
-A space is a function (optuna trial, base config) -> {config key: value}: it asks the
-trial for each parameter (define-by-run, so one parameter may depend on another) and
-returns the config values the trial trains with. Parameter names are config keys where
-they map one to one (`learning_rate`, `dropout`, ...), so `--enqueue` takes them as a
-config would; `filter_widths` is asked as a string ("3,4,5") because optuna's choices
-are plain values. Pretrained-embedding modes are searched only when the base config
-names `vectors`.
-
-    cnn     Kim's CNN: optimizer (adam | adamw | adadelta) and its learning rate, weight
-            decay (adamw), dropout, filter widths, filters per width, batch size, embedding
-    lstm    the LSTM: optimizer, learning rate, weight decay, dropout, hidden units,
-            layers, bidirectional, batch size, embedding
-    hybrid  CNN -> LSTM: optimizer, learning rate, weight decay, dropout, filter widths,
-            filters, hidden units, batch size, embedding
-    bag     the fasttext bag (models/bag.py, presets fasttext*): its optimiser's learning
-            rate, epochs, word n-gram order, vector size, Naive Bayes prior, dropout, batch
-            size (the optimiser stays the preset's: the row-sparse table needs adagrad,
-            adadelta or sgd)
-    lr      any network: the learning rate (for the preset's optimizer) and dropout
-"""
+"""The search spaces `textclf tune --space NAME` knows: every model family's `Candidate`s
+(registry.candidates(); the neural ones are in families/spaces.py). A space is a
+function (optuna trial, base config) -> {config key: value}."""
 
 from __future__ import annotations
 
 from textclf_jax.errors import UsageError
-
-# Learning rates searched (log-uniform) per optimiser; adadelta's is a step multiplier.
-LEARNING_RATES = {"adam": (1e-4, 1e-2), "adamw": (1e-4, 1e-2), "sgd": (1e-3, 0.3),
-                  "adadelta": (0.1, 2.0), "adagrad": (0.03, 2.0)}
-PRETRAINED = ("static", "non-static", "multichannel")
-BATCH_SIZES = (16, 32, 50, 64, 128)
+from textclf_jax.families import registry
 
 
-def _widths(text: str) -> tuple:
-  return tuple(int(w) for w in text.split(","))
-
-
-def _optimisation(trial, config) -> dict:
-  """optimizer, its learning rate, and decoupled weight decay for adamw."""
-  optimizer = trial.suggest_categorical("optimizer", ["adam", "adamw", "adadelta"])
-  out = {"optimizer": optimizer, "learning_rate": _learning_rate(trial, optimizer),
-         "weight_decay": 0.0}
-  if optimizer == "adamw":
-    out["weight_decay"] = trial.suggest_float("weight_decay", 1e-5, 1e-1, log=True)
-  return out
-
-
-def _learning_rate(trial, optimizer: str) -> float:
-  low, high = LEARNING_RATES[optimizer]
-  # One parameter per range: TPE models each optimiser's learning rates on their own.
-  name = "learning_rate" if optimizer in ("adam", "adamw") else f"{optimizer}_learning_rate"
-  return trial.suggest_float(name, low, high, log=True)
-
-
-def _embedding(trial, config) -> dict:
-  if not config.get("vectors"):
-    return {}  # rand: nothing pretrained to choose between
-  return {"embedding": trial.suggest_categorical("embedding", ["rand", *PRETRAINED])}
-
-
-def cnn(trial, config) -> dict:
-  return {**_optimisation(trial, config),
-          "dropout": trial.suggest_float("dropout", 0.0, 0.7),
-          "filter_widths": _widths(trial.suggest_categorical(
-              "filter_widths", ["1,2,3", "2,3,4", "3,4,5", "4,5,6", "3,5,7", "2,3,4,5"])),
-          "num_filters": trial.suggest_categorical("num_filters", [50, 100, 200, 400]),
-          "batch_size": trial.suggest_categorical("batch_size", list(BATCH_SIZES)),
-          **_embedding(trial, config)}
-
-
-def lstm(trial, config) -> dict:
-  return {**_optimisation(trial, config),
-          "dropout": trial.suggest_float("dropout", 0.0, 0.7),
-          "lstm_hidden": trial.suggest_categorical("lstm_hidden", [64, 128, 256]),
-          "lstm_layers": trial.suggest_int("lstm_layers", 1, 2),
-          "bidirectional": trial.suggest_categorical("bidirectional", [True, False]),
-          "batch_size": trial.suggest_categorical("batch_size", list(BATCH_SIZES)),
-          **_embedding(trial, config)}
-
-
-def hybrid(trial, config) -> dict:
-  return {**_optimisation(trial, config),
-          "dropout": trial.suggest_float("dropout", 0.0, 0.7),
-          "filter_widths": _widths(trial.suggest_categorical(
-              "filter_widths", ["3", "5", "2,3", "3,5"])),
-          "num_filters": trial.suggest_categorical("num_filters", [64, 128, 256]),
-          "lstm_hidden": trial.suggest_categorical("lstm_hidden", [64, 128, 256]),
-          "batch_size": trial.suggest_categorical("batch_size", list(BATCH_SIZES)),
-          **_embedding(trial, config)}
-
-
-def bag(trial, config) -> dict:
-  return {"learning_rate": _learning_rate(trial, config.optimizer),
-          "num_epochs": trial.suggest_int("num_epochs", 1, 5),
-          "word_ngrams": trial.suggest_int("word_ngrams", 1, 3),
-          "embed_dim": trial.suggest_categorical("embed_dim", [5, 10, 20, 50]),
-          "nb_prior": trial.suggest_categorical("nb_prior", [0.0, 0.5, 1.0, 1.5, 3.0]),
-          "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-          "batch_size": trial.suggest_categorical("batch_size", [16, 32, 64, 128])}
-
-
-def lr(trial, config) -> dict:
-  return {"learning_rate": _learning_rate(trial, config.optimizer),
-          "dropout": trial.suggest_float("dropout", 0.0, 0.7)}
-
-
-SPACES = {"cnn": cnn, "lstm": lstm, "hybrid": hybrid, "bag": bag, "lr": lr}
+def names() -> list:
+  """Every space's name, over the registered families."""
+  return list(registry.candidates())
 
 
 def get(name: str):
   """The space called `name`; an unknown name is a UsageError listing the spaces."""
-  if name not in SPACES:
+  candidates = registry.candidates()
+  if name not in candidates:
     raise UsageError(f"--space {name!r}: not a search space; expected one of "
-                     f"{', '.join(SPACES)} (textclf_jax/tune_spaces.py)")
-  return SPACES[name]
+                     f"{', '.join(candidates)} (textclf_jax/families/spaces.py)")
+  return candidates[name].space
 
 
 def suggest(name: str, trial, config) -> dict:
@@ -124,5 +30,5 @@ def suggest(name: str, trial, config) -> dict:
   if missing:
     raise UsageError(f"--space {name}: tunes {', '.join(missing)}, which the "
                      f"{config.get('model', '?')} config does not have; choose a space "
-                     f"for it ({', '.join(SPACES)})")
+                     f"for it ({', '.join(names())})")
   return values

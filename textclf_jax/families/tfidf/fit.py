@@ -17,44 +17,28 @@ or balanced. scikit-learn fits it (the `linear` extra). The fitted model, its fi
 
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
-from textclf_jax.scoring import calibration as calibration_lib
 from textclf_jax import config as config_lib
 from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.runtime import parallel
-from textclf_jax.run import layout as rundir, lock as runlock
+from textclf_jax.run import finish as finish_lib, layout as rundir, lock as runlock
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
-from textclf_jax.text.tokenize import Tokenizer
-from textclf_jax.families.tfidf.model import (MODEL, Fitted, make_classifier, make_vectorizer, require_sklearn, save_model)
+from textclf_jax.text.encoder import encoder_for
+from textclf_jax.families.tfidf.model import (MODEL, Fitted, make_classifier, make_vectorizer,
+                                              require_sklearn, save_model)
 
-LINEAR_MODELS = ("tfidf",)  # config.model values this module trains (see config._choices)
+LINEAR_MODELS = ("tfidf",)  # config.model values this module trains (TfidfFamily.models)
 C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)  # the default of config.tfidf_c_grid
 C_EXTEND = 3  # the default of config.tfidf_c_extend
 CLASS_WEIGHTS = ("none", "", "balanced")
 
 
 # --- config -------------------------------------------------------------------------
-
-
-def is_linear(config) -> bool:
-  return config.get("model") in LINEAR_MODELS
-
-
-def is_linear_run(run: str) -> bool:
-  """Whether `run` is one run (not a CV parent) whose config.json names a linear model."""
-  file = rundir.path(run, rundir.CONFIG)
-  if not os.path.isfile(file) or rundir.is_cv_run(run):
-    return False
-  try:
-    return rundir.read_json(file).get("model") in LINEAR_MODELS
-  except (OSError, ValueError, AttributeError):
-    return False  # the neural path reports what is wrong with it
 
 
 def c_grid(config) -> tuple:
@@ -98,7 +82,13 @@ def search_c(grid, extend: int, score) -> tuple:
 
 def problems(config) -> list:
   """Every bad value of a linear model's config, the shared checks included."""
-  out = config_lib.problems(config)
+  return config_lib.problems(config) + own_problems(config)
+
+
+def own_problems(config) -> list:
+  """Every bad value among the tfidf model's own keys (tfidf_c_grid, tfidf_c_extend,
+  class_weights)."""
+  out = []
   grid = c_grid(config)
   if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
                          and np.isfinite(c) and c > 0 for c in grid):
@@ -140,7 +130,7 @@ def recorded_config(config):
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
                        raw=None) -> dict:
-  """`textclf train` for a linear model (train.train_and_evaluate dispatches here):
+  """`textclf train` for a linear model (TfidfFamily.train):
   checks, refuses a used run directory, holds its lock, fits, writes the run."""
   started = time.time()
   validate(config)
@@ -179,8 +169,9 @@ def _fit(config, workdir, fold, raw, started) -> dict:
   split_data = splits_lib.make_splits(raw, config, fold, stats)
   label_names = splits_lib.build_label_map(raw, split_data)
   multi = raw.multi_label
-  tokenizer = Tokenizer.from_config(config)
-  tokens = {k: [tokenizer(t) for t in split.texts] for k, split in split_data.items()}
+  encoder = encoder_for(config)  # its tokens (pieces), cut at max_len as a network's are
+  tokens = {k: [encoder.pieces(t, config.max_len) for t in split.texts]
+            for k, split in split_data.items()}
   labels = {k: encode_labels(split.labels, label_names, multi)
             for k, split in split_data.items()}
   if is_main:
@@ -207,25 +198,23 @@ def _fit(config, workdir, fold, raw, started) -> dict:
                                              config.multilabel_at_least_one,
                                              config.multilabel_min_f1)
       thresholds = search["thresholds"]
-    dev = _score(dev_probs, labels["dev"], label_names, multi, config, thresholds)
+    dev = metrics_lib.score(dev_probs, labels["dev"], label_names, multi, thresholds,
+                            config.multilabel_at_least_one)
     key = dev["micro_f1"] if multi else dev["accuracy"]
     if is_main:
       print(f"[textclf] C={c:g}: dev {'micro_f1' if multi else 'accuracy'} {key:.4f}",
             flush=True)
     return key, (model, search, dev, dev_probs)
 
-  c, (model, search, dev, dev_probs), tried = search_c(c_grid(config), c_extend(config),
+  c, (model, search, _, dev_probs), tried = search_c(c_grid(config), c_extend(config),
                                                            dev_score)
   train_seconds = time.time() - fit_started
   fitted = Fitted.from_sklearn(model, multi, c, balanced, config.seed,
                                len(vectorizer.vocabulary_))
 
-  thresholds = search["thresholds"] if multi else None
   test_probs = model.predict_proba(features["test"])
-  test = _score(test_probs, labels["test"], label_names, multi, config, thresholds)
-  by_mode = (metrics_lib.scores_by_threshold_mode(
-      dev_probs, labels["dev"], test_probs, labels["test"], label_names,
-      config.multilabel_at_least_one, config.multilabel_min_f1) if multi else None)
+  scores = finish_lib.score(config, label_names, multi, (dev_probs, labels["dev"]),
+                            (test_probs, labels["test"]), search)
   num_params = fitted.coef.size - fitted.coef.shape[1] * len(fitted.constant) \
       + fitted.intercept.size - len(fitted.constant)  # a constant label has no coef_
   num_train = len(split_data["train"])
@@ -234,36 +223,19 @@ def _fit(config, workdir, fold, raw, started) -> dict:
                 **{f"num_{k}": len(v) for k, v in split_data.items()},
                 "mean_length_train": float(np.mean([len(t) for t in tokens["train"]]))})
   grid = list(c_grid(config))
-  results = rundir.results_record(
+  results = finish_lib.results(scores, dict(
       dataset=raw.name, model=MODEL, fold=fold, best_step=0, tested_checkpoint="last",
-      final_step=0, stopped_early=False, dev=dev, test=test, train_seconds=train_seconds,
+      final_step=0, stopped_early=False, train_seconds=train_seconds,
       # Examples fitted per second over every C tried (len(tried) fits).
       train_examples_per_second=num_train * len(tried) / max(train_seconds, 1e-9),
       wall_seconds=time.time() - started, num_devices=1, num_processes=1, platform="cpu",
       data=stats, num_params=int(num_params),
       baseline={"C": c, "C_grid": grid, "C_tried": [[c_, v] for c_, v in tried],
-                "ngrams": [1, 2], "sublinear_tf": True})
-  if multi:
-    results["by_threshold_mode"] = by_mode
-  predictions = {"dev": (dev_probs, labels["dev"]), "test": (test_probs, labels["test"])}
-  calibration, results["calibration"] = calibration_lib.calibrate_run(
-      predictions, multi, label_names, config.multilabel_threshold,
-      config.multilabel_at_least_one, config.multilabel_min_f1)
+                "ngrams": [1, 2], "sublinear_tf": True}))
   if is_main:
     save_model(workdir, vectorizer, fitted, grid, [c_ for c_, _ in tried])
     rundir.write_json(rundir.path(workdir, rundir.LABELS),
                       {"labels": label_names, "multi_label": multi})
     rundir.write_json(rundir.path(workdir, rundir.DATA), stats)
-    if multi:
-      rundir.write_thresholds(workdir, config.multilabel_threshold, thresholds, search)
-    rundir.write_predictions(workdir, predictions)
-    rundir.write_calibration_files(workdir, calibration, predictions, multi, raw.name)
-    rundir.write_results(workdir, results)  # last: a run with results.json is complete
+  finish_lib.write(workdir, config, raw.name, multi, scores, results)
   return results
-
-
-def _score(probs, labels, label_names, multi, config, thresholds):
-  if multi:
-    return metrics_lib.multi_label_metrics(probs, labels, label_names, thresholds,
-                                           config.multilabel_at_least_one)
-  return metrics_lib.single_label_metrics(probs, labels, label_names)

@@ -1,6 +1,6 @@
-"""The fitted TF-IDF + logistic regression model (linear.py fits it): scikit-learn's
-vectorizer and classifier, saved as JSON + .npy and read back; eval's and predict's
-probabilities of a linear run.
+"""The fitted TF-IDF + logistic regression model (fit.py fits it): scikit-learn's
+vectorizer and classifier, saved as JSON + .npy and read back; `LinearRun` is the
+family's Predictor (eval's and predict's probabilities of a linear run).
 
 The run directory is a neural run's, with the fitted model in `linear/` instead of
 checkpoints/ (no metrics.jsonl: there are no training steps), and no pickle:
@@ -32,7 +32,8 @@ from textclf_jax.run import layout as rundir, lock as runlock
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
-from textclf_jax.text.tokenize import Tokenizer
+from textclf_jax.errors import DataError
+from textclf_jax.text.encoder import encoder_for
 
 MODEL = "tfidf+lr"  # results.json's `model`: the name of the baseline rows in sweep tables
 INSTALL = 'pip install "textclf_jax[linear]"'
@@ -176,7 +177,8 @@ def save_model(workdir: str, vectorizer, fitted: Fitted, grid: list, tried: list
 
 
 class LinearRun:
-  """A fitted linear run read back: config, labels, thresholds, vectorizer, classifier."""
+  """A fitted linear run read back: config, labels, thresholds, vectorizer, classifier
+  (the TF-IDF family's Predictor, families/base.py)."""
 
   def __init__(self, run: str):
     require_sklearn()
@@ -225,7 +227,7 @@ class LinearRun:
     except (KeyError, TypeError, ValueError) as e:
       raise rundir.RunDirError(f"{os.path.join(directory, MODEL_JSON)}: not a usable model "
                                f"description ({type(e).__name__}: {e})") from None
-    self.tokenizer = Tokenizer.from_config(self.config)
+    self.encoder = encoder_for(self.config)
 
   @staticmethod
   def _json(file):
@@ -247,22 +249,22 @@ class LinearRun:
   def predict_proba(self, token_lists) -> np.ndarray:
     return self.classifier.predict_proba(self.vectorizer.transform(token_lists))
 
+  def text_probs(self, texts: list) -> np.ndarray:
+    """Raw texts -> probabilities [N, C] float64 (what `textclf predict` labels)."""
+    return self.predict_proba([self.encoder.pieces(t, self.config.max_len) for t in texts])
 
-def split_probs(run: str, split: str = "test", data_dir: str = "") -> tuple:
-  """(the LinearRun, probabilities [N, C] float64, labels) of `split`, recomputed from the
-  saved model: what `textclf eval` scores (runs.evaluate_run)."""
-  loaded = LinearRun(run)
-  config = loaded.config
-  if data_dir:
-    with config.unlocked():
-      config.data_dir = data_dir
-  raw = load_source(config)
-  split_data = splits_lib.make_splits(raw, config, rundir.read_fold(run))
-  data = split_data[split]
-  labels = encode_labels(data.labels, loaded.label_names, loaded.multi_label)
-  return loaded, loaded.predict_proba([loaded.tokenizer(t) for t in data.texts]), labels
-
-
-def text_probs(loaded: LinearRun, texts: list) -> np.ndarray:
-  """Raw texts -> probabilities [N, C] float64 (what `textclf predict` labels)."""
-  return loaded.predict_proba([loaded.tokenizer(t) for t in texts])
+  def split_probs(self, split: str = "test", data_dir: str = "") -> tuple:
+    """(probabilities [N, C] float64, labels) of `split`, recomputed from the saved model:
+    what `textclf eval` scores; `data_dir`: where the run's dataset lives now."""
+    config = self.config
+    if data_dir:
+      with config.unlocked():
+        config.data_dir = data_dir
+    raw = load_source(config)
+    split_data = splits_lib.make_splits(raw, config, rundir.read_fold(self.run))
+    if split not in split_data:
+      raise DataError(f"split {split!r}: {raw.name} has splits {', '.join(split_data)}")
+    data = split_data[split]
+    labels = encode_labels(data.labels, self.label_names, self.multi_label)
+    tokens = [self.encoder.pieces(t, self.config.max_len) for t in data.texts]
+    return self.predict_proba(tokens), labels

@@ -8,11 +8,10 @@ import dataclasses
 import numpy as np
 from flax import nnx
 
-from textclf_jax.families.tfidf import fit as linear
 from textclf_jax.serve import runs
 from textclf_jax.data.batching import padded_lengths
 from textclf_jax.errors import DataError
-from textclf_jax.text.encoder import TextEncoder, load_encoder
+from textclf_jax.text.encoder import TextEncoder
 from textclf_jax.errors import UsageError
 from textclf_jax.serve.explain.integrated import Attributor, completeness
 from textclf_jax.serve.explain.ngrams import FilterWinners, is_cnn
@@ -23,7 +22,7 @@ from textclf_jax.models import min_length
 class Explainer:
   """A loaded run with its attributor and, for a CNN, its filter winners."""
   run: str
-  loaded: runs.LoadedRun
+  loaded: object  # the run's Predictor (families/neural_run.NeuralRun)
   encoder: TextEncoder  # the run's, as `predict` encodes with
   attributor: Attributor
   winners: FilterWinners | None  # None unless the run is a CNN
@@ -31,10 +30,10 @@ class Explainer:
 
 def load(run: str, steps: int = 50, rule: str = "gausslegendre") -> Explainer:
   """Restores the checkpoint `run` was tested with (as `eval` and `predict` do)."""
-  if linear.is_linear_run(run):
-    raise DataError(f"{run}: a TF-IDF run; `explain` needs a neural run (a linear run's "
-                    f"weight per n-gram is in {run}/linear/)")
-  loaded = runs.load_run(run)
+  why = runs.unsupported(run, "explain")
+  if why:
+    raise DataError(f"{run}: {why}")
+  loaded = runs.load(run)
   graphdef, params, frozen = (loaded.steps.graphdef, loaded.state["params"],
                               loaded.state["frozen"])
   attributor = Attributor(graphdef, params, frozen, steps, rule)
@@ -43,7 +42,7 @@ def load(run: str, steps: int = 50, rule: str = "gausslegendre") -> Explainer:
   winners = None
   if is_cnn(model) and not loaded.config.get("chunk_len", 0):
     winners = FilterWinners(graphdef, params, frozen, loaded.multi_label)
-  return Explainer(run, loaded, load_encoder(run, loaded.config), attributor, winners)
+  return Explainer(run, loaded, loaded.encoder, attributor, winners)
 
 
 def _width(config, length: int) -> int:
@@ -134,7 +133,7 @@ def split_ngrams(explainer: Explainer, split: str, k: int, data_dir: str = "") -
                      "per filter (--dataset_split) need a CNN run (--config cnn or kim) "
                      "without chunk_len")
   loaded = explainer.loaded
-  data = runs.prepare_split(loaded, explainer.run, split, data_dir, option="--dataset_split")
+  data = loaded.encoded_split(split, data_dir)
   pieces = explainer.encoder.decode(np.arange(explainer.encoder.vocab_size))
   found = explainer.winners.top_ngrams(data.ids, data.lengths, pieces, k)
   return [dict(entry, label=loaded.label_names[entry["label"]]) for entry in found]

@@ -21,7 +21,6 @@ from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.run import layout as rundir
 from textclf_jax.serve import serving
 from textclf_jax.errors import DataError
-from textclf_jax.text.encoder import load_encoder
 from textclf_jax.errors import UsageError
 from textclf_jax.serve.export import formats
 from textclf_jax.serve.export import trace as trace_lib
@@ -51,9 +50,8 @@ def _check_out(out: str, overwrite: bool):
 
 def _parity_sample(loaded, run: str, split: str, data_dir: str, max_examples: int):
   """An Encoded sample (seeded) of the run's `split`, found as `textclf eval` finds it."""
-  from textclf_jax.serve import runs
   from textclf_jax.data.batching import Encoded
-  data = runs.prepare_split(loaded, run, split, data_dir)
+  data = loaded.encoded_split(split, data_dir)
   if len(data) == 0:
     raise DataError(f"{run}: its {split} split is empty; nothing to check the export on")
   index = np.arange(len(data))
@@ -135,17 +133,16 @@ def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: s
                max_examples: int = 512, calibrated: bool = True,
                overwrite: bool = False) -> dict:
   """Writes the export of `run` to `out` after checking parity; returns its manifest."""
-  from textclf_jax.families.tfidf import fit as linear
   from textclf_jax.serve import runs
   if fmt not in formats.FORMATS:
     raise UsageError(f"--format {fmt}: expected one of {', '.join(formats.FORMATS)}")
   formats.check_available(fmt)
   _check_out(out, overwrite)
-  if linear.is_linear_run(run):
-    raise UsageError(f"{run}: a TF-IDF run; export takes neural runs (cnn, lstm, hybrid), "
-                     "the TF-IDF model is already plain JSON and .npy in RUN/linear/")
-  loaded = runs.load_run(run)
-  encoder = load_encoder(run, loaded.config)
+  why = runs.unsupported(run, "export")
+  if why:
+    raise UsageError(f"{run}: {why}")
+  loaded = runs.load(run)
+  encoder = loaded.encoder
   record = rundir.read_calibration(run) if calibrated else None
   temperature = record["temperature"] if record else None
   thresholds = None
