@@ -3,6 +3,7 @@ import json
 import pytest
 
 from textclf_jax import config as config_lib
+from textclf_jax.run import compat
 
 
 def test_presets_load_and_lock():
@@ -61,7 +62,7 @@ def test_runs_made_before_conv_backward_and_embedding_update_read_as_dense(tmp_p
     del saved[key]
   path = tmp_path / "config.json"
   path.write_text(json.dumps(saved))
-  old = config_lib.from_json(str(path))
+  old = compat.read_config(str(path))
   assert (old.conv_backward, old.embedding_update) == ("dense", "dense")
   assert old.test_checkpoint == "best"
   with old.unlocked():
@@ -70,5 +71,5 @@ def test_runs_made_before_conv_backward_and_embedding_update_read_as_dense(tmp_p
   # A run that names its choices keeps them.
   saved.update(conv_backward="sparse", embedding_update="auto")
   path.write_text(json.dumps(saved))
-  named = config_lib.from_json(str(path))
+  named = compat.read_config(str(path))
   assert (named.conv_backward, named.embedding_update) == ("sparse", "auto")

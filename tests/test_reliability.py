@@ -38,6 +38,7 @@ from test_fault_injection import (TINY, Textclf, all_finite, compile_cache,
 from textclf_jax.run import layout as rundir, lock as runlock
 from textclf_jax.serve import runs, textinput
 from textclf_jax import config as config_lib
+from textclf_jax.training import checks
 
 EPOCHS = 2  # 15 steps an epoch: latest checkpoints at 5, 10, 15, 20, 25, 30
 
@@ -259,7 +260,7 @@ def test_3_a_run_that_died_before_its_first_checkpoint_restarts_in_place(textclf
   config = config_lib.apply_overrides(config_lib.load_preset("cnn"), [
       f"dataset={topics}", f"num_epochs={EPOCHS}",
       *(arg[len("--config."):] for arg in TINY)])
-  rundir.write_config(config_lib.resolve(config), workdir)
+  rundir.write_config(checks.resolve(config), workdir)
   pid = dead_pid()
   rundir.write_json(os.path.join(workdir, rundir.LOCK_INFO),
                     {"host": socket.gethostname(), "pid": pid, "since": "earlier",

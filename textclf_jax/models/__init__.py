@@ -21,8 +21,6 @@ def build_model(config, vocab_size: int, num_classes: int, vectors=None, *, seed
   """Returns the NNX module for `config.model`; `vectors` [V, D] or None."""
   from flax import nnx
 
-  if config.model not in MODELS:
-    raise ValueError(f"config.model={config.model!r}: expected one of {', '.join(MODELS)}")
   rngs = nnx.Rngs(params=seed)
   embeddings = Embeddings(vocab_size, config.embed_dim, config.embedding, vectors,
                           config.get("embed_init_scale", 0.25), rngs=rngs)

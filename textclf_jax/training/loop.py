@@ -23,6 +23,7 @@ import tqdm
 
 from textclf_jax.training import build as build_lib
 from textclf_jax import config as config_lib
+from textclf_jax.training import checks
 from textclf_jax.training import evaluate as evaluate_lib
 from textclf_jax.families.tfidf import fit as linear
 from textclf_jax.runtime import parallel
@@ -71,19 +72,21 @@ def _already_finished(config, workdir: str) -> dict | None:
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
-                       raw=None, on_dev=None) -> dict:
+                       raw=None, on_dev=None, checked: bool = False) -> dict:
   """Trains one model (one fold, if CV) and writes a complete run directory.
 
   on_dev(epoch, step, dev metrics): called after every dev evaluation (a search's
   pruner); raising progress.Pruned stops the run there, which then finishes normally.
+  checked: the caller validated `config` (a command does, once: families.validate).
   """
   if linear.is_linear(config):  # TF-IDF + logistic regression: fitted, no training loop
-    return linear.train_and_evaluate(config, workdir, resume, fold, raw)
+    return linear.train_and_evaluate(config, workdir, resume, fold, raw, checked)
   started = time.time()
   if resume:
     config = rundir.keep_saved_choices(config, workdir)
-  config_lib.validate(config)  # bad values fail before anything is written
-  config = config_lib.resolve(config)
+  if not checked:
+    checks.validate(config)  # bad values fail before anything is written
+  config = checks.resolve(config)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):
@@ -96,7 +99,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
 def _train(config, workdir, resume, fold, raw, started, on_dev=None) -> dict:
   # --- the run directory --------------------------------------------------------------
   prepared = prepare(config, fold, raw=raw)
-  config = config_lib.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
+  config = checks.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
   is_main = parallel.is_main_process()
   if is_main and not (resume and rundir.is_initialised(workdir)):
     rundir.init(config, workdir, prepared)
@@ -246,23 +249,24 @@ def cv_summary(raw_name: str, model: str, per_fold: list) -> dict:
   }
 
 
-def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
+def train_all_folds(config, workdir: str, resume: bool = False, checked: bool = False) -> dict:
   """k-fold CV: one sub-run per fold (`fold_K/`), then every fold's test metrics with
   their mean and std (cv_results.json). Not CV data: one run, `train_and_evaluate`."""
   if linear.is_linear(config):  # its keys and scikit-learn, before cv_results' dir is made
-    linear.validate(config)
-  config_lib.validate(config)
-  config = config_lib.resolve(config)
+    linear.validate(config, checked)
+  elif not checked:
+    checks.validate(config)
+  config = checks.resolve(config)
   raw = load_source(config)
   if not splits_lib.uses_cross_validation(raw):
-    return train_and_evaluate(config, workdir, resume, raw=raw)
+    return train_and_evaluate(config, workdir, resume, raw=raw, checked=True)
   folds = cv_folds(config, raw)
-  rundir.check_can_start(workdir, resume)
+  rundir.check_can_start(workdir, resume, kind="cv")
   parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
   is_main = parallel.is_main_process()
   with runlock.writing(workdir):
     if is_main:
-      rundir.write_config(config, workdir)
+      rundir.write_config(config, workdir, kind="cv")
     per_fold = []
     for k in folds:
       sub = os.path.join(workdir, f"fold_{k}")
@@ -270,7 +274,8 @@ def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
       if done is None:
         if is_main:
           print(f"[textclf] cross-validation fold {k}", flush=True)
-        done = train_and_evaluate(config, sub, resume and os.path.exists(sub), fold=k, raw=raw)
+        done = train_and_evaluate(config, sub, resume and os.path.exists(sub), fold=k, raw=raw,
+                                    checked=True)
       per_fold.append(done)
       if is_main:
         metric = "accuracy" if "accuracy" in done["test"] else "micro_f1"

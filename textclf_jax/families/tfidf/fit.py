@@ -33,7 +33,7 @@ from textclf_jax.data.sources import load_source
 from textclf_jax.text.tokenize import Tokenizer
 from textclf_jax.families.tfidf.model import (MODEL, Fitted, make_classifier, make_vectorizer, require_sklearn, save_model)
 
-LINEAR_MODELS = ("tfidf",)  # config.model values this module trains (see config._choices)
+LINEAR_MODELS = ("tfidf",)  # config.model values this module trains
 C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0, 256.0)  # the default of config.tfidf_c_grid
 C_EXTEND = 3  # the default of config.tfidf_c_extend
 CLASS_WEIGHTS = ("none", "", "balanced")
@@ -97,8 +97,8 @@ def search_c(grid, extend: int, score) -> tuple:
 
 
 def problems(config) -> list:
-  """Every bad value of a linear model's config, the shared checks included."""
-  out = config_lib.problems(config)
+  """Every bad value among a linear model's own keys (the shared ones: config.problems)."""
+  out = []
   grid = c_grid(config)
   if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
                          and np.isfinite(c) and c > 0 for c in grid):
@@ -112,10 +112,10 @@ def problems(config) -> list:
   return out
 
 
-def validate(config):
-  """Raises ConfigError naming every bad key, or the missing scikit-learn, before any
-  file is written."""
-  found = problems(config)
+def validate(config, checked: bool = False):
+  """Raises ConfigError naming every bad key (shared and own; not when the command has
+  `checked` them already), or the missing scikit-learn, before any file is written."""
+  found = [] if checked else config_lib.problems(config) + problems(config)
   if found:
     raise config_lib.ConfigError("; ".join(found))
   require_sklearn()
@@ -139,11 +139,12 @@ def recorded_config(config):
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
-                       raw=None) -> dict:
+                       raw=None, checked: bool = False) -> dict:
   """`textclf train` for a linear model (train.train_and_evaluate dispatches here):
-  checks, refuses a used run directory, holds its lock, fits, writes the run."""
+  checks (the config unless `checked`), refuses a used run directory, holds its lock,
+  fits, writes the run."""
   started = time.time()
-  validate(config)
+  validate(config, checked)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):
