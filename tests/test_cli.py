@@ -78,7 +78,7 @@ def test_host_memory_tuning_is_glibc_only_and_can_be_turned_off():
   import platform
   import subprocess
   import sys
-  code = "from textclf_jax import hostmem; print(hostmem.keep_heap_mapped())"
+  code = "from textclf_jax.runtime import hostmem; print(hostmem.keep_heap_mapped())"
   for setting, expected in (("0", False), ("1", platform.libc_ver()[0] == "glibc")):
     env = dict(os.environ, TEXTCLF_MALLOC_TUNING=setting)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -100,7 +100,7 @@ def test_onnx_serving_without_jax_matches_textclf_predict(trained, onnx_exports,
                                                           capsys):
   script = (
       "import json, sys\n"
-      "from textclf_jax import serving\n"
+      "from textclf_jax.serve import serving\n"
       "rows = {f: serving.load(d).predict(json.loads(sys.argv[2])) for f, d in "
       "json.loads(sys.argv[1]).items()}\n"
       "print(json.dumps({'rows': rows, 'jax': sorted(m for m in sys.modules if m == 'jax' "

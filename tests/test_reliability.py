@@ -39,6 +39,7 @@ from textclf_jax.run import layout as rundir, lock as runlock
 from textclf_jax.serve import runs, textinput
 from textclf_jax import config as config_lib
 from textclf_jax.training import checks
+from textclf_jax.run import compat
 
 EPOCHS = 2  # 15 steps an epoch: latest checkpoints at 5, 10, 15, 20, 25, 30
 
@@ -441,7 +442,8 @@ def test_8_vectors_give_embed_dim_and_only_a_contradiction_is_an_error(textclf, 
   assert code == 2 and message.startswith(
       f"{vectors}: vectors have dimension 8, but the config says embed_dim=16"), message
   left = sorted(os.listdir(other)) if os.path.exists(other) else []
-  assert set(left) <= {rundir.LOCK}, left  # no config.json: `train` there works as new
+  # The marker (written first) and the lock; no config.json: `train` there works as new.
+  assert set(left) <= {rundir.LOCK, compat.MARKER}, left
   rundir.check_can_start(other, resume=False)
 
 

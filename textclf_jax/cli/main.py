@@ -209,24 +209,6 @@ def _print_results(results: dict):
         for k, name in (("ece", "ECE"), ("nll", "NLL"), ("brier", "Brier"))))
 
 
-def _check_resume_args(args, overrides):
-  """`--resume RUN` trains RUN with its own config: what else the command line says must
-  be one of the settings a resumed run may change (compat.RESUME_OVERRIDES)."""
-  from textclf_jax.run import compat
-  if args.config:
-    raise UsageError(f"--resume continues a run with its own config; --config "
-                     f"{args.config} cannot be given with it")
-  if args.workdir:
-    raise UsageError(f"--resume continues the run in its own directory; --workdir "
-                     f"{args.workdir} cannot be given with it")
-  refused = [key for key in (o.split("=", 1)[0] for o in overrides)
-             if key not in compat.RESUME_OVERRIDES]
-  if refused:
-    raise UsageError(f"--resume continues a run with its own config; "
-                     f"--config.{refused[0]} cannot change (allowed: "
-                     f"{', '.join(compat.RESUME_OVERRIDES)})")
-
-
 def cmd_train(args, overrides):
   from textclf_jax import config as config_lib
   from textclf_jax.families import validate as validate_lib
@@ -235,7 +217,8 @@ def cmd_train(args, overrides):
   from textclf_jax.training import loop as train
 
   if args.resume:
-    _check_resume_args(args, overrides)
+    from textclf_jax.run import compat
+    compat.check_resume_options(args.config, args.workdir, overrides)
     _CONTEXT["path"] = args.resume
     config = rundir.load_config_to_resume(args.resume)
     config = config_lib.apply_overrides(config, overrides)

@@ -23,7 +23,7 @@ import json
 import os
 
 from textclf_jax import config as config_lib
-from textclf_jax.errors import DataError
+from textclf_jax.errors import DataError, UsageError
 
 FORMAT_VERSION = 1
 MARKER = "textclf.json"
@@ -49,6 +49,23 @@ KEPT_ON_RESUME = ("embedding_update", "conv_backward")
 # Settings `train --resume` may change: how long a run trains and how it reports.
 RESUME_OVERRIDES = ("num_epochs", "early_stopping_patience", "log_every_steps",
                     "checkpoint_every_steps", "progress_bar", "wandb", "keep_checkpoints")
+
+
+def check_resume_options(preset: str, workdir: str, overrides) -> None:
+  """Raises UsageError unless what `train --resume RUN` is also given is a change a
+  resumed run may take (RESUME_OVERRIDES): RUN trains in its own directory, with its own
+  config."""
+  if preset:
+    raise UsageError(f"--resume continues a run with its own config; --config {preset} "
+                     "cannot be given with it")
+  if workdir:
+    raise UsageError(f"--resume continues the run in its own directory; --workdir {workdir} "
+                     "cannot be given with it")
+  refused = [key for key in (o.split("=", 1)[0] for o in overrides)
+             if key not in RESUME_OVERRIDES]
+  if refused:
+    raise UsageError(f"--resume continues a run with its own config; --config.{refused[0]} "
+                     f"cannot change (allowed: {', '.join(RESUME_OVERRIDES)})")
 
 
 def read_config(path: str):

@@ -17,6 +17,7 @@ import numpy as np
 from textclf_jax.training import build as build_lib
 from textclf_jax.scoring import calibration as calibration_lib
 from textclf_jax.training import evaluate as evaluate_lib
+from textclf_jax.families import validate as validate_lib
 from textclf_jax.families.tfidf import fit as linear, model as linear_model
 from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.runtime import parallel
@@ -51,7 +52,7 @@ def check_run(run: str):
 
 def load_run(run: str, batch_size: int = 0) -> LoadedRun:
   """Rebuilds the model and restores the checkpoint `run` was tested with (best or last)."""
-  config = rundir.load_config(run)
+  config = validate_lib.validate(rundir.load_config(run), rundir.path(run, rundir.CONFIG))
   vocab = Vocab.from_json(rundir.path(run, rundir.VOCAB))
   labels = rundir.read_labels(run)
   thresholds = rundir.read_thresholds(run) if labels["multi_label"] else None
@@ -94,7 +95,11 @@ def load_run(run: str, batch_size: int = 0) -> LoadedRun:
 def load_any(run: str, batch_size: int = 0):
   """A LoadedRun, or a linear_model.LinearRun for a TF-IDF run: both have config, label_names,
   multi_label, thresholds and calibration."""
-  return linear_model.LinearRun(run) if linear.is_linear_run(run) else load_run(run, batch_size)
+  if not linear.is_linear_run(run):
+    return load_run(run, batch_size)
+  loaded = linear_model.LinearRun(run)
+  validate_lib.validate(loaded.config, rundir.path(run, rundir.CONFIG))  # read once: check once
+  return loaded
 
 
 def text_probs(loaded, texts: list) -> np.ndarray:
