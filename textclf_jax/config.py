@@ -148,10 +148,10 @@ def from_json(path: str, defaults: dict | None = None) -> ml_collections.ConfigD
 
 # The checks of the keys every family shares live here, each family's own in its module
 # (training/checks.py, families/tfidf/fit.py); the modules that use a value take it as valid.
+# The keys of configs/base.py; those a model preset adds: its family's checks.
 _POSITIVE_INTS = ("batch_size", "num_epochs", "log_every_steps",
                   "checkpoint_every_steps", "mesh_model", "vocab_multiple", "min_count",
-                  "decay_steps", "plateau_patience", "num_filters", "lstm_hidden",
-                  "lstm_layers", "word_ngrams", "ngram_buckets")
+                  "decay_steps", "plateau_patience")
 _NON_NEGATIVE_INTS = ("seed", "embed_dim", "eval_every_steps", "early_stopping_patience",
                       "max_vocab", "max_train_examples", "warmup_steps", "eval_batch_size",
                       "max_len", "chunk_len", "chunk_stride")
@@ -159,16 +159,14 @@ _INF = float("inf")
 # Real-valued keys by their interval: (low, high, low inclusive, high inclusive) -> keys.
 _INTERVALS = {
     (0.0, _INF, True, False): ("learning_rate", "focal_gamma", "weight_decay", "clip_norm",
-                               "max_norm", "unk_init_scale", "embed_init_scale",
-                               "adagrad_initial", "nb_prior"),
+                               "max_norm", "unk_init_scale", "adagrad_initial"),
     (0.0, _INF, False, False): ("adadelta_eps", "decay_rate"),
-    (0.0, 1.0, True, True): ("dropout", "momentum"),
+    (0.0, 1.0, True, True): ("momentum",),
     (0.0, 1.0, True, False): ("label_smoothing",),
     (0.0, 1.0, False, False): ("dev_fraction", "test_fraction", "adadelta_rho"),
     (0.0, 1.0, False, True): ("imbalance_fraction", "plateau_factor"),
     (0.0, 100.0, False, True): ("max_len_percentile",),
 }
-_RANGES = {key: interval for interval, keys in _INTERVALS.items() for key in keys}
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 KEEP_CHECKPOINTS = ("tested", "both")
 TEST_CHECKPOINTS = ("best", "last")
@@ -178,6 +176,32 @@ THRESHOLD_MODES = ("global", "per_label")  # config.multilabel_threshold (scorin
 # key -> the values it may take (the keys every family shares).
 CHOICES = {"test_checkpoint": TEST_CHECKPOINTS, "wandb": WANDB_MODES,
            "keep_checkpoints": KEEP_CHECKPOINTS, "multilabel_threshold": THRESHOLD_MODES}
+
+
+def range_problems(config, positive=(), non_negative=(), intervals=None) -> list:
+  """One message for each key of `config` among `positive` / `non_negative` that is not
+  an integer >= 1 / >= 0, and each real-valued key outside its interval (`intervals`:
+  (low, high, low inclusive, high inclusive) -> keys). Keys it lacks are skipped."""
+  out = []
+  for key in (*positive, *non_negative):
+    if key not in config:
+      continue
+    low = 1 if key in positive else 0
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      out.append(f"config.{key}={value!r}: expected an integer >= {low}")
+  for (low, high, low_in, high_in), keys in (intervals or {}).items():
+    for key in keys:
+      if key not in config:
+        continue
+      value = config[key]
+      ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (value >= low if low_in else value > low)
+            and (value <= high if high_in else value < high))
+      if not ok:
+        out.append(f"config.{key}={value!r}: expected a number in "
+                   f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
+  return out
 
 
 def problems(config) -> list:
@@ -191,22 +215,7 @@ def problems(config) -> list:
   for key, allowed in CHOICES.items():
     if key in config and config[key] not in allowed:
       bad(key, f"one of {', '.join(map(str, allowed))}")
-  for key in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
-    if key not in config:
-      continue
-    low = 1 if key in _POSITIVE_INTS else 0
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-      bad(key, f"an integer >= {low}")
-  for key, (low, high, low_in, high_in) in _RANGES.items():
-    if key not in config:
-      continue
-    value = config[key]
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and (value >= low if low_in else value > low)
-          and (value <= high if high_in else value < high))
-    if not ok:
-      bad(key, f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
+  out += range_problems(config, _POSITIVE_INTS, _NON_NEGATIVE_INTS, _INTERVALS)
   if "fold" in config and (not isinstance(config.fold, int) or config.fold < -1):
     bad("fold", "-1 (every fold) or a fold index >= 0")
   if "folds" in config and (not isinstance(config.folds, (tuple, list)) or not all(
@@ -218,7 +227,7 @@ def problems(config) -> list:
     bad("multilabel_min_f1", "-1 (chosen on dev by cross-validation) or a number in [0, 1]")
   if "num_folds" in config and (not isinstance(config.num_folds, int) or config.num_folds < 2):
     bad("num_folds", "an integer >= 2")
-  for key in ("filter_widths", "bucket_lengths"):
+  for key in ("bucket_lengths",):
     value = config.get(key)
     if key in config and (not isinstance(value, (tuple, list)) or not value or not all(
         isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)):

@@ -15,6 +15,10 @@ from textclf_jax import config as config_lib
 from textclf_jax.errors import ConfigError
 
 DEFAULT_EMBED_DIM = 128
+# The numeric keys the model presets add to configs/base.py (whose keys config.py checks).
+POSITIVE_INTS = ("num_filters", "lstm_hidden", "lstm_layers", "word_ngrams", "ngram_buckets")
+INTERVALS = {(0.0, float("inf"), True, False): ("embed_init_scale", "nb_prior"),
+             (0.0, 1.0, True, True): ("dropout",)}
 
 
 def choices() -> dict:
@@ -33,7 +37,11 @@ def choices() -> dict:
 
 def problems(config) -> list:
   """Every bad value among the neural models' own keys, one message each ([] when valid)."""
-  out = []
+  out = config_lib.range_problems(config, POSITIVE_INTS, (), INTERVALS)
+  widths = config.get("filter_widths")
+  if "filter_widths" in config and (not isinstance(widths, (tuple, list)) or not widths or not all(
+      isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths)):
+    out.append(f"config.filter_widths={widths!r}: expected a non-empty list of integers >= 1")
   for key, allowed in choices().items():
     if key in config and config[key] not in allowed:
       out.append(f"config.{key}={config[key]!r}: expected one of {', '.join(map(str, allowed))}")
@@ -44,8 +52,7 @@ def problems(config) -> list:
   if isinstance(ngrams, int) and ngrams > 1 and config.get("embedding") == "static":
     out.append(f"config.word_ngrams={config.word_ngrams} needs a trainable table (the n-gram "
                "rows have no pretrained vectors): embedding rand, non-static or multichannel")
-  if not out and not config_lib.problems(config) \
-      and config.get("embedding_update") == "sparse":
+  if not out and config.get("embedding_update") == "sparse":
     from textclf_jax.training import sparse_embed
     reasons = sparse_embed.dense_only(config)
     if reasons:
