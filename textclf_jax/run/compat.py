@@ -181,7 +181,7 @@ def _format_0_content(directory: str, kind: str) -> bool:
 
 def kind_of(directory: str) -> str | None:
   """What the project wrote `directory` as: its marker's kind, else the kind whose whole
-  format-0 file set it holds (a CV parent: config.json and fold_K runs), else None."""
+  format-0 file set it holds (a CV parent: config.json and a fold_K run), else None."""
   record = read_marker(directory)
   if record is not None:
     if record["format_version"] > FORMAT_VERSION:
@@ -194,9 +194,8 @@ def kind_of(directory: str) -> str | None:
   for kind, sets in FORMAT_0.items():
     if any(_has_all(directory, files) for files in sets) and _format_0_content(directory, kind):
       return kind
-  folds = _folds(directory)
-  if os.path.isfile(os.path.join(directory, "config.json")) and folds and all(
-      kind_of(os.path.join(directory, d)) == "run" for d in folds):
+  if _format_0_content(directory, "run") and any(  # a fold may have died half-written
+      kind_of(os.path.join(directory, d)) == "run" for d in _folds(directory)):
     return "cv"
   return None
 

@@ -194,15 +194,15 @@ def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: s
           f"{parity['predictions_differing']} predictions differ); nothing was written")
     manifest["parity"] = parity
     rundir.write_json(os.path.join(tmp, serving.MANIFEST), manifest)
-    _publish(tmp, out)
+    _publish(tmp, out, overwrite)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return manifest
 
 
-def _publish(tmp: str, out: str):
+def _publish(tmp: str, out: str, overwrite: bool):
   """Renames the finished export to `out` (an existing export there is replaced)."""
-  _check_out(out, overwrite=True)  # still only an export of ours, after the parity check
+  _check_out(out, overwrite)  # still absent, or only an export of ours, after the parity check
   old = None
   if os.path.exists(out):
     old = f"{tmp}.old"
