@@ -99,3 +99,8 @@ def test_a_command_checks_its_config_once_and_config_py_loads_no_jax(topic_dir, 
        "--config.wandb=disabled"], capsys)
   assert code == 0, err
   assert len(calls) == 1
+
+
+def test_the_deprecated_old_run_defaults_equal_compats():
+  """config.OLD_RUN_DEFAULTS stays only for experiments/report.py; compat's is the one."""
+  assert config_lib.OLD_RUN_DEFAULTS == compat.OLD_RUN_DEFAULTS
