@@ -30,6 +30,7 @@ from textclf_jax.runtime import bootstrap  # noqa: E402
 
 from textclf_jax.training import build
 from textclf_jax import config as config_lib
+from textclf_jax.families import validate as validate_lib
 from textclf_jax.data.batching import Encoded
 from textclf_jax.data.pipeline import prepare
 from textclf_jax.training.steps import init_metrics
@@ -57,7 +58,7 @@ def model_config(spec: str, max_len: int, growth: float, dataset_config):
     config.max_len, config.bucket_growth, config.chunk_len = max_len, growth, int(chunk or 0)
     config.embedding, config.embed_dim, config.batch_size = "rand", 100, 50
     config.dataset, config.data_dir = dataset_config.dataset, dataset_config.data_dir
-  config_lib.validate(config)
+  validate_lib.validate(config)
   return config
 
 

@@ -17,7 +17,7 @@ import os
 import time
 
 from textclf_jax import config as config_lib
-from textclf_jax.families import cv
+from textclf_jax.families import cv, validate as validate_lib
 
 GLOVE = ["embed_dim=100", "embedding=non-static"]
 
@@ -42,7 +42,8 @@ def cell_config(preset, overrides, data_dir, vectors):
   extra = [f"data_dir={data_dir}", "progress_bar=False"]
   if any(o.startswith("embedding=") for o in overrides):
     extra.append(f"vectors={vectors}")
-  return config_lib.apply_overrides(config_lib.load_preset(preset), [*overrides, *extra])
+  return validate_lib.validate(
+      config_lib.apply_overrides(config_lib.load_preset(preset), [*overrides, *extra]))
 
 
 def command(preset, overrides):

@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from textclf_jax import config as config_lib
+from textclf_jax.run import compat
 from textclf_jax.run import log as runlog
 from textclf_jax.scoring.significance import (
     BOOTSTRAP_METRICS, BOOTSTRAP_SEED, CONFIDENCE, RESAMPLES, example_counts,
@@ -63,7 +63,7 @@ def count_params(workdir: str) -> int:
   import jax
   from flax import nnx
   from textclf_jax.models import build_model
-  config = config_lib.from_json(os.path.join(workdir, "config.json"))
+  config = compat.read_config(os.path.join(workdir, "config.json"))
   with open(os.path.join(workdir, "data.json")) as f:
     data = json.load(f)
   vocab, dim = data["vocab_size"], config.embed_dim

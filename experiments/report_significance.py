@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from textclf_jax import config as config_lib
+from textclf_jax.run import compat
 from textclf_jax.run import layout as rundir
 from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.scoring.significance import (BOOTSTRAP_SEED, RESAMPLES, example_counts,
@@ -61,11 +61,11 @@ def _load_run_predictions(workdir: str, mode: str):
     if not mode or mode == saved.get("mode"):
       thresholds = np.asarray(saved["thresholds"])
     else:  # the other mode's thresholds, tuned on dev as the run tuned them (its floor:
-      # config.OLD_RUN_DEFAULTS' for a run made before multilabel_min_f1)
+      # compat.OLD_RUN_DEFAULTS' for a run made before multilabel_min_f1)
       dev = rundir.read_predictions(workdir, "dev")
       if dev is None:
         return NO_PREDICTIONS
-      min_f1 = config.get("multilabel_min_f1", config_lib.OLD_RUN_DEFAULTS["multilabel_min_f1"])
+      min_f1 = config.get("multilabel_min_f1", compat.OLD_RUN_DEFAULTS["multilabel_min_f1"])
       thresholds = np.asarray(metrics_lib.tune_thresholds(dev[0], dev[1], mode, at_least_one,
                                                           min_f1))
     return example_counts(probs, labels, True, thresholds, at_least_one), labels

@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 from textclf_jax import config as config_lib
+from textclf_jax.families import validate as validate_lib
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.sources import load_source
 
@@ -84,7 +85,8 @@ def make_config(exp: Experiment, overrides, extra=()):
   overrides = [*exp.overrides, *overrides, *extra]
   presets = [o.split("=", 1)[1] for o in overrides if o.startswith("preset=")]
   config = config_lib.load_preset(presets[-1] if presets else exp.preset)
-  return config_lib.apply_overrides(config, [o for o in overrides if not o.startswith("preset=")])
+  return validate_lib.validate(
+      config_lib.apply_overrides(config, [o for o in overrides if not o.startswith("preset=")]))
 
 
 def cell_config(exp: Experiment, cell: Cell, extra=()):

@@ -152,6 +152,10 @@ def test_unexpected_error_is_exit_1_and_says_how_to_see_more(monkeypatch, capsys
      "(allowed: num_epochs, early_stopping_patience, log_every_steps, "
      "checkpoint_every_steps, progress_bar, wandb, keep_checkpoints)"),
     (["train", "--config.num_epohcs=3"], "--config.num_epohcs: unknown key 'num_epohcs'"),
+    (["train", "--resume", "R", "--config", "lstm"],
+     "--resume continues a run with its own config; --config lstm cannot be given with it"),
+    (["train", "--resume", "R", "--workdir", "X"],
+     "--resume continues the run in its own directory; --workdir X cannot be given with it"),
 ])
 def test_usage_errors_are_one_line_exit_2(args, message, capsys):
   code, got = _error(args, capsys)

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from textclf_jax import config as config_lib
+from textclf_jax.run import compat
 
 
 def test_presets_load_and_lock():
@@ -61,7 +62,7 @@ def test_runs_made_before_conv_backward_and_embedding_update_read_as_dense(tmp_p
     del saved[key]
   path = tmp_path / "config.json"
   path.write_text(json.dumps(saved))
-  old = config_lib.from_json(str(path))
+  old = compat.read_config(str(path))
   assert (old.conv_backward, old.embedding_update) == ("dense", "dense")
   assert old.test_checkpoint == "best"
   with old.unlocked():
@@ -70,5 +71,32 @@ def test_runs_made_before_conv_backward_and_embedding_update_read_as_dense(tmp_p
   # A run that names its choices keeps them.
   saved.update(conv_backward="sparse", embedding_update="auto")
   path.write_text(json.dumps(saved))
-  named = config_lib.from_json(str(path))
+  named = compat.read_config(str(path))
   assert (named.conv_backward, named.embedding_update) == ("sparse", "auto")
+
+
+def test_a_command_checks_its_config_once_and_config_py_loads_no_jax(topic_dir, tmp_path,
+                                                                       monkeypatch, capsys):
+  """`textclf train` validates the config it trains exactly once (it was four times:
+  load_preset, apply_overrides, from_json, train_and_evaluate), and importing config.py
+  brings no JAX or training code with it (it sits below them)."""
+  import subprocess
+  import sys
+  from conftest import run_textclf
+  code = ("import sys; import textclf_jax.config as c; c.problems(c.load_preset('cnn')); "
+          "print(sorted(m for m in sys.modules if m == 'jax' or m.startswith("
+          "('textclf_jax.training', 'textclf_jax.models', 'textclf_jax.data'))))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True).stdout
+  assert out.strip() == "[]", out
+  calls = []
+  real = config_lib.problems
+  monkeypatch.setattr(config_lib, "problems", lambda config: calls.append(1) or real(config))
+  code, out, err = run_textclf(
+      ["train", f"--config.dataset={topic_dir}", "--workdir", str(tmp_path / "run"),
+       "--config.num_epochs=1", "--config.max_len=16", "--config.bucket_lengths=(16,)",
+       "--config.embed_dim=8", "--config.num_filters=4", "--config.progress_bar=false",
+       "--config.wandb=disabled"], capsys)
+  assert code == 0, err
+  assert len(calls) == 1
+

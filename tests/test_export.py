@@ -80,7 +80,7 @@ def onnx_exports(trained, tmp_path_factory):
 
 def test_onnx_exports_pass_parity_and_describe_themselves(trained, onnx_exports):
   for family, (out, manifest) in onnx_exports.items():
-    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx", "vocab.json"]
+    assert sorted(os.listdir(out)) == ["manifest.json", "model.onnx", "textclf.json", "vocab.json"]
     assert json.load(open(os.path.join(out, "manifest.json"))) == manifest
     parity = manifest["parity"]
     assert parity["passed"] and parity["examples"] == 45 and parity["split"] == "test"

@@ -20,6 +20,7 @@ from textclf_jax.cli import main as cli
 from textclf_jax.serve import runs
 from textclf_jax.training import loop as train
 from textclf_jax import config as config_lib
+from textclf_jax.run import compat
 
 try:
   from textclf_jax.training.group import train_many
@@ -290,7 +291,7 @@ def test_run_without_conv_backward_and_embedding_update_keys(tmp_path, fixed_dir
   with open(path, "w", encoding="utf-8") as f:
     json.dump(saved, f)
 
-  loaded = config_lib.from_json(path)
+  loaded = compat.read_config(path)  # read as a run: migrated
   assert (loaded.conv_backward, loaded.embedding_update) == ("dense", "dense")
   capsys.readouterr()
   cli.main(["eval", old, "--split", "test"])

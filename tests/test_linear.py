@@ -99,7 +99,8 @@ def test_tfidf_train_eval_predict_through_the_cli(tmp_path, capsys):
   assert config.model == "tfidf" and tuple(config.tfidf_c_grid) == linear.C_GRID
   names = _assert_no_pickle(run)
   assert sorted(names) == sorted(
-      ["config.json", "labels.json", "data.json", "results.json", ".lock", rundir.CALIBRATION,
+      ["textclf.json", "config.json", "labels.json", "data.json", "results.json", ".lock",
+       rundir.CALIBRATION,
        rundir.RELIABILITY]
       + [f"linear/{f}" for f in linear_model.MODEL_FILES] + list(rundir.PREDICTION_FILES))
   # eval: the same metrics, exactly; the probabilities are scikit-learn's, bit for bit.
@@ -175,7 +176,8 @@ def test_cross_validation_dataset(tmp_path, capsys):
   summary = rundir.read_json(os.path.join(run, "cv_results.json"))
   assert summary["model"] == "tfidf" and summary["folds"] == [0, 3]
   assert sorted(f for f in os.listdir(run) if not f.startswith(".")) == [
-      "config.json", "cv_results.json", "fold_0", "fold_3"]
+      "config.json", "cv_results.json", "fold_0", "fold_3", "textclf.json"]
+  assert rundir.read_json(os.path.join(run, "textclf.json"))["kind"] == "cv"
   assert rundir.read_json(os.path.join(run, "fold_3", "data.json"))["fold"] == 3
   assert "exactly: yes" in _eval(capsys, os.path.join(run, "fold_3"))
   saved, refit = _refit_probs(os.path.join(run, "fold_3"))

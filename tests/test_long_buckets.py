@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from textclf_jax import config as config_lib
+from textclf_jax.families import validate as validate_lib
+from textclf_jax.training import checks
 from textclf_jax.data.batching import (BUCKET_MULTIPLE, Batcher, Encoded, encode_tokens,
                                        padded_lengths)
 from textclf_jax.data.pipeline import length_at_percentile, prepare
@@ -107,9 +109,9 @@ def test_max_len_zero_is_resolved_from_the_training_texts(tmp_path):
   prepared = prepare(config)
   assert prepared.max_len == 181  # position 0.9 * 199 = 179.1 of the sorted lengths, up
   assert prepared.stats["truncated_train_fraction"] == pytest.approx(19 / 200)
-  resolved = config_lib.resolve_max_len(config, prepared.max_len)
+  resolved = checks.resolve_max_len(config, prepared.max_len)
   assert resolved.max_len == 181 and config.max_len == 0
-  assert config_lib.resolve_max_len(resolved, 7).max_len == 181  # an explicit max_len stays
+  assert checks.resolve_max_len(resolved, 7).max_len == 181  # an explicit max_len stays
 
 
 @pytest.mark.parametrize("override, message", [
@@ -119,4 +121,4 @@ def test_max_len_zero_is_resolved_from_the_training_texts(tmp_path):
 def test_bad_values_are_named(override, message):
   config = config_lib.load_preset("cnn")
   with pytest.raises(config_lib.ConfigError, match=message):
-    config_lib.apply_overrides(config, [override])
+    validate_lib.validate(config_lib.apply_overrides(config, [override]))

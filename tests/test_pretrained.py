@@ -16,7 +16,7 @@ from textclf_jax.models import MODELS, ParamGroups, TextClassifier, register_mod
 from textclf_jax.models import base as models_base
 from textclf_jax.run import layout as rundir
 from textclf_jax.training import build as build_lib
-from textclf_jax.training import loop as train
+from textclf_jax.training import checks, loop as train
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,9 @@ def source_run(tmp_path_factory):
 
 def _built(config):
   """The initial train state `build.build` gives `config` (on a one-device mesh)."""
-  config = config_lib.resolve(config)
+  config = checks.resolve(config)
   prepared = prepare(config)
-  config = config_lib.resolve_max_len(config, prepared.max_len)
+  config = checks.resolve_max_len(config, prepared.max_len)
   return build_lib.build(config, prepared, build_lib.make_mesh(config))
 
 

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from textclf_jax import config as config_lib  # noqa: E402
+from textclf_jax.families import validate as validate_lib  # noqa: E402
 from textclf_jax.config import ConfigError  # noqa: E402
 from textclf_jax.errors import DataError  # noqa: E402
 from textclf_jax.data.readers import Split, read_file  # noqa: E402
@@ -258,7 +259,7 @@ def test_overrides_raise_only_config_errors_naming_the_key(preset, key, value):
   config = config_lib.load_preset(preset)
   before = {k: config[k] for k in PRESET_KEYS if k in config and "." not in k}
   try:
-    config = config_lib.apply_overrides(config, [f"{key}={value}"])
+    config = validate_lib.validate(config_lib.apply_overrides(config, [f"{key}={value}"]))
   except ConfigError as e:
     assert key in str(e), (key, str(e))
   except Exception as e:  # noqa: BLE001
@@ -303,7 +304,7 @@ def test_from_json_raises_only_config_errors_naming_the_file(tmp_path, data):
 @pytest.mark.parametrize("override", KNOWN_OVERRIDE_CRASHES, ids=lambda o: o[:20])
 def test_known_override_crash_is_a_config_error(override):
   with pytest.raises(ConfigError, match=re.escape(override.split("=")[0])):
-    config_lib.apply_overrides(config_lib.load_preset("cnn"), [override])
+    validate_lib.validate(config_lib.apply_overrides(config_lib.load_preset("cnn"), [override]))
 
 
 @pytest.mark.parametrize("content", KNOWN_FROM_JSON_CRASHES, ids=lambda c: repr(c[:12]))
@@ -318,7 +319,8 @@ def test_a_list_value_that_is_no_literal_is_split_on_commas():
   """Not a Python literal: the comma-separated strings (validation then names the key)."""
   assert config_lib._parse_value("some_key", "{[]}", (1, 2)) == ("{[]}",)
   with pytest.raises(ConfigError, match="bucket_lengths"):
-    config_lib.apply_overrides(config_lib.load_preset("cnn"), ["bucket_lengths={[]}"])
+    validate_lib.validate(config_lib.apply_overrides(config_lib.load_preset("cnn"),
+                                                     ["bucket_lengths={[]}"]))
 
 
 def test_known_from_json_crash_on_a_directory_is_a_config_error(tmp_path):

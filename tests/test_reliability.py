@@ -38,6 +38,8 @@ from test_fault_injection import (TINY, Textclf, all_finite, compile_cache,
 from textclf_jax.run import layout as rundir, lock as runlock
 from textclf_jax.serve import runs, textinput
 from textclf_jax import config as config_lib
+from textclf_jax.training import checks
+from textclf_jax.run import compat
 
 EPOCHS = 2  # 15 steps an epoch: latest checkpoints at 5, 10, 15, 20, 25, 30
 
@@ -259,7 +261,7 @@ def test_3_a_run_that_died_before_its_first_checkpoint_restarts_in_place(textclf
   config = config_lib.apply_overrides(config_lib.load_preset("cnn"), [
       f"dataset={topics}", f"num_epochs={EPOCHS}",
       *(arg[len("--config."):] for arg in TINY)])
-  rundir.write_config(config_lib.resolve(config), workdir)
+  rundir.write_config(checks.resolve(config), workdir)
   pid = dead_pid()
   rundir.write_json(os.path.join(workdir, rundir.LOCK_INFO),
                     {"host": socket.gethostname(), "pid": pid, "since": "earlier",
@@ -440,7 +442,8 @@ def test_8_vectors_give_embed_dim_and_only_a_contradiction_is_an_error(textclf, 
   assert code == 2 and message.startswith(
       f"{vectors}: vectors have dimension 8, but the config says embed_dim=16"), message
   left = sorted(os.listdir(other)) if os.path.exists(other) else []
-  assert set(left) <= {rundir.LOCK}, left  # no config.json: `train` there works as new
+  # The marker (written first) and the lock; no config.json: `train` there works as new.
+  assert set(left) <= {rundir.LOCK, compat.MARKER}, left
   rundir.check_can_start(other, resume=False)
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import tiny_config
 from textclf_jax import config as config_lib
+from textclf_jax.families import validate as validate_lib
+from textclf_jax.run import compat
 from textclf_jax.training import build, sparse_embed
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir
@@ -124,11 +126,11 @@ def test_auto_is_sparse_only_where_exact():
   assert mode(_config("dense")) == "dense"
   # Forcing `sparse` where it is not exact, or an unknown mode, is a config error.
   with pytest.raises(config_lib.ConfigError, match="config.optimizer='adam'"):
-    config_lib.validate(_config("sparse", optimizer="adam"))
+    validate_lib.validate(_config("sparse", optimizer="adam"))
   with pytest.raises(config_lib.ConfigError, match="config.clip_norm"):
-    config_lib.validate(_config("sparse", clip_norm=3.0))
+    validate_lib.validate(_config("sparse", clip_norm=3.0))
   with pytest.raises(config_lib.ConfigError, match="config.embedding_update='lazy'"):
-    config_lib.validate(_config("lazy"))
+    validate_lib.validate(_config("lazy"))
 
 
 def test_runs_made_before_the_key_stay_dense(tmp_path):
@@ -137,7 +139,7 @@ def test_runs_made_before_the_key_stay_dense(tmp_path):
   raw = json.loads(config_lib.to_json(_config("auto")))
   del raw["embedding_update"]
   (tmp_path / "config.json").write_text(json.dumps(raw))
-  config = config_lib.from_json(str(tmp_path / "config.json"))
+  config = compat.read_config(str(tmp_path / "config.json"))
   assert config.embedding_update == "dense"
   assert sparse_embed.embedding_update(config) == "dense"
   # the sweep runner resumes with a config rebuilt from the preset: it keeps dense too

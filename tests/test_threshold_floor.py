@@ -9,6 +9,8 @@ import pytest
 
 from conftest import make_rows, run_textclf, write_jsonl
 from textclf_jax import config as config_lib
+from textclf_jax.families import validate as validate_lib
+from textclf_jax.run import compat
 from textclf_jax.serve import ensemble, runs
 from textclf_jax.scoring import metrics
 from textclf_jax.run import layout as rundir
@@ -126,12 +128,13 @@ def test_the_config_key_is_validated_and_old_runs_keep_0_5(tmp_path):
     assert config.multilabel_min_f1 == float(text)
   for text in ("1.5", "-0.5", "nan"):
     with pytest.raises(config_lib.ConfigError, match="multilabel_min_f1"):
-      config_lib.apply_overrides(config_lib.load_preset("cnn"), [f"multilabel_min_f1={text}"])
+      validate_lib.validate(config_lib.apply_overrides(config_lib.load_preset("cnn"),
+                                                       [f"multilabel_min_f1={text}"]))
   saved = json.loads(config_lib.to_json(config))
   del saved["multilabel_min_f1"]  # a run made before the key existed
   path = tmp_path / "config.json"
   path.write_text(json.dumps(saved))
-  assert config_lib.from_json(str(path)).multilabel_min_f1 == 0.5
+  assert compat.read_config(str(path)).multilabel_min_f1 == 0.5
 
 
 # --- runs ------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 A config is an `ml_collections.ConfigDict`, locked after loading so that a
 misspelt key is an error that names it. Runs store their config as JSON and
 reload it with `from_json` (no code is executed to load a run).
+
+Nothing here imports JAX or the training stack: this module checks the keys every
+model family shares (`problems`); a family checks its own keys, and
+`families.validate.validate` runs both, once per command, before anything is written.
+A saved run's config is read back, old keys migrated, by `run.compat.read_config`.
 """
 
 from __future__ import annotations
@@ -21,14 +26,6 @@ from textclf_jax.errors import ConfigError
 
 PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb",
            "fasttext_nb3", "cnn_doc", "bilstm_doc")
-# Runs made before embedding_update existed updated the table densely (and their
-# checkpoints hold the dense optimiser state); those made before conv_backward
-# existed took autodiff's backward pass (kept, so that they resume bit for bit).
-# Those made before multilabel_min_f1 existed used a fixed per-label floor of 0.5
-# (kept, so that re-tuning their thresholds, as an ensemble does, gives theirs).
-# Used only where a saved run is read (`from_json`).
-OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense",
-                    "multilabel_min_f1": 0.5}
 
 
 def load_preset(name_or_path: str) -> ml_collections.ConfigDict:
@@ -47,7 +44,6 @@ def load_preset(name_or_path: str) -> ml_collections.ConfigDict:
       raise ConfigError(f"{name_or_path}: defines no get_config()")
   config = module.get_config()
   config.lock()
-  validate(config, where=name_or_path)
   return config
 
 
@@ -105,7 +101,6 @@ def apply_overrides(config: ml_collections.ConfigDict,
         parent[leaf] = _parse_value(key, text, parent[leaf])
     except TypeError as e:
       raise ConfigError(f"--config.{key}: {e}") from None
-  validate(config)
   return config
 
 
@@ -113,8 +108,10 @@ def to_json(config: ml_collections.ConfigDict) -> str:
   return config.to_json(indent=2, sort_keys=True)
 
 
-def from_json(path: str) -> ml_collections.ConfigDict:
-  """Reads a run's `config.json`; lists become tuples as in the presets."""
+def from_json(path: str, defaults: dict | None = None) -> ml_collections.ConfigDict:
+  """Reads a `config.json` as it is (lists become tuples as in the presets), keys
+  it lacks taken from `defaults`. Not validated: the command validates the config it
+  ends with (a run's, migrated: `run.compat.read_config`)."""
   try:
     with open(path, encoding="utf-8") as f:
       raw = json.load(f)
@@ -139,27 +136,23 @@ def from_json(path: str) -> ml_collections.ConfigDict:
       return {k: fix(v) for k, v in value.items()}
     return value
 
-  from textclf_jax.configs import base
-  # Keys added to the base config after the run was made take their defaults, or
-  # the value that keeps such a run training (and restoring) as it did.
-  defaults = {**base.get_config().to_dict(), **OLD_RUN_DEFAULTS}
-  raw = {**{k: v for k, v in defaults.items() if k not in raw}, **raw}
+  raw = {**{k: v for k, v in (defaults or {}).items() if k not in raw}, **raw}
   try:
     config = ml_collections.ConfigDict(fix(raw))
   except (ValueError, TypeError, KeyError) as e:  # e.g. a key with a dot
     raise ConfigError(f"{path}: not a config ({e})") from None
   config.lock()
-  validate(config, where=path)
   return config
 
 
 # --- validation -------------------------------------------------------------------------
 
-# Every check of a config value lives here; the modules that use a value take it as valid.
+# The checks of the keys every family shares live here, each family's own in its module
+# (training/checks.py, families/tfidf/fit.py); the modules that use a value take it as valid.
+# The keys of configs/base.py; those a model preset adds: its family's checks.
 _POSITIVE_INTS = ("batch_size", "num_epochs", "log_every_steps",
                   "checkpoint_every_steps", "mesh_model", "vocab_multiple", "min_count",
-                  "decay_steps", "plateau_patience", "num_filters", "lstm_hidden",
-                  "lstm_layers", "word_ngrams", "ngram_buckets")
+                  "decay_steps", "plateau_patience")
 _NON_NEGATIVE_INTS = ("seed", "embed_dim", "eval_every_steps", "early_stopping_patience",
                       "max_vocab", "max_train_examples", "warmup_steps", "eval_batch_size",
                       "max_len", "chunk_len", "chunk_stride")
@@ -167,79 +160,75 @@ _INF = float("inf")
 # Real-valued keys by their interval: (low, high, low inclusive, high inclusive) -> keys.
 _INTERVALS = {
     (0.0, _INF, True, False): ("learning_rate", "focal_gamma", "weight_decay", "clip_norm",
-                               "max_norm", "unk_init_scale", "embed_init_scale",
-                               "adagrad_initial", "nb_prior"),
+                               "max_norm", "unk_init_scale", "adagrad_initial"),
     (0.0, _INF, False, False): ("adadelta_eps", "decay_rate"),
-    (0.0, 1.0, True, True): ("dropout", "momentum"),
+    (0.0, 1.0, True, True): ("momentum",),
     (0.0, 1.0, True, False): ("label_smoothing",),
     (0.0, 1.0, False, False): ("dev_fraction", "test_fraction", "adadelta_rho"),
     (0.0, 1.0, False, True): ("imbalance_fraction", "plateau_factor"),
     (0.0, 100.0, False, True): ("max_len_percentile",),
 }
-_RANGES = {key: interval for interval, keys in _INTERVALS.items() for key in keys}
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 KEEP_CHECKPOINTS = ("tested", "both")
 TEST_CHECKPOINTS = ("best", "last")
+THRESHOLD_MODES = ("global", "per_label")  # config.multilabel_threshold (scoring.metrics)
 
 
-def _choices() -> dict:
-  """key -> the values it may take (imported here: config.py loads without JAX)."""
-  from textclf_jax.training import losses, optim, sparse_embed, steps
-  from textclf_jax.scoring import metrics
-  from textclf_jax.data import vectors
-  from textclf_jax.families import registry
-  from textclf_jax.models import chunked, cnn, embeddings, lstm
-  return {
-      "model": registry.model_names(), "embedding": embeddings.KINDS,
-      "loss": losses.LOSSES, "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
-      "weight_decay_mode": ("decoupled", "l2"), "embedding_update": sparse_embed.MODES,
-      "conv_backward": cnn.CONV_BACKWARD, "compute_dtype": tuple(steps.COMPUTE_DTYPES),
-      "test_checkpoint": TEST_CHECKPOINTS, "multilabel_threshold": metrics.THRESHOLD_MODES,
-      "wandb": WANDB_MODES, "vectors_format": vectors.FORMATS, "chunk_pool": chunked.POOLS,
-      "lstm_pool": lstm.POOLS,
-  }
+# key -> the values it may take (the keys every family shares).
+CHOICES = {"test_checkpoint": TEST_CHECKPOINTS, "wandb": WANDB_MODES,
+           "keep_checkpoints": KEEP_CHECKPOINTS, "multilabel_threshold": THRESHOLD_MODES}
+
+
+def range_problems(config, positive=(), non_negative=(), intervals=None) -> list:
+  """One message for each key of `config` among `positive` / `non_negative` that is not
+  an integer >= 1 / >= 0, and each real-valued key outside its interval (`intervals`:
+  (low, high, low inclusive, high inclusive) -> keys). Keys it lacks are skipped."""
+  out = []
+  for key in (*positive, *non_negative):
+    if key not in config:
+      continue
+    low = 1 if key in positive else 0
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      out.append(f"config.{key}={value!r}: expected an integer >= {low}")
+  for (low, high, low_in, high_in), keys in (intervals or {}).items():
+    for key in keys:
+      if key not in config:
+        continue
+      value = config[key]
+      ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (value >= low if low_in else value > low)
+            and (value <= high if high_in else value < high))
+      if not ok:
+        out.append(f"config.{key}={value!r}: expected a number in "
+                   f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
+  return out
 
 
 def problems(config) -> list:
-  """Every bad value of `config`, one message each ([] for a valid config)."""
+  """Every bad value among the keys every family shares, one message each ([] when
+  valid). A family's own keys: `Family.problems`; both: `families.validate`."""
   out = []
 
   def bad(key, expected):
     out.append(f"config.{key}={config[key]!r}: expected {expected}")
 
-  for key, allowed in _choices().items():
+  for key, allowed in CHOICES.items():
     if key in config and config[key] not in allowed:
       bad(key, f"one of {', '.join(map(str, allowed))}")
-  for key in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
-    if key not in config:
-      continue
-    low = 1 if key in _POSITIVE_INTS else 0
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-      bad(key, f"an integer >= {low}")
-  for key, (low, high, low_in, high_in) in _RANGES.items():
-    if key not in config:
-      continue
-    value = config[key]
-    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-          and (value >= low if low_in else value > low)
-          and (value <= high if high_in else value < high))
-    if not ok:
-      bad(key, f"a number in {'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}")
+  out += range_problems(config, _POSITIVE_INTS, _NON_NEGATIVE_INTS, _INTERVALS)
   if "fold" in config and (not isinstance(config.fold, int) or config.fold < -1):
     bad("fold", "-1 (every fold) or a fold index >= 0")
   if "folds" in config and (not isinstance(config.folds, (tuple, list)) or not all(
       isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in config.folds)):
     bad("folds", "a list of fold indices >= 0 (empty: config.fold decides)")
-  if "keep_checkpoints" in config and config.keep_checkpoints not in KEEP_CHECKPOINTS:
-    bad("keep_checkpoints", f"one of {', '.join(KEEP_CHECKPOINTS)}")
   floor = config.get("multilabel_min_f1", -1.0)
   if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not (
       floor == -1 or 0 <= floor <= 1):
     bad("multilabel_min_f1", "-1 (chosen on dev by cross-validation) or a number in [0, 1]")
   if "num_folds" in config and (not isinstance(config.num_folds, int) or config.num_folds < 2):
     bad("num_folds", "an integer >= 2")
-  for key in ("filter_widths", "bucket_lengths"):
+  for key in ("bucket_lengths",):
     value = config.get(key)
     if key in config and (not isinstance(value, (tuple, list)) or not value or not all(
         isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in value)):
@@ -272,57 +261,5 @@ def problems(config) -> list:
           raise ValueError
       except ValueError:
         bad("class_weights", "none, balanced, balanced_sqrt or comma-separated numbers >= 0")
-  if config.get("embedding", "rand") != "rand" and not config.get("vectors"):
-    out.append(f"config.embedding={config.embedding!r} needs pretrained vectors: set "
-               "config.vectors")
-  ngrams = config.get("word_ngrams", 1)
-  if isinstance(ngrams, int) and ngrams > 1 and config.get("embedding") == "static":
-    out.append(f"config.word_ngrams={config.word_ngrams} needs a trainable table (the n-gram "
-               "rows have no pretrained vectors): embedding rand, non-static or multichannel")
-  if not out and config.get("embedding_update") == "sparse":
-    from textclf_jax.training import sparse_embed
-    reasons = sparse_embed.dense_only(config)
-    if reasons:
-      out.append("config.embedding_update='sparse' is exact only for Adadelta or plain SGD "
-                 f"without clipping or weight decay on one model shard: {'; '.join(reasons)}")
   return out
 
-
-DEFAULT_EMBED_DIM = 128
-
-
-def resolve(config):
-  """`config` with the values that depend on files filled in (so the run directory
-  records what was trained): embed_dim 0 becomes the vectors file's dimension,
-  or DEFAULT_EMBED_DIM without vectors. A config with nothing to fill is returned as is."""
-  if config.get("embed_dim", 1) != 0:
-    return config
-  dim = DEFAULT_EMBED_DIM
-  if config.vectors:
-    from textclf_jax.data.vectors import vectors_dim
-    dim = vectors_dim(config.vectors, config.vectors_format)
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.embed_dim = dim
-  return config
-
-
-def resolve_max_len(config, max_len: int):
-  """`config` with max_len 0 ("from the training texts") replaced by the `max_len`
-  prepare chose (so the run directory records what was trained); otherwise as is."""
-  if config.max_len != 0:
-    return config
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.max_len = int(max_len)
-  return config
-
-
-def validate(config, where: str = ""):
-  """Raises ConfigError naming every bad key of `config` at once (types, ranges,
-  choices, combinations that cannot work). Run whenever a config is made,
-  overridden or read back, so nothing is written for a config that cannot train."""
-  found = problems(config)
-  if found:
-    prefix = f"{where}: " if where else ""
-    raise ConfigError(prefix + "; ".join(found))

@@ -91,11 +91,6 @@ def _debug_from_environment() -> bool:
   return os.environ.get("TEXTCLF_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-# Settings a resumed run may change: how long it trains and how it reports.
-RESUME_OVERRIDES = ("num_epochs", "early_stopping_patience", "log_every_steps",
-                    "checkpoint_every_steps", "progress_bar", "wandb", "keep_checkpoints")
-
-
 class _Parser(argparse.ArgumentParser):
   """An ArgumentParser whose errors are one `textclf: error:` line (exit 2)."""
 
@@ -144,7 +139,8 @@ def _parser():
   train = sub.add_parser("train", help="train a model (or resume a run)",
                          parents=[process, common], epilog=CONFIG_HELP, formatter_class=raw,
                          description="Train a model on a dataset; or continue a run (--resume).")
-  train.add_argument("--config", default="cnn", help="preset name or Python config file")
+  train.add_argument("--config", default="", help="preset name or Python config file "
+                     "(default: cnn)")
   train.add_argument("--workdir", default="", help="run directory (default: runs/NAME-TIME)")
   train.add_argument("--resume", default="", metavar="RUN", help="continue RUN from its "
                      "latest checkpoint (with --config.num_epochs=N: train it longer)")
@@ -215,31 +211,32 @@ def _print_results(results: dict):
 
 def cmd_train(args, overrides):
   from textclf_jax import config as config_lib
+  from textclf_jax.families import validate as validate_lib
   from textclf_jax.runtime import parallel
   from textclf_jax.run import layout as rundir
   from textclf_jax.families import cv
 
   if args.resume:
-    refused = [key for key in (o.split("=", 1)[0] for o in overrides)
-               if key not in RESUME_OVERRIDES]
-    if refused:
-      raise UsageError(f"--resume continues a run with its own config; "
-                       f"--config.{refused[0]} cannot change (allowed: "
-                       f"{', '.join(RESUME_OVERRIDES)})")
+    from textclf_jax.run import compat
+    compat.check_resume_options(args.config, args.workdir, overrides)
     _CONTEXT["path"] = args.resume
     config = rundir.load_config_to_resume(args.resume)
     config = config_lib.apply_overrides(config, overrides)
+    where = "" if overrides else rundir.path(args.resume, rundir.CONFIG)
     workdir = args.resume
   else:
-    config = config_lib.apply_overrides(config_lib.load_preset(args.config), overrides)
+    preset = args.config or "cnn"
+    config = config_lib.apply_overrides(config_lib.load_preset(preset), overrides)
+    where = "" if overrides or preset in config_lib.PRESETS else preset
     workdir = args.workdir or _default_workdir(config)
+  validate_lib.validate(config, where)  # once, on the config trained, before any write
   _CONTEXT["path"] = workdir
   main_process = parallel.is_main_process()
   if main_process:
     print(f"[textclf] run directory: {workdir}", flush=True)
   results_file = os.path.join(workdir, rundir.RESULTS)
   before = os.path.getmtime(results_file) if os.path.exists(results_file) else None
-  results = cv.train_all_folds(config, workdir, resume=bool(args.resume))
+  results = cv.train_all_folds(config, workdir, resume=bool(args.resume), checked=True)
   if not main_process:
     return
   _print_results(results)

@@ -74,8 +74,11 @@ def run(args):
     raise UsageError(f"--trials {args.trials}: expected a number of trials >= 1")
   if args.pruner_startup < 0 or args.pruner_warmup < 0:
     raise UsageError("--pruner_startup and --pruner_warmup: expected numbers >= 0")
-  config = config_lib.apply_overrides(config_lib.load_preset(args.config),
-                                      getattr(args, "overrides", []))
+  from textclf_jax.families import validate as validate_lib
+  overrides = getattr(args, "overrides", [])
+  config = config_lib.apply_overrides(config_lib.load_preset(args.config), overrides)
+  validate_lib.validate(config, "" if overrides or args.config in config_lib.PRESETS
+                        else args.config)  # the base config, once; each trial's: search
   space = args.space or config.get("model", "")
   tune_spaces.get(space)
   study = args.study or tune.default_study(config, space)

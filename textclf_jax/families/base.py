@@ -67,6 +67,7 @@ class Family(Protocol):
   def train(self, config, workdir: str, *, resume: bool = False, fold: int = -1, raw=None,
             on_dev=None) -> dict:
     """Trains one run (one fold) into `workdir`; returns its results.json record.
+    `config` has been checked (families.validate: the command checks it once).
     on_dev(epoch, step, dev metrics), where the family evaluates during training (a
     search's pruner): raising errors.Pruned stops the run there, which then finishes."""
 

@@ -14,17 +14,7 @@ import os
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax.families import registry
-
-
-def validate(config):
-  """Raises ConfigError naming every bad key of `config` (the shared keys, then its
-  family's own) before anything is written."""
-  found = config_lib.problems(config)
-  if config.get("model") in registry.model_names():  # else the shared checks named it
-    found = list(dict.fromkeys(found + registry.for_config(config).problems(config)))
-  if found:
-    raise config_lib.ConfigError("; ".join(found))
+from textclf_jax.families import registry, validate as validate_lib
 
 
 def cv_folds(config, raw) -> list:
@@ -55,26 +45,29 @@ def cv_summary(raw_name: str, model: str, per_fold: list) -> dict:
   }
 
 
-def train_all_folds(config, workdir: str, resume: bool = False) -> dict:
+def train_all_folds(config, workdir: str, resume: bool = False, checked: bool = False) -> dict:
   """k-fold CV: one sub-run per fold (`fold_K/`), then every fold's test metrics with
-  their mean and std (cv_results.json). Not CV data: one run, the family's `train`."""
+  their mean and std (cv_results.json). Not CV data: one run, the family's `train`.
+  checked: the caller validated `config` (a command does, once); else it is checked here."""
   from textclf_jax.data import splits as splits_lib
   from textclf_jax.data.sources import load_source
   from textclf_jax.run import layout as rundir, lock as runlock
   from textclf_jax.runtime import parallel
-  validate(config)
-  config = config_lib.resolve(config)
+  from textclf_jax.training import checks
+  if not checked:
+    validate_lib.validate(config)
+  config = checks.resolve(config)
   family = registry.for_config(config)
   raw = load_source(config)
   if not splits_lib.uses_cross_validation(raw):
     return family.train(config, workdir, resume=resume, raw=raw)
   folds = cv_folds(config, raw)
-  rundir.check_can_start(workdir, resume)
+  rundir.check_can_start(workdir, resume, kind="cv")
   parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
   is_main = parallel.is_main_process()
   with runlock.writing(workdir):
     if is_main:
-      rundir.write_config(config, workdir)
+      rundir.write_config(config, workdir, kind="cv")
     per_fold = []
     for k in folds:
       sub = os.path.join(workdir, f"fold_{k}")

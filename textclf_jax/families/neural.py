@@ -7,7 +7,6 @@ the methods, so listing the families (`registry.families()`) stays light.
 
 from __future__ import annotations
 
-from textclf_jax import config as config_lib
 from textclf_jax.families import registry
 from textclf_jax.families.base import saved_model
 from textclf_jax.run import layout as rundir
@@ -21,13 +20,14 @@ class NeuralFamily:
   models = MODELS
 
   def problems(self, config) -> list:
-    return config_lib.problems(config)
+    from textclf_jax.training import checks
+    return checks.problems(config)
 
   def train(self, config, workdir: str, *, resume: bool = False, fold: int = -1, raw=None,
             on_dev=None) -> dict:
     from textclf_jax.training import loop
     return loop.train_and_evaluate(config, workdir, resume=resume, fold=fold, raw=raw,
-                                   on_dev=on_dev)
+                                   on_dev=on_dev, checked=True)
 
   def owns(self, run_dir: str) -> bool:
     """A run whose config.json names one of MODELS and that holds every file a neural

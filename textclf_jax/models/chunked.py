@@ -62,10 +62,6 @@ class ChunkPool(nnx.Module):
 
   def __init__(self, features: int, chunk_len: int, stride: int = 0, pool: str = "max",
                *, rngs: nnx.Rngs):
-    if pool not in POOLS:
-      raise ValueError(f"chunk_pool={pool!r}: expected one of {', '.join(POOLS)}")
-    if not 0 < (stride or chunk_len) <= chunk_len:
-      raise ValueError(f"chunk_stride={stride}: expected 0 or 1 .. chunk_len={chunk_len}")
     self.chunk_len, self.stride, self.pool = int(chunk_len), int(stride or chunk_len), pool
     if pool == "attention":
       self.attend = nnx.Linear(features, features, rngs=rngs)

@@ -42,8 +42,6 @@ class KimCNN(TextClassifier):
                num_filters: int = 100, dropout: float = 0.5, conv_backward: str = "auto",
                *, rngs: nnx.Rngs):
     self.embed = embeddings
-    if conv_backward not in CONV_BACKWARD:
-      raise ValueError(f"conv_backward={conv_backward!r}: expected one of {CONV_BACKWARD}")
     self.conv_backward = conv_backward
     self.widths = tuple(int(w) for w in filter_widths)
     self.convs = nnx.List([

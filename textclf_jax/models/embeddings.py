@@ -26,10 +26,6 @@ class Embeddings(nnx.Module):
   def __init__(self, vocab_size: int, dim: int, kind: str = "rand",
                vectors: np.ndarray | None = None, init_scale: float = 0.25, *, rngs: nnx.Rngs):
     """init_scale: `rand` rows are drawn from U[-init_scale, init_scale] (Kim's 0.25)."""
-    if kind not in KINDS:
-      raise ValueError(f"embedding={kind!r}: expected one of {', '.join(KINDS)}")
-    if kind != "rand" and vectors is None:
-      raise ValueError(f"embedding={kind!r} needs pretrained vectors: set --config.vectors")
     if vectors is not None and vectors.shape != (vocab_size, dim):
       raise ValueError(f"vectors shape {vectors.shape} != (vocab {vocab_size}, dim {dim})")
     self.kind = kind

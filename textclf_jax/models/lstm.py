@@ -217,8 +217,6 @@ class LSTMClassifier(TextClassifier):
 
   def __init__(self, embeddings: Embeddings, num_classes: int, hidden=150, layers=1,
                bidirectional=False, dropout=0.5, pool="final", *, rngs):
-    if pool not in POOLS:
-      raise ValueError(f"lstm_pool={pool!r}: expected one of {', '.join(POOLS)}")
     self.pool = pool
     self.embed = embeddings
     add_encoder_and_head(self, embeddings.out_features, num_classes, hidden, layers,

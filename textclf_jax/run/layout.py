@@ -1,5 +1,6 @@
 """The run directory: its layout, atomic JSON, creation, refusal, and the results record.
 
+    RUN/textclf.json (the ownership marker, written first: run/compat.py)
     RUN/config.json  vocab.json  labels.json  data.json  [thresholds.json]
         metrics.jsonl   results.json   checkpoints/{latest,best}/N   [wandb/]
         predictions/{dev,test}_{probs,labels}.npy   (the scored probabilities)
@@ -24,6 +25,7 @@ import numpy as np
 
 from textclf_jax import config as config_lib
 from textclf_jax.errors import DataError
+from textclf_jax.run import compat
 from textclf_jax.scoring import calibration as calibration_lib
 from textclf_jax.text.encoder import VOCAB_FILE
 
@@ -72,10 +74,22 @@ def read_json(file: str):
 # --- creating a run -----------------------------------------------------------------
 
 
-def check_can_start(workdir: str, resume: bool):
-  """Refuses to start a new run in a directory that holds one (nothing is changed)."""
-  if resume:
+def check_can_start(workdir: str, resume: bool, kind: str = "run"):
+  """Refuses to start a new run (`kind`: run, cv or group) in a directory that holds
+  one or that the project did not write, and to resume anything but a `kind` directory
+  the project wrote (nothing is changed); a new run then claims `workdir`: its marker
+  is the first file written there (run/compat.py)."""
+  if resume:  # a run from before the marker gets one when it is written again
+    compat.require(workdir, kind, "resume")
     return
+  if compat.require_new_or(workdir, kind, "start a new run in") is not None:
+    _check_unused(workdir)
+  from textclf_jax.runtime import parallel
+  if parallel.is_main_process():
+    compat.write_marker(workdir, kind)
+
+
+def _check_unused(workdir: str):
   if os.path.exists(path(workdir, RESULTS)):
     raise FileExistsError(f"{workdir}: already holds a finished run; choose another "
                           "--workdir (nothing was changed)")
@@ -84,8 +98,8 @@ def check_can_start(workdir: str, resume: bool):
                           f"`textclf train --resume {workdir}` or choose another --workdir")
 
 
-def write_config(config, workdir: str):
-  os.makedirs(workdir, exist_ok=True)
+def write_config(config, workdir: str, kind: str = "run"):
+  compat.write_marker(workdir, kind)  # first, when the directory is new
   write_json(path(workdir, CONFIG), json.loads(config_lib.to_json(config)))
 
 
@@ -103,25 +117,11 @@ def is_initialised(workdir: str) -> bool:
   return all(os.path.exists(path(workdir, f)) for f in (CONFIG, VOCAB, LABELS, DATA))
 
 
-# Implementation choices a resumed run keeps from its saved config, whatever
-# `auto` means now: the table update decides the optimiser state it restores,
-# both decide the float rounding of every later step.
-KEPT_ON_RESUME = ("embedding_update", "conv_backward")
-
-
 def keep_saved_choices(config, workdir: str):
-  """`config` with the KEPT_ON_RESUME choices of the run already in `workdir`, if any
-  (`config.from_json` gives runs made before a key existed its old behaviour)."""
-  if not os.path.exists(path(workdir, CONFIG)):
-    return config
-  saved = config_lib.from_json(path(workdir, CONFIG))
-  changed = {k: saved[k] for k in KEPT_ON_RESUME if config.get(k) != saved[k]}
-  if not changed:
-    return config
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.update(changed)
-  return config
+  """`config` with compat.KEPT_ON_RESUME's choices of the run already in `workdir`, if
+  any (read as compat migrates it: a run made before a key existed keeps its old
+  behaviour)."""
+  return compat.keep_saved_choices(config, path(workdir, CONFIG))
 
 
 # --- what a run ends with -------------------------------------------------------------
@@ -217,17 +217,17 @@ def load_config(run: str, allow_cv: bool = False):
   """The config of a run (or, with allow_cv, of a cross-validation parent directory)."""
   if not (allow_cv and is_cv_run(run)):
     check_run_dir(run)
-  return config_lib.from_json(path(run, CONFIG))
+  return compat.read_config(path(run, CONFIG))
 
 
 def load_config_to_resume(run: str):
-  """The config of a run to continue: its config.json is enough (a run that crashed
-  before its first checkpoint restarts in place, from step 0)."""
-  if not os.path.isdir(run):
-    raise RunDirError(f"{run}: not a directory")
+  """The config of a run to continue, which the project must have written (its marker,
+  or a run from before the marker: its whole file set). With the marker, config.json is
+  enough: a run that crashed before its first checkpoint restarts in place, from step 0."""
+  compat.require(run, ("run", "cv"), "resume")
   if not os.path.exists(path(run, CONFIG)):
     raise RunDirError(f"{run}: not a run directory (missing {CONFIG}); nothing to resume")
-  return config_lib.from_json(path(run, CONFIG))
+  return compat.read_config(path(run, CONFIG))
 
 
 def disk_usage(directory: str) -> int:

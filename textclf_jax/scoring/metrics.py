@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from textclf_jax.config import THRESHOLD_MODES  # config.multilabel_threshold
+
 
 def _prf(tp, fp, fn):
   precision = np.divide(tp, tp + fp, out=np.zeros_like(tp, dtype=float), where=(tp + fp) > 0)
@@ -116,8 +118,6 @@ def score(probs, labels, label_names, multi_label: bool, thresholds=None,
                                0.5 if thresholds is None else thresholds, at_least_one)
   return single_label_metrics(probs, labels, label_names)
 
-
-THRESHOLD_MODES = ("global", "per_label")
 # Per-label mode: a label whose best dev F1 is below a floor keeps the global threshold
 # (Yang 2001's SCutFBR): a label with one or two dev positives ranked low otherwise gets a
 # threshold that admits many false positives on test. The floor is chosen like Yang's
@@ -127,7 +127,7 @@ THRESHOLD_MODES = ("global", "per_label")
 MIN_F1_AUTO = -1.0
 MIN_F1_CANDIDATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # 0: never fall back
 # The fixed floor of runs made before it was chosen on dev (their config.json lacks
-# multilabel_min_f1: config.OLD_RUN_DEFAULTS; that 0.5 had been picked on test figures),
+# multilabel_min_f1: run/compat.py migrates them; that 0.5 had been picked on test figures),
 # the floor of a dev set too small to cross-validate, and the cross-validation's last
 # tie-break (the candidate nearest it).
 PER_LABEL_MIN_F1 = 0.5

@@ -19,6 +19,7 @@ import numpy as np
 from textclf_jax.families import registry
 from textclf_jax.run import layout as rundir
 from textclf_jax.scoring import calibration as calibration_lib
+from textclf_jax.families import validate as validate_lib
 from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.errors import DataError
 
@@ -40,8 +41,11 @@ def check_run(run: str):
 
 def load(run: str, batch_size: int = 0):
   """The run, ready to predict (a families.base.Predictor): config, label_names,
-  multi_label, thresholds, calibration, text_probs(texts), split_probs(split)."""
-  return family_of(run).load(run, batch_size)
+  multi_label, thresholds, calibration, text_probs(texts), split_probs(split). Its
+  config is checked here, once (a run directory edited by hand, or from a newer version)."""
+  family = family_of(run)
+  validate_lib.validate(rundir.load_config(run), rundir.path(run, rundir.CONFIG))
+  return family.load(run, batch_size)
 
 
 def unsupported(run: str, command: str) -> str | None:

@@ -22,7 +22,7 @@ import numpy as np
 import tqdm
 
 from textclf_jax.training import build as build_lib
-from textclf_jax import config as config_lib
+from textclf_jax.training import checks
 from textclf_jax.training import evaluate as evaluate_lib
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
@@ -68,17 +68,19 @@ def _already_finished(config, workdir: str) -> dict | None:
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
-                       raw=None, on_dev=None) -> dict:
+                       raw=None, on_dev=None, checked: bool = False) -> dict:
   """Trains one model (one fold, if CV) and writes a complete run directory.
 
   on_dev(epoch, step, dev metrics): called after every dev evaluation (a search's
   pruner); raising progress.Pruned stops the run there, which then finishes normally.
+  checked: the caller validated `config` (a command does, once: families.validate).
   """
   started = time.time()
   if resume:
     config = rundir.keep_saved_choices(config, workdir)
-  config_lib.validate(config)  # bad values fail before anything is written
-  config = config_lib.resolve(config)
+  if not checked:
+    checks.validate(config)  # bad values fail before anything is written
+  config = checks.resolve(config)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):
@@ -91,7 +93,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
 def _train(config, workdir, resume, fold, raw, started, on_dev=None) -> dict:
   # --- the run directory --------------------------------------------------------------
   prepared = prepare(config, fold, raw=raw)
-  config = config_lib.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
+  config = checks.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
   is_main = parallel.is_main_process()
   if is_main and not (resume and rundir.is_initialised(workdir)):
     rundir.init(config, workdir, prepared)

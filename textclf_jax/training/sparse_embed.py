@@ -55,7 +55,7 @@ def dense_only(config) -> list:
 
 
 def embedding_update(config) -> str:
-  """`dense` or `sparse` for config.embedding_update (validated by `config.validate`);
+  """`dense` or `sparse` for config.embedding_update (validated by `training/checks.py`);
   `auto`: sparse when `dense_only` finds nothing and a batch has at most
   AUTO_MAX_BATCH_TOKENS token slots, or the model reads a hashed n-gram table (models/bag.py:
   the table's rows outnumber a batch's many times)."""

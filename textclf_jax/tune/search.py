@@ -28,6 +28,7 @@ import tempfile
 import warnings
 
 from textclf_jax import config as config_lib
+from textclf_jax.families import validate as validate_lib
 from textclf_jax.tune import spaces as tune_spaces
 from textclf_jax.errors import UsageError
 
@@ -71,7 +72,10 @@ def write_text(file: str, text: str):
 
 
 def _check_directory(directory: str, record: dict):
-  """Writes DIR/tune.json, or refuses a directory that tunes something else."""
+  """Writes DIR/tune.json (after the study marker), or refuses a directory that tunes
+  something else or that the project did not write (nothing is changed)."""
+  from textclf_jax.run import compat
+  compat.require_new_or(directory, "study", "tune into")
   file = os.path.join(directory, TUNE_JSON)
   if os.path.exists(file):
     with open(file, encoding="utf-8") as f:
@@ -86,8 +90,9 @@ def _check_directory(directory: str, record: dict):
       raise UsageError(f"{directory}: holds the study {saved.get('study')!r} tuning other "
                        f"settings ({', '.join(differ[:6])} differ); resume it with the same "
                        "command, or choose another --workdir")
+    compat.write_marker(directory, "study")
     return
-  os.makedirs(directory, exist_ok=True)
+  compat.write_marker(directory, "study")
   write_text(file, json.dumps(record, indent=2))
 
 
@@ -228,7 +233,7 @@ def trial_config(base, values: dict):
   config = base.copy_and_resolve_references()
   with config.unlocked():
     config.update(values)
-  config_lib.validate(config, where="the trial's config")
+  validate_lib.validate(config, where="the trial's config")
   return config
 
 

@@ -29,7 +29,7 @@ class TfidfFamily:
   def problems(self, config) -> list:
     from textclf_jax.errors import ConfigError
     from textclf_jax.families.tfidf import fit, model as model_lib
-    out = fit.own_problems(config)
+    out = fit.problems(config)
     try:
       model_lib.require_sklearn()
     except ConfigError as e:
@@ -40,7 +40,7 @@ class TfidfFamily:
             on_dev=None) -> dict:
     del on_dev  # C is chosen on dev inside the fit: nothing to prune
     from textclf_jax.families.tfidf import fit
-    return fit.train_and_evaluate(config, workdir, resume, fold, raw)
+    return fit.train_and_evaluate(config, workdir, resume, fold, raw, checked=True)
 
   def refit(self, config, workdir: str, fold: int = -1) -> dict:
     """A sweep's baseline cell: a finished or half-written cell is fitted again, never

@@ -81,13 +81,7 @@ def search_c(grid, extend: int, score) -> tuple:
 
 
 def problems(config) -> list:
-  """Every bad value of a linear model's config, the shared checks included."""
-  return config_lib.problems(config) + own_problems(config)
-
-
-def own_problems(config) -> list:
-  """Every bad value among the tfidf model's own keys (tfidf_c_grid, tfidf_c_extend,
-  class_weights)."""
+  """Every bad value among a linear model's own keys (the shared ones: config.problems)."""
   out = []
   grid = c_grid(config)
   if not grid or not all(isinstance(c, (int, float)) and not isinstance(c, bool)
@@ -102,10 +96,10 @@ def own_problems(config) -> list:
   return out
 
 
-def validate(config):
-  """Raises ConfigError naming every bad key, or the missing scikit-learn, before any
-  file is written."""
-  found = problems(config)
+def validate(config, checked: bool = False):
+  """Raises ConfigError naming every bad key (shared and own; not when the command has
+  `checked` them already), or the missing scikit-learn, before any file is written."""
+  found = [] if checked else config_lib.problems(config) + problems(config)
   if found:
     raise config_lib.ConfigError("; ".join(found))
   require_sklearn()
@@ -129,11 +123,11 @@ def recorded_config(config):
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
-                       raw=None) -> dict:
-  """`textclf train` for a linear model (TfidfFamily.train):
-  checks, refuses a used run directory, holds its lock, fits, writes the run."""
+                       raw=None, checked: bool = False) -> dict:
+  """`textclf train` for a linear model (TfidfFamily.train): checks (the config unless
+  `checked`), refuses a used run directory, holds its lock, fits, writes the run."""
   started = time.time()
-  validate(config)
+  validate(config, checked)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):

@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax.run import layout as rundir, lock as runlock
+from textclf_jax.run import compat, layout as rundir, lock as runlock
 from textclf_jax.data import splits as splits_lib
 from textclf_jax.data.batching import encode_labels
 from textclf_jax.data.sources import load_source
@@ -183,7 +183,7 @@ class LinearRun:
   def __init__(self, run: str):
     require_sklearn()
     self.run = run
-    self.config = config_lib.from_json(rundir.path(run, rundir.CONFIG))
+    self.config = compat.read_config(rundir.path(run, rundir.CONFIG))
     directory = rundir.path(run, MODEL_DIR)
     missing = [f"{MODEL_DIR}/{f}" for f in MODEL_FILES
                if not os.path.isfile(os.path.join(directory, f))]

@@ -13,12 +13,13 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import numpy as np
 
 from textclf_jax.scoring import metrics as metrics_lib
-from textclf_jax.run import layout as rundir
+from textclf_jax.run import compat, layout as rundir
 from textclf_jax.serve import serving
 from textclf_jax.errors import DataError
 from textclf_jax.errors import UsageError
@@ -40,12 +41,22 @@ def config_sha256(run: str) -> str:
                         .encode()).hexdigest()
 
 
+# Every name an export directory holds (besides its marker): replacing one deletes these.
+EXPORT_FILES = (serving.MANIFEST, serving.VOCAB, *formats.MODEL_FILES.values())
+
+
 def _check_out(out: str, overwrite: bool):
-  if os.path.exists(out) and not overwrite:
+  """Refuses an existing `out` unless --overwrite and it is an export the project wrote,
+  holding nothing else (whatever else is there would be deleted with it)."""
+  if not os.path.exists(out):
+    return
+  if not overwrite:
     raise UsageError(f"{out}: already exists; choose another --out or pass --overwrite")
-  if os.path.exists(out) and not os.path.isfile(os.path.join(out, serving.MANIFEST)):
-    raise UsageError(f"{out}: exists and is not an export directory; --overwrite replaces "
-                     "only an export")
+  try:
+    compat.require(out, "export", "overwrite")
+    compat.check_only_ours(out, EXPORT_FILES, "overwrite")
+  except compat.NotOwnedError as e:
+    raise UsageError(f"{e} (--overwrite replaces only an export)") from None
 
 
 def _parity_sample(loaded, run: str, split: str, data_dir: str, max_examples: int):
@@ -160,10 +171,13 @@ def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: s
 
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
-  tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out))}.tmp-{os.getpid()}")
-  shutil.rmtree(tmp, ignore_errors=True)
-  os.makedirs(tmp)
+  tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.tmp-",
+                         dir=parent)  # a new directory of our own, deleted below
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(tmp, 0o777 & ~umask)  # as os.makedirs would make it (mkdtemp: 0700)
   try:
+    compat.write_marker(tmp, "export")  # first: what `--overwrite` checks
     manifest = _manifest(run, loaded, encoder, fmt, traced, temperature, thresholds,
                          record is not None)
     manifest.update(formats.write(fmt, traced, os.path.join(tmp, formats.MODEL_FILES[fmt])))
@@ -181,14 +195,15 @@ def export_run(run: str, fmt: str, out: str, *, split: str = "test", data_dir: s
           f"{parity['predictions_differing']} predictions differ); nothing was written")
     manifest["parity"] = parity
     rundir.write_json(os.path.join(tmp, serving.MANIFEST), manifest)
-    _publish(tmp, out)
+    _publish(tmp, out, overwrite)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return manifest
 
 
-def _publish(tmp: str, out: str):
+def _publish(tmp: str, out: str, overwrite: bool):
   """Renames the finished export to `out` (an existing export there is replaced)."""
+  _check_out(out, overwrite)  # still absent, or only an export of ours, after the parity check
   old = None
   if os.path.exists(out):
     old = f"{tmp}.old"

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from textclf_jax.training import build as build_lib
-from textclf_jax import config as config_lib
+from textclf_jax.training import checks
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
 from textclf_jax.training import optim, steps as steps_lib
@@ -67,7 +67,7 @@ def train_many(configs: list, workdirs: list, group_dir: str, folds: list | None
   loaded dataset, shared by all members (default: loaded once here).
   """
   members_lib.check_group(configs, workdirs)
-  configs = [config_lib.resolve(c) for c in configs]
+  configs = [checks.resolve(c) for c in configs]
   folds = [c.fold for c in configs] if folds is None else list(folds)
   results = [rundir.read_results(w) for w in workdirs]
   todo = [i for i, r in enumerate(results) if r is None]
@@ -83,11 +83,12 @@ def train_many(configs: list, workdirs: list, group_dir: str, folds: list | None
       if names[todo.index(i)] not in group["workdirs"]:
         raise ValueError(f"{group_dir}: a finished group without {workdirs[i]}")
       results[i] = train_and_evaluate(configs[i], workdirs[i], resume=True, fold=folds[i],
-                                      raw=raw)
+                                      raw=raw, checked=True)
     return results
   if group is not None and group["workdirs"] != names:
     raise ValueError(f"{group_dir}/group.json: holds the group {group['workdirs']}, not "
                      f"{names}; give this group another group_dir")
+  rundir.check_can_start(group_dir, resume=group is not None, kind="group")
   if group is None:
     for i in todo:
       rundir.check_can_start(workdirs[i], resume=False)
@@ -115,7 +116,7 @@ def _build_members(configs, workdirs, folds, raw, mesh) -> list:
     # Data depend on the fold, and on the seed only through the vectors' unknown-word init.
     key = (fold, config.seed if config.vectors else None)
     prepared = cache[key] = cache.get(key) or prepare(config, fold, raw=raw)
-    config = config_lib.resolve_max_len(config, prepared.max_len)
+    config = checks.resolve_max_len(config, prepared.max_len)
     rundir.init(config, workdir, prepared)
     built = build_lib.build(config, prepared, mesh)
     members.append(Member(config, workdir, prepared, built,

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from textclf_jax import config as config_lib
-from textclf_jax.training import optim, sparse_embed
+from textclf_jax.training import checks, optim, sparse_embed
 from textclf_jax.training import steps as steps_lib
 
 VMAPPABLE = ("seed", "fold", "learning_rate", "dropout", "class_weights")
@@ -47,7 +47,7 @@ def check_group(configs: list, workdirs: list):
   if not configs or len(configs) != len(workdirs):
     raise ValueError(f"train_many: {len(configs)} configs for {len(workdirs)} workdirs")
   for config in configs:
-    config_lib.validate(config)
+    checks.validate(config)
   paths = [os.path.abspath(w) for w in workdirs]
   if len(set(paths)) != len(paths):
     raise ValueError(f"train_many: a workdir appears twice in {workdirs}")
