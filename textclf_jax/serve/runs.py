@@ -17,7 +17,7 @@ import json
 import numpy as np
 
 from textclf_jax.families import registry
-from textclf_jax.run import layout as rundir
+from textclf_jax.run import compat, layout as rundir
 from textclf_jax.scoring import calibration as calibration_lib
 from textclf_jax.families import validate as validate_lib
 from textclf_jax.scoring import metrics as metrics_lib
@@ -44,7 +44,8 @@ def load(run: str, batch_size: int = 0):
   multi_label, thresholds, calibration, text_probs(texts), split_probs(split). Its
   config is checked here, once (a run directory edited by hand, or from a newer version)."""
   family = family_of(run)
-  validate_lib.validate(rundir.load_config(run), rundir.path(run, rundir.CONFIG))
+  file = rundir.path(run, rundir.CONFIG)
+  validate_lib.validate(compat.read_config(file), file)
   return family.load(run, batch_size)
 
 
