@@ -54,7 +54,7 @@ from experiments.versus_linear_entries import (
 from experiments.versus_linear_plan import (
     DATA_KEYS, DOCUMENTS, METRIC, QUICK_FOLDS, SENTENCES, VECTOR_KEYS, Plan, candidates,
     dataset_name, default_models, experiment, log, network_base, network_cells,
-    preset_params, tfidf_cells, train_cells, tune_model, units)
+    preset_params, tfidf_cells, train_cells, tune_model, units, unknown_keys)
 from experiments.versus_linear_row import (
     HEADER, Ledger, _plain, config_summary, entry_record, header, markdown, markdown_row)
 
@@ -107,10 +107,15 @@ def make_plan(args) -> Plan:
     if bad:
       raise SystemExit(f"--folds: {args.dataset} has folds 0..{available[-1]}, not {bad}")
     folds = tuple(folds)
-  return Plan(dataset=args.dataset, name=dataset_name(args.dataset), root=args.root,
+  plan = Plan(dataset=args.dataset, name=dataset_name(args.dataset), root=args.root,
               models=models, trials=args.trials, seeds=tuple(range(args.seeds)), folds=folds,
               data_overrides=data, net_overrides=net, quick=args.quick, vmap=not args.solo,
               pruner=args.pruner, sampler_seed=args.sampler_seed)
+  unknown = unknown_keys(plan, sets)  # a key goes to the models whose config has it
+  if unknown:
+    raise SystemExit(f"--set {' '.join(unknown)}: a key that none of the models "
+                     f"({', '.join(models)}) has")
+  return plan
 
 
 def run(plan: Plan, command: str = "") -> dict:
@@ -199,7 +204,8 @@ def parser() -> argparse.ArgumentParser:
                  "default, the spaces also try rand/static/multichannel; none: CNN-rand")
   p.add_argument("--data_dir", default=os.path.join(SHARED, "datasets"))
   p.add_argument("--set", action="append", nargs="+", default=[], metavar="KEY=VALUE",
-                 help="config overrides of every network (data keys also of TF-IDF)")
+                 help="config overrides of every model whose config has the key (data "
+                 "keys also of TF-IDF)")
   p.add_argument("--pruner", default="median", choices=("median", "halving", "none"))
   p.add_argument("--sampler_seed", type=int, default=0)
   p.add_argument("--solo", action="store_true", help="train seeds one by one, not vmapped")

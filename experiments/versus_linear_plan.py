@@ -76,8 +76,26 @@ def dataset_name(dataset: str) -> str:
 
 def _known(overrides, config) -> list:
   """The overrides whose key `config` has: the sweep's own extras (max_len, --quick's
-  epochs) where a family's config lacks the key (a model with no epochs has none to cut)."""
-  return [o for o in overrides if o.split("=", 1)[0] in config]
+  epochs) and --set keys where a model's config lacks the key (a model with no epochs
+  has none to cut, the LSTM no filter widths; make_plan refuses a key no model has)."""
+  return [o for o in overrides if o.split("=", 1)[0].split(".")[0] in config]
+
+
+def model_preset(plan: Plan, model: str) -> tuple:
+  """(preset, the experiment's own overrides) the model's base config starts from."""
+  candidate = candidates()[model]
+  if plan.dataset in SENTENCES:
+    return candidate.preset, ["max_len=64", *SENTENCE_OVERRIDES.get(model, [])]
+  if plan.dataset in DOCUMENTS and candidate.document_preset:
+    return candidate.document_preset
+  return candidate.preset, []
+
+
+def unknown_keys(plan: Plan, overrides) -> list:
+  """The overrides whose key none of the plan's models' presets has."""
+  from textclf_jax import config as config_lib
+  configs = [config_lib.load_preset(model_preset(plan, m)[0]) for m in plan.models]
+  return [o for o in overrides if not any(_known([o], c) for c in configs)]
 
 
 def network_base(plan: Plan, model: str):
@@ -85,13 +103,9 @@ def network_base(plan: Plan, model: str):
   from textclf_jax import config as config_lib
   from experiments.spec import QUICK
   candidate = candidates()[model]
-  preset, extra = candidate.preset, []
-  if plan.dataset in SENTENCES:
-    extra = ["max_len=64", *SENTENCE_OVERRIDES.get(model, [])]
-  elif plan.dataset in DOCUMENTS and candidate.document_preset:
-    preset, extra = candidate.document_preset
+  preset, extra = model_preset(plan, model)
   config = config_lib.load_preset(preset)
-  net = plan.net_overrides
+  net = _known(plan.net_overrides, config)
   if not candidate.takes_vectors:
     net = [o for o in net if o.split("=", 1)[0] not in VECTOR_KEYS]
   overrides = [*_known(extra, config), *plan.data_overrides,
