@@ -70,7 +70,7 @@ class Cell:
   dataset: str
   unit: str  # fold_K or seed_S
   overrides: list
-  kind: str = "net"  # net | tfidf (textclf_jax/linear.py, no network)
+  kind: str = "net"  # net | tfidf (the tfidf family, textclf_jax/families/tfidf/)
 
   def workdir(self, root: str) -> str:
     return os.path.join(root, self.dataset, self.variant, self.unit)

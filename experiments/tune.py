@@ -3,8 +3,9 @@
     python -m experiments.tune --config cnn --config.dataset=sst2 --space cnn --trials 30
     python -m experiments.tune ... --storage postgresql://USER@HOST/DB   # many workers
 
-The study, its trials (each a run directory) and the best config: textclf_jax/tune.py;
-the search spaces: textclf_jax/tune_spaces.py; how to use it: docs/tuning.md.
+The study, its trials (each a run directory) and the best config: textclf_jax/tune/search.py;
+the search spaces: every model family's Candidates (families.registry.candidates(); the
+networks' in textclf_jax/families/spaces.py); how to use it: docs/tuning.md.
 """
 
 import sys

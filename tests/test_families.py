@@ -1,7 +1,9 @@
 """Model families (textclf_jax/families): a family defined here, in the test, trains,
 evaluates and joins an ensemble through the unchanged command line; registry.for_run
-tells the neural, TF-IDF and test families' runs apart; the neural predictor restores
-only the parameters; one split is encoded as prepare() encodes it."""
+tells the neural, TF-IDF and test families' runs apart; the test family's own search
+space runs through `textclf tune` and experiments.versus_linear beside the CNN; the
+neural predictor restores only the parameters; one split is encoded as prepare()
+encodes it."""
 
 import collections
 import json
@@ -67,8 +69,13 @@ class ToyRun:
 
 
 class ToyFamily:
+  """preset: the config its Candidate starts from (a Python config file), so that a
+  search and experiments.versus_linear can start one."""
   name = "toy"
   models = (TOY_MODEL,)
+
+  def __init__(self, preset=""):
+    self.preset = preset
 
   def problems(self, config):
     alpha = config.get("toy_alpha", 1.0)
@@ -119,10 +126,13 @@ class ToyFamily:
     return ToyRun(run_dir)
 
   def candidates(self):
-    return [Candidate("toy_alpha", "", lambda trial, config: {
+    # Its own search space: the smoothing alpha.
+    return [Candidate(TOY_MODEL, self.preset, lambda trial, config: {
         "toy_alpha": trial.suggest_float("toy_alpha", 0.1, 2.0)}, takes_vectors=False)]
 
   def unsupported(self, command):
+    if command == "vmap":
+      return "the toy family counts words once: nothing to vmap"
     return f"the toy family has no `{command}`" if command in ("explain", "export") else None
 
 
@@ -203,6 +213,74 @@ def test_for_run_tells_the_families_runs_apart(toy_family, topic_dir, tmp_path):
     assert isinstance(loaded, Predictor) and loaded.label_names
   with pytest.raises(registry.DataError, match="not a run directory that any model family"):
     registry.for_run(str(tmp_path))
+
+
+@pytest.fixture
+def toy_with_preset(tmp_path):
+  """The toy family, its Candidate starting from a config file of the test's own."""
+  config = tmp_path / "preset"
+  config.mkdir()
+  family = registry.register(ToyFamily(_write_config(config, "unset", model=TOY_MODEL,
+                                                     toy_alpha=1.0, wandb="disabled")))
+  yield family
+  registry.unregister(family.name)
+
+
+def test_a_family_of_the_tests_own_is_tuned_by_its_own_space(toy_with_preset, topic_dir,
+                                                              tmp_path, capsys):
+  pytest.importorskip("optuna")
+  from textclf_jax.tune import spaces
+  assert TOY_MODEL in spaces.names()
+  directory = str(tmp_path / "tune")
+  cli.main(["tune", "--config", toy_with_preset.preset, f"--config.dataset={topic_dir}",
+            "--space", TOY_MODEL, "--trials", "2", "--workdir", directory])
+  out = capsys.readouterr().out
+  assert "best of 2 finished trials" in out
+  with open(os.path.join(directory, "best.json")) as f:
+    best = json.load(f)
+  assert best["states"] == {"COMPLETE": 2} and best["space"] == TOY_MODEL
+  alphas = [t["params"]["toy_alpha"] for t in best["trials"]]
+  assert len(set(alphas)) == 2 and all(0.1 <= a <= 2.0 for a in alphas)
+  for trial in best["trials"]:  # each trial is a run of the toy family, at its alpha
+    run = os.path.join(directory, trial["workdir"])
+    assert registry.for_run(run).name == "toy"
+    assert registry.load(run).config.toy_alpha == trial["params"]["toy_alpha"]
+  from textclf_jax import config as config_lib
+  assert config_lib.load_preset(best["best"]["config_file"]).toy_alpha == \
+      best["best"]["params"]["toy_alpha"]
+
+
+def test_versus_linear_compares_a_family_of_the_tests_own(toy_with_preset, tmp_path,
+                                                          capsys):
+  pytest.importorskip("optuna")
+  pytest.importorskip("sklearn")
+  from conftest import make_rows, write_jsonl
+  from experiments import versus_linear
+  data = tmp_path / "data"
+  data.mkdir()
+  for split, n, seed in (("train", 300, 1), ("dev", 60, 2), ("test", 90, 3)):
+    write_jsonl(data / f"{split}.jsonl", make_rows(n, seed))
+  assert TOY_MODEL in versus_linear.default_models()  # compared without naming it
+  root = tmp_path / "runs"
+  record = versus_linear.main(
+      ["--dataset", str(data), "--data_dir", "", "--models", f"{TOY_MODEL},cnn", "--trials",
+       "1", "--seeds", "2", "--quick", "--root", str(root), "--set", "max_len=16",
+       "bucket_lengths=16", "embed_dim=16", "num_filters=8", "log_every_steps=5"])
+  out = capsys.readouterr().out
+  assert "one run at a time: the toy family counts words once" in out
+  toy = record["models"][TOY_MODEL]
+  assert toy["trials"]["finished"] == 1 and len(toy["runs"]) == 2
+  assert all(registry.for_run(run).name == "toy" for run in toy["runs"])
+  assert toy["config_summary"].startswith("toy_alpha=")
+  # The preset's alpha is the first (here: the only) trial.
+  assert toy["params"] == {"toy_alpha": 1.0}
+  assert toy["single"]["n"] == 2 and toy["single"]["test"] > 0.5
+  assert record["all_ensemble"]["members"] == [TOY_MODEL, "cnn"]
+  row = (root / "data" / "row.md").read_text().splitlines()
+  assert f"| {TOY_MODEL} test |" in row[0]
+  cells = row[2].split(" | ")
+  assert cells[5] == f"{100 * toy['single']['test']:.1f} ± " \
+      f"{100 * toy['single']['test_std']:.1f} (ens. {100 * toy['ensemble']['test']:.1f})"
 
 
 def test_neural_predictor_restores_no_optimiser_state(topic_dir, tmp_path):

@@ -25,7 +25,9 @@ class Candidate:
   are config overrides).
 
   document_preset: (preset, overrides) for whole documents (IMDB), where that differs;
-  takes_vectors: whether --vectors (pretrained word vectors) applies to it.
+  takes_vectors: whether --vectors (pretrained word vectors) applies to it;
+  compared: whether comparisons (experiments.versus_linear) take it by default (False
+  for a space that is not a model of its own, such as `lr`: any network's rate).
   """
   name: str
   preset: str
@@ -33,6 +35,7 @@ class Candidate:
   takes_vectors: bool = True
   document_preset: tuple | None = None
   description: str = ""
+  compared: bool = True
 
 
 @runtime_checkable

@@ -123,5 +123,6 @@ CANDIDATES = (
     Candidate("bag", "fasttext_nb", bag, takes_vectors=False,
               document_preset=("fasttext_nb3", ()),
               description="fastText's bag of word n-grams with NBSVM's Naive Bayes prior"),
-    Candidate("lr", "cnn", lr, description="any network: learning rate and dropout"),
+    Candidate("lr", "cnn", lr, description="any network: learning rate and dropout",
+              compared=False),
 )
