@@ -116,6 +116,20 @@ def predict_texts(run: str, texts: list, top_k: int = 5, batch_size: int = 0,
   return predict_loaded(load(run, batch_size), texts, top_k, calibrated)
 
 
+def known_words(loaded, texts: list) -> np.ndarray:
+  """[N] bool: whether text i holds any piece the run learned (its vocabulary, or its
+  TF-IDF vectorizer's); a text with none is labelled from the bias alone."""
+  vectorizer = getattr(loaded, "vectorizer", None)
+  if vectorizer is not None:
+    pieces = [loaded.encoder.pieces(t, loaded.config.max_len) for t in texts]
+    return np.asarray(vectorizer.transform(pieces).getnnz(axis=1)) > 0
+  encoder = loaded.encoder
+  flat, lengths = encoder.encode_flat(texts)
+  known = (np.asarray(flat) != encoder.pad_id) & (np.asarray(flat) != encoder.unk_id)
+  owner = np.repeat(np.arange(len(texts)), np.asarray(lengths, np.int64))
+  return np.bincount(owner[known], minlength=len(texts)) > 0
+
+
 def predict_loaded(loaded, texts: list, top_k: int = 5, calibrated: bool = True) -> list:
   """`predict_texts` for a run already loaded (`explain` labels and explains with one)."""
   probs, thresholds = calibrated_view(loaded, text_probs(loaded, texts), calibrated)

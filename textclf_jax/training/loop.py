@@ -30,6 +30,8 @@ from textclf_jax.training import steps as steps_lib
 from textclf_jax.run.checkpoint import Checkpoints
 from textclf_jax.data.batching import prefetch
 from textclf_jax.data.pipeline import prepare
+from textclf_jax.data.sources import load_source
+from textclf_jax.data.splits import check_label_map
 from textclf_jax.training.progress import RunProgress
 
 
@@ -81,6 +83,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   if not checked:
     checks.validate(config)  # bad values fail before anything is written
   config = checks.resolve(config)
+  if not resume:  # the data's labels checked before the run directory exists
+    raw = raw if raw is not None else load_source(config)
+    check_label_map(raw, config, fold)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):

@@ -1,0 +1,118 @@
+"""Project issue 26: what a new user of the CLI met, each item held by a test here."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import make_rows, run_textclf, tiny_config, write_jsonl
+from textclf_jax import config as config_lib
+from textclf_jax.run import layout as rundir
+
+
+def _data(root, name, test_suffix=""):
+  d = os.path.join(root, name)
+  os.makedirs(d)
+  write_jsonl(os.path.join(d, "train.jsonl"), make_rows(200, 1))
+  write_jsonl(os.path.join(d, "dev.jsonl"), make_rows(45, 2))
+  write_jsonl(os.path.join(d, "test.jsonl"),
+              [{**r, "text": r["text"] + test_suffix} for r in make_rows(60, 3)])
+  return d
+
+
+def _tfidf(data, workdir):
+  from textclf_jax.families.tfidf import fit as linear
+  pytest.importorskip("sklearn")
+  config = config_lib.load_preset("tfidf")
+  with config.unlocked():
+    config.dataset, config.wandb, config.tfidf_c_grid = data, "disabled", (1.0,)
+  linear.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+  """TF-IDF runs on two datasets whose test splits have the same labels, in the same
+  order, but other texts; and a tiny CNN on the first."""
+  from textclf_jax.training import loop as train
+  root = str(tmp_path_factory.mktemp("user_paths"))
+  topics, other = _data(root, "topics"), _data(root, "other", test_suffix=" market")
+  cnn = os.path.join(root, "cnn")
+  train.train_and_evaluate(tiny_config(dataset=topics, num_epochs=1, bucket_lengths=(24,)), cnn)
+  return {"a": _tfidf(topics, os.path.join(root, "a")),
+          "b": _tfidf(other, os.path.join(root, "b")), "cnn": cnn, "root": root}
+
+
+def test_eval_prints_only_json_on_stdout(made, capsys):
+  """Item 12: the results.json check is a stderr line; stdout parses as JSON."""
+  code, out, err = run_textclf(["eval", made["a"]], capsys)
+  assert code == 0, err
+  assert json.loads(out)["num_examples"] == 60
+  assert "matches results.json test metrics exactly: yes" in err
+
+
+def test_ensemble_compares_texts_not_only_labels(made, capsys):
+  """Item 7: the same label sequence on other texts is refused, also for a run made
+  before data.json recorded its splits' text hashes (recomputed from its dataset)."""
+  data = rundir.read_json(rundir.path(made["a"], rundir.DATA))
+  assert set(data["text_sha256"]) == {"train", "dev", "test"}
+  code, _, err = run_textclf(["eval", made["a"], "--ensemble", made["b"]], capsys)
+  assert code == 2 and "holds other texts than that of" in err and err.count("\n") == 1, err
+  old = os.path.join(made["root"], "b_old")
+  shutil.copytree(made["b"], old)
+  data = rundir.read_json(rundir.path(old, rundir.DATA))
+  del data["text_sha256"]
+  rundir.write_json(rundir.path(old, rundir.DATA), data)
+  code, _, err = run_textclf(["eval", made["a"], "--ensemble", old], capsys)
+  assert code == 2 and "holds other texts than that of" in err, err
+  code, out, err = run_textclf(["eval", made["a"], "--ensemble", made["cnn"]], capsys)
+  assert code == 0 and json.loads(out)["ensemble"]["members"] == 2, err
+
+
+def test_ensemble_names_a_member_still_training(made, capsys):
+  """Item 12: a member whose lock is held and that has no results.json yet is named as
+  still training, before any member's predictions are computed."""
+  from textclf_jax.run import lock as runlock
+  busy = os.path.join(made["root"], "busy")
+  shutil.copytree(made["a"], busy, ignore=shutil.ignore_patterns(".lock*"))
+  os.remove(rundir.path(busy, rundir.RESULTS))
+  with runlock.RunLock(busy):
+    code, out, err = run_textclf(["eval", made["cnn"], "--ensemble", busy], capsys)
+  assert code == 2 and out == "" and err.count("\n") == 1, err
+  assert f"ensemble: {busy} is still training (pid {os.getpid()}" in err
+
+
+@pytest.mark.parametrize("which", ["cnn", "a"])
+def test_predict_says_more_labels_exist_and_notes_texts_with_no_known_word(
+    made, capsys, which):
+  """Item 8: one stderr line when --top_k hides labels; a `note` on a text none of whose
+  words the run knows (it gets the bias's label), none on the others."""
+  code, out, err = run_textclf(["predict", made[which], "--top_k", "2", "the goal of the match",
+                                "qqqq zzzz"], capsys)
+  assert code == 0, err
+  rows = [json.loads(line) for line in out.splitlines()]
+  assert "note" not in rows[0] and rows[1]["note"].startswith("no known word")
+  assert err.count("top 2 of 3 labels") == 1 and err.count("\n") == 1, err
+  code, out, err = run_textclf(["predict", made[which], "--top_k", "3", "goal"], capsys)
+  assert code == 0 and "top" not in err and len(json.loads(out)["probabilities"]) == 3
+
+
+@pytest.mark.parametrize("preset", ["cnn", "tfidf"])
+def test_dev_label_unseen_in_training_names_file_line_and_writes_nothing(
+    tmp_path, capsys, preset):
+  """Item 6: FILE:LINE of the dev row, and no run directory (not even its lock)."""
+  if preset == "tfidf":
+    pytest.importorskip("sklearn")
+  d = tmp_path / "data"
+  d.mkdir()
+  write_jsonl(d / "train.jsonl", make_rows(60, 1))
+  dev = make_rows(9, 2)
+  dev[2]["label"] = "weather"
+  write_jsonl(d / "dev.jsonl", dev)
+  write_jsonl(d / "test.jsonl", make_rows(9, 3))
+  run = tmp_path / "run"
+  code, _, err = run_textclf(["train", "--config", preset, f"--config.dataset={d}",
+                              "--config.wandb=disabled", "--workdir", str(run)], capsys)
+  assert code == 2 and f"{d / 'dev.jsonl'}:3: dev label 'weather'" in err, err
+  assert not run.exists()
