@@ -116,3 +116,46 @@ def test_dev_label_unseen_in_training_names_file_line_and_writes_nothing(
                               "--config.wandb=disabled", "--workdir", str(run)], capsys)
   assert code == 2 and f"{d / 'dev.jsonl'}:3: dev label 'weather'" in err, err
   assert not run.exists()
+
+
+def test_ctrl_c_in_a_tune_trial_is_one_line_and_requeues_the_trial(tmp_path, capfd,
+                                                                   monkeypatch):
+  """Item 4: Ctrl-C while a trial trains (simulated: KeyboardInterrupt at its first dev
+  evaluation) exits 130 with one stderr line, no optuna traceback; the trial is failed and
+  its parameters queued again, as a killed trial's are; the next start runs them."""
+  optuna = pytest.importorskip("optuna")
+  from textclf_jax.training import loop
+  from textclf_jax.tune import search as tune
+  d = tmp_path / "data"
+  d.mkdir()
+  write_jsonl(d / "train.jsonl", make_rows(120, 1))
+  write_jsonl(d / "dev.jsonl", make_rows(30, 2))
+  write_jsonl(d / "test.jsonl", make_rows(30, 3))
+  directory = str(tmp_path / "study")
+  args = ["tune", "--config", "cnn", "--space", "lr", "--trials", "2", "--study", "toy",
+          "--workdir", directory, "--pruner", "none",
+          *(f"--config.{o}" for o in (f"dataset={d}", "max_len=16", "bucket_lengths=16",
+                                      "embed_dim=16", "num_filters=8", "batch_size=32",
+                                      "num_epochs=1", "progress_bar=false", "wandb=disabled"))]
+  real, calls = loop.train_and_evaluate, []
+
+  def train(config, workdir, **kwargs):
+    calls.append(workdir)
+    if len(calls) == 2:
+      def on_dev(*_):
+        raise KeyboardInterrupt
+      kwargs["on_dev"] = on_dev
+    return real(config, workdir, **kwargs)
+
+  monkeypatch.setattr(loop, "train_and_evaluate", train)
+  code, _, err = run_textclf(args, capfd)
+  assert code == 130 and err == "textclf: error: interrupted\n", err
+  trials = optuna.load_study(study_name="toy", storage=tune.storage_url(directory)).trials
+  assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "WAITING"]
+  assert trials[2].params == trials[1].params and trials[2].system_attrs["failed_trial"] == 1
+  monkeypatch.setattr(loop, "train_and_evaluate", real)
+  code, _, err = run_textclf(args, capfd)
+  assert code == 0, err
+  trials = optuna.load_study(study_name="toy", storage=tune.storage_url(directory)).trials
+  assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+  assert trials[2].params == trials[1].params
