@@ -4,17 +4,13 @@ per input text, in input order (a run, or an ensemble of runs)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
-
-import numpy as np
 
 from textclf_jax.cli import failure as errors
 from textclf_jax.serve import textinput
 from textclf_jax.cli.eval import ensemble_flags
 from textclf_jax.errors import UsageError
-
-# A text none of whose words the run learned is labelled from the bias alone.
-NO_KNOWN_WORD = "no known word: labelled from the model's bias alone"
 
 
 def add_parser(subparsers, parents):
@@ -45,25 +41,26 @@ def run(args):
 
   def predict(chosen):
     if len(members) > 1:
-      loaded = ensemble.load(members, args.batch_size)
-      rows = ensemble.predict_loaded(members, loaded, chosen, args.top_k, args.calibrated)
-    else:
-      loaded = [runs.load(members[0], args.batch_size)]
-      rows = runs.predict_loaded(loaded[0], chosen, top_k=args.top_k,
-                                 calibrated=args.calibrated)
-    unknown = ~np.any([runs.known_words(m, chosen) for m in loaded], axis=0)
-    for row, none_known in zip(rows, unknown):
-      if none_known:
-        row["note"] = NO_KNOWN_WORD
-    num_labels = len(loaded[0].label_names)
-    if args.top_k < num_labels:
-      print(f"[textclf] predict: probabilities of the top {args.top_k} of {num_labels} "
-            f"labels per text (--top_k {num_labels} for all)", file=sys.stderr)
-    return rows
+      return ensemble.predict_texts(members, chosen, args.top_k, args.batch_size,
+                                    args.calibrated)
+    return runs.predict_texts(members[0], chosen, top_k=args.top_k,
+                              batch_size=args.batch_size, calibrated=args.calibrated)
 
   rows = textinput.rows_per_text(texts, predict)
   if not any(text.strip() for text in texts):
     for member in members:  # nothing to classify, but every RUN must still be a run
       runs.check_run(member)
+  num_labels = _num_labels(members[0])
+  if any("probabilities" in row for row in rows) and args.top_k < num_labels:
+    print(f"[textclf] predict: probabilities of the top {args.top_k} of {num_labels} labels "
+          f"per text (--top_k {num_labels} for all)", file=sys.stderr)
   for row in rows:
     print(json.dumps(row, ensure_ascii=False))
+
+
+def _num_labels(run: str) -> int:
+  """The number of labels of a run (0 if it has no labels.json)."""
+  from textclf_jax.run import layout as rundir
+  if not os.path.isfile(rundir.path(run, rundir.LABELS)):
+    return 0
+  return len(rundir.read_labels(run)["labels"])

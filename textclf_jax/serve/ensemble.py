@@ -175,8 +175,10 @@ def predict_loaded(runs_: list, loaded: list, texts: list, top_k: int = 5,
 
 def predict_texts(runs_: list, texts: list, top_k: int = 5, batch_size: int = 0,
                   calibrated: bool = True) -> list:
-  """`runs.predict_texts` for an ensemble of runs."""
-  return predict_loaded(runs_, load(runs_, batch_size), texts, top_k, calibrated)
+  """`runs.predict_texts` for an ensemble of runs (a `note` where no member knows a word)."""
+  loaded = load(runs_, batch_size)
+  known = np.any([runs.known_words(m, texts) for m in loaded], axis=0)
+  return runs.note_unknown(predict_loaded(runs_, loaded, texts, top_k, calibrated), known)
 
 
 def _scored(loaded, probs, labels, thresholds) -> dict:
