@@ -159,3 +159,42 @@ def test_ctrl_c_in_a_tune_trial_is_one_line_and_requeues_the_trial(tmp_path, cap
   trials = optuna.load_study(study_name="toy", storage=tune.storage_url(directory)).trials
   assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
   assert trials[2].params == trials[1].params
+
+
+def test_large_max_len_prints_a_memory_estimate_and_impossible_lengths_are_refused(
+    monkeypatch):
+  """Item 3: a memory estimate (one line each) above checks.WARN_BYTES, none for the
+  presets; a max_len beyond a model's positions, or a batch of more tokens than int32
+  indexing holds, is a config error."""
+  from textclf_jax.errors import ConfigError
+  from textclf_jax.models import model_class
+  from textclf_jax.training import checks
+  for preset in ("cnn", "lstm", "fasttext"):
+    assert checks.resource_notes(config_lib.load_preset(preset), vocab_size=20000) == []
+  config = tiny_config(max_len=100000, batch_size=64, embed_dim=300, num_filters=100)
+  notes = checks.resource_notes(config)
+  assert len(notes) == 1 and "max_len 100000" in notes[0] and "GiB of activations" in notes[0]
+  assert checks.memory_estimate(config)["activations"] == 64 * 100000 * (300 + 300) * 8
+  checks.validate(config)  # large is allowed; it is said
+  big_table = tiny_config("fasttext", ngram_buckets=200_000_000, embed_dim=10)
+  assert "n-gram rows" in " ".join(checks.resource_notes(big_table, vocab_size=1000))
+  with pytest.raises(ConfigError, match="tokens in one batch; expected at most"):
+    checks.validate(tiny_config(max_len=2 ** 26, batch_size=64))
+  monkeypatch.setattr(model_class("cnn"), "max_length", staticmethod(lambda config: 512))
+  with pytest.raises(ConfigError, match=r"config.max_len=1000: model 'cnn' has positions for "
+                     r"512 tokens; expected 1..512 \(0: from the data\)"):
+    checks.validate(tiny_config(max_len=1000))
+  checks.validate(tiny_config(max_len=512))
+
+
+def test_max_len_0_says_what_it_resolved_to(tmp_path, capsys):
+  """Item 3: one `[textclf]` line at train time names the max_len the data gave."""
+  from textclf_jax.training import loop
+  d = _data(str(tmp_path), "topics")
+  loop.train_and_evaluate(tiny_config(dataset=d, num_epochs=1, max_len=0), str(tmp_path / "r"))
+  out, err = capsys.readouterr()
+  resolved = rundir.load_config(str(tmp_path / "r")).max_len
+  lines = [l for l in out.splitlines() if "max_len 0 resolved to" in l]
+  assert lines == [f"[textclf] max_len 0 resolved to {resolved} tokens (the training texts' "
+                   "length at percentile 100)"] and resolved > 0
+  assert "memory:" not in err
