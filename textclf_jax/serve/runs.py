@@ -133,12 +133,14 @@ def note_unknown(rows: list, known) -> list:
 
 def known_words(loaded, texts: list) -> np.ndarray:
   """[N] bool: whether text i holds any piece the run learned (its vocabulary, or its
-  TF-IDF vectorizer's); a text with none is labelled from the bias alone."""
-  vectorizer = getattr(loaded, "vectorizer", None)
-  if vectorizer is not None:
-    pieces = [loaded.encoder.pieces(t, loaded.config.max_len) for t in texts]
+  TF-IDF vectorizer's); a text with none is labelled from the bias alone. A predictor
+  with neither (another family's) says nothing: every text counts as known."""
+  vectorizer, encoder = getattr(loaded, "vectorizer", None), getattr(loaded, "encoder", None)
+  if vectorizer is not None and encoder is not None:
+    pieces = [encoder.pieces(t, loaded.config.max_len) for t in texts]
     return np.asarray(vectorizer.transform(pieces).getnnz(axis=1)) > 0
-  encoder = loaded.encoder
+  if encoder is None or not hasattr(encoder, "encode_flat"):
+    return np.ones(len(texts), bool)
   flat, lengths = encoder.encode_flat(texts)
   known = (np.asarray(flat) != encoder.pad_id) & (np.asarray(flat) != encoder.unk_id)
   owner = np.repeat(np.arange(len(texts)), np.asarray(lengths, np.int64))
