@@ -204,7 +204,7 @@ def test_unseen_label_in_test_is_an_error(tmp_path):
   write_jsonl(d / "train.jsonl", make_rows(30, 1))
   write_jsonl(d / "test.jsonl", make_rows(3, 2) + [{"text": "odd", "label": "weather"}])
   config = tiny_config(dataset=str(d))
-  with pytest.raises(DataError, match="test example 3 has label 'weather'"):
+  with pytest.raises(DataError, match="test.jsonl:4: test label 'weather'"):
     prepare(config)
 
 

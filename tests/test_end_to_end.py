@@ -39,8 +39,11 @@ def test_train_eval_predict_single_label(topic_dir, tmp_path, capsys):
   lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert any("train" in l for l in lines) and sum("dev" in l for l in lines) == 4
   # eval reproduces results.json exactly, via the CLI.
+  capsys.readouterr()  # training's lines
   cli.main(["eval", workdir, "--split", "test"])
-  assert "matches results.json test metrics exactly: yes" in capsys.readouterr().out
+  out, err = capsys.readouterr()
+  json.loads(out)  # stdout is the JSON alone (issue 26, item 12); the check is on stderr
+  assert "matches results.json test metrics exactly: yes" in err
   assert runs.evaluate_run(workdir, "dev")["matches_results"]
   rows = runs.predict_texts(workdir, ["the goal of the match", "a chip in the phone"], top_k=2)
   assert [r["label"] for r in rows] == ["sport", "tech"]

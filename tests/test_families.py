@@ -171,7 +171,7 @@ def test_a_family_of_the_tests_own_trains_evaluates_and_joins_an_ensemble(
     assert os.path.isfile(os.path.join(toy, name)), name
 
   cli.main(["eval", toy, "--split", "dev"])
-  out = capsys.readouterr().out
+  out = capsys.readouterr().err
   assert "matches results.json dev metrics exactly: yes" in out
 
   loop.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=3), cnn)

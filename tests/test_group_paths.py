@@ -295,7 +295,7 @@ def test_run_without_conv_backward_and_embedding_update_keys(tmp_path, fixed_dir
   assert (loaded.conv_backward, loaded.embedding_update) == ("dense", "dense")
   capsys.readouterr()
   cli.main(["eval", old, "--split", "test"])
-  assert "matches results.json test metrics exactly: yes" in capsys.readouterr().out
+  assert "matches results.json test metrics exactly: yes" in capsys.readouterr().err
 
   cli.main(["train", "--resume", old, "--config.num_epochs=2"])
   with open(path, encoding="utf-8") as f:

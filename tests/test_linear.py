@@ -42,7 +42,7 @@ def _fixed(tmp_path, name, rows_train, rows_test):
 def _eval(capsys, run, split="test"):
   code, out, err = _main(["eval", run, "--split", split], capsys)
   assert code == 0, err
-  return out
+  return out + err
 
 
 def _refit_probs(run, split="test"):

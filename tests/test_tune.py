@@ -158,7 +158,7 @@ def test_the_pruner_stops_a_clearly_worse_trial_and_its_run_is_complete(env, cap
   assert rundir.read_results(os.path.join(directory, tune.trial_dir(0)))["epochs_trained"] == 2
   assert runlock.holder(run) is None
   code, out, err = run_textclf(["eval", run, "--split", "dev"], capsys)
-  assert code == 0 and "matches results.json dev metrics exactly: yes" in out, err
+  assert code == 0 and "matches results.json dev metrics exactly: yes" in err, err
 
 
 @pytest.mark.parametrize("preset", ["cnn", "lstm", "hybrid"])

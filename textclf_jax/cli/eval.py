@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from textclf_jax.cli import failure as errors
 
@@ -45,4 +46,4 @@ def run(args):
   print(json.dumps({**result["summary"], "calibration": result["calibration"]}, indent=2))
   if result["matches_results"] is not None:
     print(f"[textclf] matches results.json {args.split} metrics exactly: "
-          f"{'yes' if result['matches_results'] else 'NO'}")
+          f"{'yes' if result['matches_results'] else 'NO'}", file=sys.stderr)

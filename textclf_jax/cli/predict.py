@@ -4,6 +4,8 @@ per input text, in input order (a run, or an ensemble of runs)."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from textclf_jax.cli import failure as errors
 from textclf_jax.serve import textinput
@@ -48,5 +50,17 @@ def run(args):
   if not any(text.strip() for text in texts):
     for member in members:  # nothing to classify, but every RUN must still be a run
       runs.check_run(member)
+  num_labels = _num_labels(members[0])
+  if any("probabilities" in row for row in rows) and args.top_k < num_labels:
+    print(f"[textclf] predict: probabilities of the top {args.top_k} of {num_labels} labels "
+          f"per text (--top_k {num_labels} for all)", file=sys.stderr)
   for row in rows:
     print(json.dumps(row, ensure_ascii=False))
+
+
+def _num_labels(run: str) -> int:
+  """The number of labels of a run (0 if it has no labels.json)."""
+  from textclf_jax.run import layout as rundir
+  if not os.path.isfile(rundir.path(run, rundir.LABELS)):
+    return 0
+  return len(rundir.read_labels(run)["labels"])

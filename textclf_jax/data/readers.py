@@ -31,19 +31,30 @@ class Split:
   """Raw examples of one split.
 
   texts: N strings. labels: N label strings (single-label) or N lists of label
-  strings (multi-label). folds: int array [N] from a `fold` key, or None.
+  strings (multi-label). folds: int array [N] from a `fold` key, or None. path, lines:
+  the file the examples came from and each one's line [N] (errors name file:line), or
+  "" and None (a built-in dataset).
   """
   texts: list
   labels: list
   folds: np.ndarray | None = None
+  path: str = ""
+  lines: np.ndarray | None = None
 
   def __len__(self):
     return len(self.texts)
 
+  def where(self, i: int, name: str) -> str:
+    """Where example i is: "FILE:LINE", else "NAME example I"."""
+    if self.path and self.lines is not None:
+      return f"{self.path}:{int(self.lines[i])}"
+    return f"{name} example {i}"
+
   def subset(self, index: Sequence[int]) -> "Split":
     index = np.asarray(index, dtype=np.int64)
     return Split([self.texts[i] for i in index], [self.labels[i] for i in index],
-                 None if self.folds is None else self.folds[index])
+                 None if self.folds is None else self.folds[index], self.path,
+                 None if self.lines is None else self.lines[index])
 
 
 def _read_bytes(path: str) -> bytes:
@@ -122,7 +133,8 @@ def _make_split(path, rows, text_key, label_key, labels_key) -> Split:
   if all(f is not None for f in folds):
     fold_array = np.asarray([_fold_of(path, line, f) for (line, _), f in zip(rows, folds)],
                             dtype=np.int64)
-  return Split(texts, labels, fold_array)
+  return Split(texts, labels, fold_array, path,
+               np.asarray([line for line, _ in rows], dtype=np.int64))
 
 
 def _fold_of(path, line, value) -> int:

@@ -132,7 +132,27 @@ def make_splits(raw: RawDataset, config, fold: int = -1, stats: dict | None = No
   for name in ("train", "dev", "test"):
     if len(splits[name]) == 0:
       raise DataError(f"{raw.name}: the {name} split is empty")
+  if stats is not None:
+    stats["text_sha256"] = {name: texts_hash(splits[name].texts) for name in splits}
   return splits
+
+
+def texts_hash(texts) -> str:
+  """sha256 of a split's texts, in order (an ensemble's members must be scored on the
+  same texts, not only the same label sequence)."""
+  import hashlib
+  digest = hashlib.sha256()
+  for text in texts:
+    encoded = text.encode("utf-8")
+    digest.update(len(encoded).to_bytes(8, "little"))
+    digest.update(encoded)
+  return digest.hexdigest()
+
+
+def check_label_map(raw: RawDataset, config, fold: int = -1):
+  """`build_label_map`'s checks on this run's splits (a DataError naming FILE:LINE of a
+  dev/test label training never saw), before a run directory is created."""
+  build_label_map(raw, make_splits(raw, config, fold))
 
 
 def build_label_map(raw: RawDataset, splits: dict) -> list:
@@ -146,8 +166,9 @@ def build_label_map(raw: RawDataset, splits: dict) -> list:
     for split in ("dev", "test"):
       for i, label in enumerate(splits[split].labels):
         if label not in known:
-          raise DataError(f"{raw.name}: {split} example {i} has label {label!r}, which the "
-                          f"training split never saw (known: {', '.join(names[:20])})")
+          raise DataError(f"{splits[split].where(i, raw.name + ': ' + split)}: {split} label "
+                          f"{label!r}, which the training split never saw (known: "
+                          f"{', '.join(names[:20])})")
   if len(names) < 2 and not raw.multi_label:
     raise DataError(f"{raw.name}: training split has {len(names)} label(s); need at least 2")
   return names

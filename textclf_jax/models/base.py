@@ -53,6 +53,13 @@ class TextClassifier(nnx.Module):
     return 1
 
   @staticmethod
+  def max_length(config) -> int | None:
+    """The longest padded length the model can read (its positions), or None: no bound
+    (the word models here; an encoder with position embeddings has one)."""
+    del config
+    return None
+
+  @staticmethod
   def extra_rows(config) -> int:
     """Embedding-table rows the model needs after the vocabulary's."""
     del config

@@ -21,7 +21,8 @@ import numpy as np
 
 from textclf_jax.scoring import calibration as calibration_lib
 from textclf_jax.scoring import metrics as metrics_lib
-from textclf_jax.run import layout as rundir
+from textclf_jax.run import compat, layout as rundir
+from textclf_jax.run import lock as runlock
 from textclf_jax.serve import runs
 from textclf_jax.errors import UsageError
 
@@ -52,8 +53,10 @@ def members(run: str, extra=()) -> list:
 
 def _check_labels(runs_: list) -> tuple:
   """(label names, multi_label) shared by every member; UsageError naming the first one
-  that differs."""
+  that differs. A member still being written (its lock held, no results.json yet) is
+  named as still training, before any member's predictions are computed."""
   for r in runs_:
+    _check_not_training(r)
     runs.check_run(r)
   first = rundir.read_labels(runs_[0])
   for r in runs_[1:]:
@@ -72,6 +75,56 @@ def _check_labels(runs_: list) -> tuple:
   return first["labels"], first["multi_label"]
 
 
+def _check_not_training(run: str):
+  """UsageError if `run` is still training: its lock is held and it has no results."""
+  info = runlock.holder(run) if os.path.isdir(run) else None
+  if info is not None and rundir.read_results(run) is None:
+    raise UsageError(f"ensemble: {run} is still training (pid {info.get('pid', '?')} on "
+                     f"{info.get('host', '?')}, since {info.get('since', '?')}); wait for it "
+                     "to finish")
+
+
+def _require_dev_predictions(runs_: list):
+  """UsageError naming the first member without saved dev predictions, checked for every
+  member before any member's predictions are computed."""
+  for r in runs_:
+    if rundir.read_predictions(r, "dev") is None:
+      _check_not_training(r)
+      raise UsageError(f"ensemble: {r} has no {rundir.prediction_file(r, 'dev', 'probs')} "
+                       "(a run made before predictions were saved); a multi-label ensemble "
+                       "tunes its thresholds on its members' dev predictions")
+
+
+def split_texts_hash(run: str, split: str, data_dir: str = "") -> str:
+  """The sha256 of the texts of a run's `split` (data.json's `text_sha256`, recorded at
+  train time; for a run made before that, recomputed from its dataset and fold)."""
+  recorded = rundir.read_json(rundir.path(run, rundir.DATA)).get("text_sha256") or {}
+  if split in recorded:
+    return recorded[split]
+  from textclf_jax.data.sources import load_source
+  from textclf_jax.data import splits as splits_lib
+  config = compat.read_config(rundir.path(run, rundir.CONFIG))
+  if data_dir:
+    with config.unlocked():
+      config.data_dir = data_dir
+  raw = load_source(config)
+  split_data = splits_lib.make_splits(raw, config, rundir.read_fold(run))
+  if split not in split_data:
+    raise UsageError(f"split {split!r}: {raw.name} has splits {', '.join(split_data)}")
+  return splits_lib.texts_hash(split_data[split].texts)
+
+
+def _check_same_texts(runs_: list, split: str, data_dir: str = ""):
+  """UsageError naming the first member whose `split` holds other texts than the first
+  member's (compared by hash: the same labels in the same order are not enough)."""
+  first = split_texts_hash(runs_[0], split, data_dir)
+  for r in runs_[1:]:
+    if split_texts_hash(r, split, data_dir) != first:
+      raise UsageError(f"ensemble: {r}'s {split} split holds other texts than that of "
+                       f"{runs_[0]} (another dataset, fold or split); its members must be "
+                       "evaluated on the same examples")
+
+
 def _aligned(probs, member_names, names) -> np.ndarray:
   """probs [N, C] with its columns in the order of `names`."""
   return np.asarray(probs)[:, [member_names.index(n) for n in names]]
@@ -80,12 +133,9 @@ def _aligned(probs, member_names, names) -> np.ndarray:
 def _dev_thresholds(runs_, loaded, names, calibrated: bool):
   """Multi-label thresholds tuned on the mean of the members' saved dev predictions."""
   probs, labels = [], None
+  _require_dev_predictions(runs_)
   for r, m in zip(runs_, loaded):
     saved = rundir.read_predictions(r, "dev")
-    if saved is None:
-      raise UsageError(f"ensemble: {r} has no {rundir.prediction_file(r, 'dev', 'probs')} "
-                       "(a run made before predictions were saved); a multi-label ensemble "
-                       "tunes its thresholds on its members' dev predictions")
     member_labels = _aligned(saved[1], m.label_names, names)
     if labels is None:
       labels = member_labels
@@ -117,16 +167,18 @@ def predict_loaded(runs_: list, loaded: list, texts: list, top_k: int = 5,
                    calibrated: bool = True) -> list:
   """`runs.predict_loaded` for an ensemble: the same rows, from the mean probabilities."""
   names, multi_label = loaded[0].label_names, loaded[0].multi_label
-  probs = mean_probs(loaded, [runs.text_probs(m, texts) for m in loaded], names, calibrated)
   thresholds = _dev_thresholds(runs_, loaded, names, calibrated) if multi_label else None
+  probs = mean_probs(loaded, [runs.text_probs(m, texts) for m in loaded], names, calibrated)
   return metrics_lib.label_rows(texts, probs, names, multi_label, thresholds,
                                 loaded[0].config.multilabel_at_least_one, top_k)
 
 
 def predict_texts(runs_: list, texts: list, top_k: int = 5, batch_size: int = 0,
                   calibrated: bool = True) -> list:
-  """`runs.predict_texts` for an ensemble of runs."""
-  return predict_loaded(runs_, load(runs_, batch_size), texts, top_k, calibrated)
+  """`runs.predict_texts` for an ensemble of runs (a `note` where no member knows a word)."""
+  loaded = load(runs_, batch_size)
+  known = np.any([runs.known_words(m, texts) for m in loaded], axis=0)
+  return runs.note_unknown(predict_loaded(runs_, loaded, texts, top_k, calibrated), known)
 
 
 def _scored(loaded, probs, labels, thresholds) -> dict:
@@ -141,6 +193,9 @@ def evaluate(runs_: list, split: str = "test", data_dir: str = "",
   metrics}]}, each with ECE, Brier and NLL; a member is scored as `predict` labels with it
   alone (calibrated probabilities, and their thresholds, unless `calibrated` is False)."""
   names, multi_label = _check_labels(runs_)
+  if multi_label:
+    _require_dev_predictions(runs_)
+  _check_same_texts(runs_, split, data_dir)
   loaded, member_probs, labels, scored = [], [], None, []
   for r in runs_:
     m, probs, own_labels = runs.split_probs(r, split, data_dir)

@@ -111,9 +111,40 @@ def evaluate_run(run: str, split: str = "test", data_dir: str = "",
 
 def predict_texts(run: str, texts: list, top_k: int = 5, batch_size: int = 0,
                   calibrated: bool = True) -> list:
-  """Raw texts -> [{text, label | labels, probabilities: {label: p}}] in input order;
-  probabilities temperature-scaled when the run has a calibration.json and `calibrated`."""
-  return predict_loaded(load(run, batch_size), texts, top_k, calibrated)
+  """Raw texts -> [{text, label | labels, probabilities: {label: p}, [note]}] in input
+  order; probabilities temperature-scaled when the run has a calibration.json and
+  `calibrated`; `note` on a text none of whose words the run knows (NO_KNOWN_WORD)."""
+  loaded = load(run, batch_size)
+  return note_unknown(predict_loaded(loaded, texts, top_k, calibrated),
+                      known_words(loaded, texts))
+
+
+# The row note of a text none of whose words the run learned (labelled from the bias).
+NO_KNOWN_WORD = "no known word: labelled from the model's bias alone"
+
+
+def note_unknown(rows: list, known) -> list:
+  """The rows, with `"note": NO_KNOWN_WORD` on those whose text has no known word."""
+  for row, any_known in zip(rows, known):
+    if not any_known:
+      row["note"] = NO_KNOWN_WORD
+  return rows
+
+
+def known_words(loaded, texts: list) -> np.ndarray:
+  """[N] bool: whether text i holds any piece the run learned (its vocabulary, or its
+  TF-IDF vectorizer's); a text with none is labelled from the bias alone. A predictor
+  with neither (another family's) says nothing: every text counts as known."""
+  vectorizer, encoder = getattr(loaded, "vectorizer", None), getattr(loaded, "encoder", None)
+  if vectorizer is not None and encoder is not None:
+    pieces = [encoder.pieces(t, loaded.config.max_len) for t in texts]
+    return np.asarray(vectorizer.transform(pieces).getnnz(axis=1)) > 0
+  if encoder is None or not hasattr(encoder, "encode_flat"):
+    return np.ones(len(texts), bool)
+  flat, lengths = encoder.encode_flat(texts)
+  known = (np.asarray(flat) != encoder.pad_id) & (np.asarray(flat) != encoder.unk_id)
+  owner = np.repeat(np.arange(len(texts)), np.asarray(lengths, np.int64))
+  return np.bincount(owner[known], minlength=len(texts)) > 0
 
 
 def predict_loaded(loaded, texts: list, top_k: int = 5, calibrated: bool = True) -> list:

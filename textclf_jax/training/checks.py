@@ -52,12 +52,90 @@ def problems(config) -> list:
   if isinstance(ngrams, int) and ngrams > 1 and config.get("embedding") == "static":
     out.append(f"config.word_ngrams={config.word_ngrams} needs a trainable table (the n-gram "
                "rows have no pretrained vectors): embedding rand, non-static or multichannel")
+  out += _length_problems(config)
   if not out and config.get("embedding_update") == "sparse":
     from textclf_jax.training import sparse_embed
     reasons = sparse_embed.dense_only(config)
     if reasons:
       out.append("config.embedding_update='sparse' is exact only for Adadelta or plain SGD "
                  f"without clipping or weight decay on one model shard: {'; '.join(reasons)}")
+  return out
+
+
+# Lengths no batch can have: beyond these the int32 ids of one batch overflow their
+# indexing (batch x length > 2**31) long before memory runs out elsewhere.
+MAX_TOKENS_PER_BATCH = 2 ** 31 - 1
+# A memory estimate above this is printed (stderr, one line) when a run starts.
+WARN_BYTES = 2 * 2 ** 30
+
+
+def _length_problems(config) -> list:
+  """max_len and bucket lengths the model cannot read: beyond its positions (a model
+  with position embeddings), or more tokens in one batch than int32 indexing holds."""
+  from textclf_jax.models import model_class
+  def whole(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+  out = []
+  buckets = config.get("bucket_lengths", ()) or ()
+  lengths = [config.get("max_len", 0)] + (list(buckets) if isinstance(buckets, (list, tuple))
+                                          else [])
+  sizes = [config.get("batch_size", 1), config.get("eval_batch_size", 0) or 0]
+  if not all(map(whole, lengths + sizes)) or config.get("model") not in choices()["model"]:
+    return out  # bad types and unknown models have messages of their own
+  bound = model_class(config.model).max_length(config)
+  if bound is not None and config.get("max_len", 0) > bound:
+    out.append(f"config.max_len={config.max_len}: model {config.model!r} has positions for "
+               f"{bound} tokens; expected 1..{bound} (0: from the data)")
+  batch = max(sizes)
+  if batch * max(lengths) > MAX_TOKENS_PER_BATCH:
+    out.append(f"config.max_len={config.get('max_len')}, batch_size={batch}: "
+               f"{batch * max(lengths)} tokens in one batch; expected at most "
+               f"{MAX_TOKENS_PER_BATCH}")
+  return out
+
+
+def feature_width(config) -> int:
+  """Floats per token the model keeps for its backward pass, roughly: the embedding and
+  the widest per-token feature map (convolutions, LSTM states, hashed n-gram rows)."""
+  dim = config.get("embed_dim", 0) or DEFAULT_EMBED_DIM
+  width = dim * (2 if config.get("embedding") == "multichannel" else 1)
+  width *= config.get("word_ngrams", 1)  # the bag's n-gram blocks: one row per n per token
+  width += config.get("num_filters", 0) * len(config.get("filter_widths", ()) or ())
+  hidden = config.get("lstm_hidden", 0) * (2 if config.get("bidirectional") else 1)
+  return width + 6 * hidden * config.get("lstm_layers", 1)  # gates, cell and output states
+
+
+def memory_estimate(config, vocab_size: int = 0) -> dict:
+  """Rough bytes a run needs, from its config (a guide, not a measurement):
+  activations: a training batch of `batch_size` texts of `max_len` tokens, float32,
+    batch x max_len x feature_width x 4 bytes x 2 (the forward's and their gradients);
+  table: the embedding table (vocabulary + hashed n-gram rows) x embed_dim x 4 bytes x 3
+    (the parameters and two optimizer moments)."""
+  length = config.get("max_len", 0) or max(config.get("bucket_lengths", (0,)) or (0,))
+  activations = config.batch_size * length * feature_width(config) * 4 * 2
+  rows = (vocab_size or config.get("max_vocab", 0)) + config.get("ngram_buckets", 0)
+  dim = config.get("embed_dim", 0) or DEFAULT_EMBED_DIM
+  return {"activations": int(activations), "table": int(rows * dim * 4 * 3)}
+
+
+def resource_notes(config, vocab_size: int = 0) -> list:
+  """One line for each part of `memory_estimate` above WARN_BYTES (printed on stderr
+  when a run starts; [] when everything is small)."""
+  found = memory_estimate(config, vocab_size)
+  gib = lambda n: f"{n / 2 ** 30:.1f} GiB"  # noqa: E731
+  out = []
+  if found["activations"] > WARN_BYTES:
+    out.append(f"[textclf] memory: about {gib(found['activations'])} of activations for a "
+               f"training batch of texts of max_len tokens (batch_size {config.batch_size} x "
+               f"max_len {config.max_len} x {feature_width(config)} floats per token x 4 "
+               "bytes x 2); lower max_len or batch_size if it does not fit")
+  if found["table"] > WARN_BYTES:
+    out.append(f"[textclf] memory: about {gib(found['table'])} for the embedding table and "
+               f"its optimizer moments ({vocab_size or config.get('max_vocab', 0)} words + "
+               f"{config.get('ngram_buckets', 0)} n-gram rows x embed_dim "
+               f"{config.get('embed_dim', 0)}); lower max_vocab or ngram_buckets if it does "
+               "not fit")
   return out
 
 

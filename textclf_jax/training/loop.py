@@ -15,6 +15,7 @@ parameters as an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 
 import jax
@@ -30,6 +31,8 @@ from textclf_jax.training import steps as steps_lib
 from textclf_jax.run.checkpoint import Checkpoints
 from textclf_jax.data.batching import prefetch
 from textclf_jax.data.pipeline import prepare
+from textclf_jax.data.sources import load_source
+from textclf_jax.data.splits import check_label_map
 from textclf_jax.training.progress import RunProgress
 
 
@@ -81,6 +84,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   if not checked:
     checks.validate(config)  # bad values fail before anything is written
   config = checks.resolve(config)
+  if not resume:  # the data's labels checked before the run directory exists
+    raw = raw if raw is not None else load_source(config)
+    check_label_map(raw, config, fold)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):
@@ -93,8 +99,14 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
 def _train(config, workdir, resume, fold, raw, started, on_dev=None) -> dict:
   # --- the run directory --------------------------------------------------------------
   prepared = prepare(config, fold, raw=raw)
-  config = checks.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
   is_main = parallel.is_main_process()
+  if is_main and config.max_len == 0:
+    print(f"[textclf] max_len 0 resolved to {prepared.max_len} tokens (the training texts' "
+          f"length at percentile {config.max_len_percentile:g})", flush=True)
+  config = checks.resolve_max_len(config, prepared.max_len)  # max_len 0: from the data
+  if is_main:
+    for note in checks.resource_notes(config, prepared.encoder.vocab_size):
+      print(note, file=sys.stderr, flush=True)
   if is_main and not (resume and rundir.is_initialised(workdir)):
     rundir.init(config, workdir, prepared)
   elif is_main:  # a resumed run may train longer (`--resume RUN --config.num_epochs=N`)

@@ -15,7 +15,8 @@ hook), in a real database: SQLite in the tune directory by default, any SQLAlche
 
 A killed process leaves its trial RUNNING: the next start on the same host fails it
 (its pid is gone) and queues its parameters again; on other hosts optuna's heartbeat
-does the same once the trial has been silent for GRACE_S seconds. Finished trials are
+does the same once the trial has been silent for GRACE_S seconds; Ctrl-C during a trial
+fails it and queues its parameters again at once (tune/retry.py). Finished trials are
 never repeated: the study runs until it holds `trials` finished (complete or pruned).
 """
 
@@ -30,11 +31,12 @@ import warnings
 from textclf_jax import config as config_lib
 from textclf_jax.families import validate as validate_lib
 from textclf_jax.tune import spaces as tune_spaces
+from textclf_jax.tune.retry import (RETRIES, Interrupted, fail_dead_trials, quiet_interruptions,
+                                    requeue)
 from textclf_jax.errors import UsageError
 
 PRUNERS = ("median", "halving", "none")
 HEARTBEAT_S, GRACE_S = 60, 180  # a RUNNING trial silent for GRACE_S is failed and re-run
-RETRIES = 2  # times a killed trial's parameters are queued again
 TUNE_JSON, BEST_CONFIG, BEST_JSON, STUDY_DB = ("tune.json", "best_config.py", "best.json",
                                                "study.db")
 
@@ -107,43 +109,6 @@ def make_pruner(name: str, startup: int, warmup: int):
   if name == "none":
     return optuna.pruners.NopPruner()
   raise UsageError(f"--pruner {name!r}: expected one of {', '.join(PRUNERS)}")
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  try:  # a zombie (killed, not yet reaped) is gone too
-    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-  except (OSError, IndexError):
-    return True
-
-
-def fail_dead_trials(study, storage) -> list:
-  """RUNNING trials started on this host by a process that is gone: failed, and their
-  parameters queued again (as optuna's heartbeat does for other hosts). Their numbers."""
-  import optuna
-  from optuna.trial import TrialState
-  retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=RETRIES)
-  failed = []
-  for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-    pid = trial.user_attrs.get("pid")
-    if trial.user_attrs.get("host") != socket.gethostname() or not isinstance(pid, int) \
-        or pid == os.getpid() or _alive(pid):
-      continue
-    trial_id = storage.get_trial_id_from_study_id_trial_number(
-        storage.get_study_id_from_name(study.study_name), trial.number)
-    try:
-      if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-        failed.append(trial.number)
-        retry(study, storage.get_trial(trial_id))
-    except optuna.exceptions.UpdateFinishedTrialError:
-      pass  # another process got there first
-  return failed
 
 
 def open_study(url: str, name: str, direction: str, sampler_seed: int, pruner):
@@ -300,6 +265,8 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
                       "failed, parameters queued again" if failed else ""),
         flush=True)
 
+  stopped = []  # the number of the trial Ctrl-C stopped
+
   def objective(trial):
     values = tune_spaces.suggest(space, trial, base)
     config = trial_config(base, values)
@@ -319,8 +286,12 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
         raise errors.Pruned(f"pruned by the {pruner} pruner after {evaluations[0]} dev "
                               f"evaluation(s) (dev {metric} {value:.4f})")
 
-    results = registry.for_config(config).train(config, workdir, fold=fold, raw=raw,
-                                                on_dev=on_dev)
+    try:
+      results = registry.for_config(config).train(config, workdir, fold=fold, raw=raw,
+                                                  on_dev=on_dev)
+    except KeyboardInterrupt:  # optuna would log it with its traceback, then re-raise
+      stopped.append(trial.number)
+      raise Interrupted(f"trial {trial.number} interrupted") from None
     if results.get("pruned"):
       raise optuna.TrialPruned(results["pruned"])
     return float(results["dev"][metric])
@@ -328,6 +299,10 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
   in_a_row = [0]
 
   def after(study, trial):
+    if trial.number in stopped:  # queued again like a killed trial's; the study stops
+      requeue(study, trial)
+      write_summary(study, record, directory)
+      raise KeyboardInterrupt
     in_a_row[0] = in_a_row[0] + 1 if trial.state.name == "FAIL" else 0
     out = write_summary(study, record, directory)
     best = out["best"]
@@ -338,8 +313,9 @@ def run_study(base, preset: str, space: str, trials: int, directory: str, storag
           flush=True)
 
   while finished(study) < trials:
-    study.optimize(objective, n_trials=1, catch=(errors.TrainingDiverged,),
-                   callbacks=[after])
+    with quiet_interruptions(stopped):
+      study.optimize(objective, n_trials=1, catch=(errors.TrainingDiverged, Interrupted),
+                     callbacks=[after])
     jax.clear_caches()  # each trial compiles its own steps: drop the last one's
     gc.collect()
     if in_a_row[0] >= MAX_FAILURES_IN_A_ROW:

@@ -128,6 +128,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   `checked`), refuses a used run directory, holds its lock, fits, writes the run."""
   started = time.time()
   validate(config, checked)
+  if not resume:  # the data's labels checked before the run directory exists
+    raw = raw if raw is not None else load_source(config)
+    splits_lib.check_label_map(raw, config, fold)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):
