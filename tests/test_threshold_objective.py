@@ -130,6 +130,10 @@ def test_the_headline_is_what_predict_and_eval_give(tmp_path, capsys, data):
     again = runs.evaluate_run(run, "test", objective=goal)
     assert again["matches_results"] is True
     assert again["summary"]["threshold_objective"] == goal
+    # Another view than results.json's is not compared with it.
+    other = "per_label" if goal == "micro" else "micro"
+    assert runs.evaluate_run(run, "test", objective=other)["matches_results"] is None
+    assert runs.evaluate_run(run, "test", calibrated=False)["matches_results"] is None
     scored[goal] = results
   assert scored["macro"]["dev"]["macro_f1"] >= scored["micro"]["dev"]["macro_f1"]
 

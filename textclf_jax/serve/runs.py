@@ -115,7 +115,9 @@ def evaluate_run(run: str, split: str = "test", data_dir: str = "",
   metrics are of what `predict` labels with (`calibrated_view`) for a run whose
   results.json says so (compat.headline_calibrated), else of the raw probabilities at
   thresholds.json's (as such runs were scored). `objective` (micro, macro, per_label):
-  at thresholds searched anew for it (`rethreshold`), the objective used then recorded."""
+  at thresholds searched anew for it (`rethreshold`), the objective used then recorded.
+  matches_results is None where the view is not results.json's (another objective, or
+  --no-calibrated on a run scored calibrated)."""
   loaded, probs, labels = split_probs(run, split, data_dir)
   results = rundir.read_results(run)
   view, thresholds = probs, loaded.thresholds
@@ -126,6 +128,11 @@ def evaluate_run(run: str, split: str = "test", data_dir: str = "",
   report = rundir.evaluation_report(run, split, score(loaded, view, labels, thresholds))
   if objective:
     report["summary"] = {**report["summary"], "threshold_objective": objective}
+  headline = compat.headline_calibrated(results)
+  if loaded.multi_label and (
+      (headline and not calibrated) or (objective and (
+          not headline or objective != results.get("threshold_objective")))):
+    report["matches_results"] = None  # not the view results.json was scored in
   report["calibration"] = calibration_report(loaded, probs, labels, calibrated)
   saved = ((results or {}).get("calibration") or {}).get(split)
   if saved is not None and report["matches_results"] is not None:
