@@ -17,7 +17,9 @@ import numpy as np
 
 from textclf_jax.run import compat
 from textclf_jax.run import layout as rundir
+from textclf_jax.scoring import calibration as calibration_lib
 from textclf_jax.scoring import metrics as metrics_lib
+from textclf_jax.scoring import objective as objective_lib
 from textclf_jax.scoring.significance import (BOOTSTRAP_SEED, RESAMPLES, example_counts,
                                               metric_from_counts, paired_bootstrap,
                                               paired_run_test)
@@ -58,16 +60,29 @@ def _load_run_predictions(workdir: str, mode: str):
     config = rundir.read_json(rundir.path(workdir, rundir.CONFIG))
     at_least_one = bool(config.get("multilabel_at_least_one", True))
     saved = rundir.read_json(rundir.path(workdir, rundir.THRESHOLDS))
+    # A run scored on its calibrated probabilities (compat.headline_calibrated): so here.
+    temperature = 1.0
+    if compat.headline_calibrated(rundir.read_results(workdir)):
+      temperature = rundir.read_calibration(workdir)["temperature"]
+
+    def calibrate(p):
+      return calibration_lib.apply_temperature(p, temperature, True)
+
+    probs = calibrate(probs)
     if not mode or mode == saved.get("mode"):
       thresholds = np.asarray(saved["thresholds"])
-    else:  # the other mode's thresholds, tuned on dev as the run tuned them (its floor:
-      # compat.OLD_RUN_DEFAULTS' for a run made before multilabel_min_f1)
+    else:  # the other mode's thresholds, tuned on dev as the run tuned them (its floor
+      # and objective: compat.OLD_RUN_DEFAULTS' for a run made before they were keys)
       dev = rundir.read_predictions(workdir, "dev")
       if dev is None:
         return NO_PREDICTIONS
-      min_f1 = config.get("multilabel_min_f1", compat.OLD_RUN_DEFAULTS["multilabel_min_f1"])
-      thresholds = np.asarray(metrics_lib.tune_thresholds(dev[0], dev[1], mode, at_least_one,
-                                                          min_f1))
+      old = compat.OLD_RUN_DEFAULTS
+      min_f1 = config.get("multilabel_min_f1", old["multilabel_min_f1"])
+      objective = objective_lib.resolve(
+          {**config, "threshold_objective": config.get("threshold_objective",
+                                                       old["threshold_objective"])})
+      thresholds = np.asarray(metrics_lib.tune_thresholds(calibrate(dev[0]), dev[1], mode,
+                                                          at_least_one, min_f1, objective))
     return example_counts(probs, labels, True, thresholds, at_least_one), labels
   return example_counts(probs, labels), labels
 

@@ -12,7 +12,7 @@ from textclf_jax import config as config_lib
 from textclf_jax.families import validate as validate_lib
 from textclf_jax.run import compat
 from textclf_jax.serve import ensemble, runs
-from textclf_jax.scoring import metrics
+from textclf_jax.scoring import calibration as calibration_lib, metrics
 from textclf_jax.run import layout as rundir
 
 
@@ -114,7 +114,7 @@ def test_a_floor_given_by_hand_is_used_as_given():
     assert search["min_f1"] == floor and search["min_f1_chosen_by"] == "config"
     assert "min_f1_cv" not in search
   assert metrics.search_thresholds(probs, labels, "global") == {
-      "thresholds": metrics.tune_thresholds(probs, labels, "global")}
+      "thresholds": metrics.tune_thresholds(probs, labels, "global"), "objective": "micro"}
 
 
 # --- the config key --------------------------------------------------------------------
@@ -162,11 +162,13 @@ def test_a_run_records_the_floor_it_chose_and_eval_reproduces_it(tmp_path, capsy
   cv = saved["min_f1_cv"]
   assert cv["folds"] == 2 and cv["num_examples"] >= 100
   assert len(cv["micro_f1"]) == len(cv["macro_f1"]) == len(metrics.MIN_F1_CANDIDATES)
-  # The record is what the search gives on the saved dev predictions.
+  # The record is what the search gives on the saved dev predictions, calibrated.
   dev_probs, dev_labels = rundir.read_predictions(run, "dev")
-  assert json.loads(json.dumps(metrics.search_thresholds(dev_probs, dev_labels))) == \
-      {k: v for k, v in saved.items() if k != "mode"}
   calibration = rundir.read_calibration(run)
+  dev_probs = calibration_lib.apply_temperature(dev_probs, calibration["temperature"], True)
+  assert json.loads(json.dumps(metrics.search_thresholds(dev_probs, dev_labels))) == \
+      {k: v for k, v in saved.items() if k not in ("mode", "on")}
+  assert saved["on"] == "calibrated" and saved["thresholds"] == calibration["thresholds"]
   assert calibration["min_f1_chosen_by"] == "dev_cv" and "min_f1_cv" in calibration
   results = rundir.read_results(run)
   assert results["by_threshold_mode"]["per_label"]["test"] == metrics.summary(results["test"])
@@ -175,10 +177,12 @@ def test_a_run_records_the_floor_it_chose_and_eval_reproduces_it(tmp_path, capsy
 
 def test_a_run_made_before_the_floor_was_chosen_still_evaluates_to_its_numbers(
     tmp_path, capsys, monkeypatch):
-  """A run in the old format: config.json without multilabel_min_f1, thresholds.json and
-  calibration.json without the min_f1 keys (what the code wrote before, byte for byte:
+  """A run whose config.json lacks multilabel_min_f1, and whose thresholds.json and
+  calibration.json lack the min_f1 keys (as the code wrote before the floor was chosen:
   its fixed floor was 0.5). eval reproduces results.json; an ensemble, which re-tunes the
-  thresholds on the saved dev predictions, gets the run's own thresholds back."""
+  thresholds on the saved (calibrated) dev predictions, gets the run's own thresholds
+  back. (Runs made before thresholds were searched on calibrated probabilities:
+  tests/test_old_runs.py.)"""
   run = _tfidf_run(tmp_path, capsys, 1200, "multilabel_min_f1=0.5")
   for name, keys in ((rundir.CONFIG, ("multilabel_min_f1",)),
                      (rundir.THRESHOLDS, ("min_f1", "min_f1_chosen_by", "min_f1_cv")),
@@ -199,10 +203,9 @@ def test_a_run_made_before_the_floor_was_chosen_still_evaluates_to_its_numbers(
   assert runs.evaluate_run(run, "test")["matches_results"] is True
   results = rundir.read_results(run)
   names = loaded[0].label_names
-  assert ensemble._dev_thresholds([run], loaded, names, False) == rundir.read_thresholds(run)
   assert ensemble._dev_thresholds([run], loaded, names, True) == \
-      rundir.read_calibration(run)["thresholds"]
-  scored = ensemble.evaluate([run], "test", calibrated=False)["ensemble"]
+      rundir.read_calibration(run)["thresholds"] == rundir.read_thresholds(run)
+  scored = ensemble.evaluate([run], "test", calibrated=True)["ensemble"]
   assert scored["micro_f1"] == results["test"]["micro_f1"]
   assert scored["macro_f1"] == results["test"]["macro_f1"]
   assert floors and set(floors) == {0.5}

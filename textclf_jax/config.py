@@ -172,11 +172,13 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 KEEP_CHECKPOINTS = ("tested", "both")
 TEST_CHECKPOINTS = ("best", "last")
 THRESHOLD_MODES = ("global", "per_label")  # config.multilabel_threshold (scoring.metrics)
+THRESHOLD_OBJECTIVES = ("auto", "micro", "macro", "per_label")  # scoring/objective.py
 
 
 # key -> the values it may take (the keys every family shares).
 CHOICES = {"test_checkpoint": TEST_CHECKPOINTS, "wandb": WANDB_MODES,
-           "keep_checkpoints": KEEP_CHECKPOINTS, "multilabel_threshold": THRESHOLD_MODES}
+           "keep_checkpoints": KEEP_CHECKPOINTS, "multilabel_threshold": THRESHOLD_MODES,
+           "threshold_objective": THRESHOLD_OBJECTIVES}
 
 
 def range_problems(config, positive=(), non_negative=(), intervals=None) -> list:

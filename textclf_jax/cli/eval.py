@@ -28,6 +28,9 @@ def add_parser(subparsers, parents):
   ev.add_argument("run")
   ev.add_argument("--split", default="test", choices=("test", "dev", "train"))
   ev.add_argument("--data_dir", default="", help="where the run's dataset lives now")
+  ev.add_argument("--threshold_objective", default="", choices=("micro", "macro", "per_label"),
+                  help="multi-label: re-search the thresholds on the run's saved dev "
+                  "predictions for this objective (default: the run's own thresholds)")
   ensemble_flags(ev)
   return ev
 
@@ -42,7 +45,8 @@ def run(args):
                      indent=2))
     return
   result = runs.evaluate_run(members[0], args.split, data_dir=args.data_dir,
-                             calibrated=args.calibrated)
+                             calibrated=args.calibrated,
+                             objective=args.threshold_objective)
   print(json.dumps({**result["summary"], "calibration": result["calibration"]}, indent=2))
   if result["matches_results"] is not None:
     print(f"[textclf] matches results.json {args.split} metrics exactly: "

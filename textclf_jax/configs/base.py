@@ -129,6 +129,9 @@ def get_config() -> ml_collections.ConfigDict:
   # per_label: a label whose best dev F1 is below this keeps the global threshold;
   # -1: chosen on dev by 5-fold cross-validation inside it (metrics.choose_min_f1).
   c.multilabel_min_f1 = -1.0  # -1 (chosen on dev) or a number in [0, 1]
+  # What the thresholds maximise on dev (scoring/objective.py): micro | macro F1, or
+  # per_label (each label's own F1, no floor); auto: the selection metric's (micro_f1).
+  c.threshold_objective = "auto"  # auto | micro | macro | per_label
   c.multilabel_at_least_one = True  # predict the top label if none passes
   c.eval_batch_size = 0  # 0: batch_size
 

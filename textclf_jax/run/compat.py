@@ -36,10 +36,11 @@ KINDS = ("run", "cv", "group", "study", "export")
 # the dense optimiser state); before conv_backward, autodiff's backward pass (both kept
 # so that such runs resume bit for bit); before multilabel_min_f1, a fixed per-label F1
 # floor of 0.5 (kept so that re-tuning their thresholds, as an ensemble does, gives
-# theirs; a fact of the past, not scoring.metrics.PER_LABEL_MIN_F1, which may change). Other missing keys take the base
+# theirs; a fact of the past, not scoring.metrics.PER_LABEL_MIN_F1, which may change);
+# before threshold_objective, thresholds for micro-F1. Other missing keys take the base
 # config's defaults.
 OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense",
-                    "multilabel_min_f1": 0.5}
+                    "multilabel_min_f1": 0.5, "threshold_objective": "micro"}
 
 # Implementation choices a resumed run keeps from its saved config, whatever `auto`
 # means now: the table update decides the optimiser state it restores, both decide the
@@ -74,6 +75,14 @@ def read_config(path: str):
   from textclf_jax.configs import base  # the defaults of keys added after the run
   return config_lib.from_json(path, defaults={**base.get_config().to_dict(),
                                               **OLD_RUN_DEFAULTS})
+
+
+def headline_calibrated(results: dict | None) -> bool:
+  """Whether a run's multi-label results.json dev/test metrics are those of its
+  calibrated probabilities at calibration.json's thresholds (what `predict` labels
+  with; runs made since threshold_objective, "thresholds_on": "calibrated"), not of its
+  raw ones at thresholds.json's (runs made before: `eval` scores them as they were)."""
+  return (results or {}).get("thresholds_on") == "calibrated"
 
 
 def keep_saved_choices(config, saved_path: str):

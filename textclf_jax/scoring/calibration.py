@@ -190,16 +190,15 @@ def split_report(probs, labels, multi_label: bool, record: dict | None, label_na
   return out
 
 
-def calibrate_run(predictions: dict, multi_label: bool, label_names, threshold_mode: str = "",
-                  at_least_one: bool = True, min_f1: float = -1.0) -> tuple:
-  """Temperature scaling of a finished run: predictions {"dev": (probs, labels),
-  "test": (probs, labels)} -> (calibration.json's record, results.json's "calibration"
-  entry). Multi-label: the record's thresholds are tuned (`threshold_mode`) on the
-  calibrated dev probabilities, as thresholds.json's are on the raw ones (per_label: with
-  the floor `min_f1`, -1 choosing it on the calibrated dev probabilities; the record says
-  which, as thresholds.json does)."""
+def calibrate_run(predictions: dict, multi_label: bool, label_names, fit: dict,
+                  search: dict | None = None, threshold_mode: str = "",
+                  at_least_one: bool = True) -> tuple:
+  """A finished run's temperature scaling: predictions {"dev": (probs, labels), "test":
+  (probs, labels)} (raw), `fit` (`fit_temperature` on dev) -> (calibration.json's
+  record, results.json's "calibration" entry). Multi-label: `search` is the threshold
+  search (metrics.search_thresholds' record) made on the calibrated dev probabilities,
+  thresholds.json's too: the record holds it, with `threshold_mode`."""
   dev_probs, dev_labels = predictions["dev"]
-  fit = fit_temperature(dev_probs, dev_labels, multi_label)
   record = {"method": "temperature", "multi_label": bool(multi_label),
             "temperature": fit["temperature"], "fitted_on": "dev",
             "dev_nll_before": fit["nll_before"], "dev_nll_after": fit["nll_after"],
@@ -207,11 +206,8 @@ def calibrate_run(predictions: dict, multi_label: bool, label_names, threshold_m
             "fit": "L-BFGS-B over log T from T = 1, T in [0.05, 20]; kept only where it "
                    "lowers dev NLL"}
   if multi_label:
-    from textclf_jax.scoring import metrics as metrics_lib
-    calibrated = apply_temperature(dev_probs, fit["temperature"], True)
     record["threshold_mode"] = threshold_mode
-    record.update(metrics_lib.search_thresholds(calibrated, dev_labels, threshold_mode,
-                                                at_least_one, min_f1))
+    record.update(search)
   entry = {"temperature": fit["temperature"]}
   for split, (probs, labels) in predictions.items():
     entry[split] = split_report(probs, labels, multi_label, record, label_names, at_least_one)

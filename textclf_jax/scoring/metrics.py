@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from textclf_jax.config import THRESHOLD_MODES  # config.multilabel_threshold
+from textclf_jax.config import THRESHOLD_OBJECTIVES  # config.threshold_objective
+from textclf_jax.scoring import objective as objective_lib
 
 
 def _prf(tp, fp, fn):
@@ -181,6 +183,14 @@ def _best_global(probs, truth, at_least_one) -> float:
   return float(thresholds[best])
 
 
+def best_global(probs, truth, at_least_one, objective="micro") -> float:
+  """The global threshold for `objective` (objective.py): micro-F1's (`_best_global`,
+  exact), else macro-F1's (per_label's fallback included)."""
+  if objective == "micro":
+    return _best_global(probs, truth, at_least_one)
+  return objective_lib.best_global_macro(probs, truth, at_least_one, _cut_thresholds)
+
+
 def _per_label_best(probs, truth, fallback: float) -> tuple:
   """([C] thresholds, [C] their dev F1, [C] has dev positives): each label's threshold
   maximises its F1 over every distinct dev probability of that label (one sort per label,
@@ -217,16 +227,16 @@ def _best_per_label(probs, truth, fallback: float, min_f1: float) -> np.ndarray:
 
 
 def choose_min_f1(probs, labels, at_least_one=True, candidates=MIN_F1_CANDIDATES,
-                  folds=MIN_F1_FOLDS, seed=MIN_F1_SEED) -> dict:
+                  folds=MIN_F1_FOLDS, seed=MIN_F1_SEED, objective="micro") -> dict:
   """The per-label floor chosen on dev by k-fold cross-validation inside it (as Yang
   2001 chooses SCutFBR's fbr), never looking at test.
 
   The dev rows are shuffled (numpy, `seed`) into k = min(folds, N // MIN_F1_FOLD_ROWS)
   folds. For each fold and candidate floor, the global and per-label thresholds are
   fitted on the other k - 1 folds and the held-out fold is labelled with them; the
-  candidates are scored by micro-F1 of the k held-out folds' pooled predictions (every
-  dev row predicted once), ties broken by their macro-F1 (over the labels with a dev
-  positive), then by nearness to PER_LABEL_MIN_F1 (the lower of two as near). With
+  candidates are scored by `objective` ("micro": micro-F1, "macro": macro-F1 over the
+  labels with a dev positive) of the k held-out folds' pooled predictions (every dev row
+  predicted once), ties broken by the other F1, then by nearness to PER_LABEL_MIN_F1 (the lower of two as near). With
   k < 2, PER_LABEL_MIN_F1.
 
   Returns {"min_f1", "min_f1_chosen_by": "dev_cv" | "default", "min_f1_cv": {"folds",
@@ -248,7 +258,7 @@ def choose_min_f1(probs, labels, at_least_one=True, candidates=MIN_F1_CANDIDATES
   tp, fp, fn = (np.zeros((len(candidates), num_labels)) for _ in range(3))
   for i in range(k):
     held, fit = fold_of == i, fold_of != i
-    fallback = _best_global(probs[fit], truth[fit], at_least_one)
+    fallback = best_global(probs[fit], truth[fit], at_least_one, objective)
     best = _per_label_best(probs[fit], truth[fit], fallback)
     for j, floor in enumerate(candidates):
       predicted = multi_label_predictions(probs[held], _floored(best, fallback, floor),
@@ -261,58 +271,67 @@ def choose_min_f1(probs, labels, at_least_one=True, candidates=MIN_F1_CANDIDATES
   present = truth.sum(axis=0) > 0
   macro = per_label[:, present].mean(axis=1) if present.any() else np.zeros(len(candidates))
   nearness = np.abs(np.asarray(candidates) - PER_LABEL_MIN_F1)
-  best = np.lexsort((candidates, nearness, -macro, -micro))[0]
+  keys = (-macro, -micro) if objective == "micro" else (-micro, -macro)
+  best = np.lexsort((candidates, nearness, *keys))[0]
   return {"min_f1": candidates[best], "min_f1_chosen_by": "dev_cv",
-          "min_f1_cv": {**cv, "candidates": candidates, "micro_f1": micro.tolist(),
+          "min_f1_cv": {**cv, "objective": objective, "candidates": candidates, "micro_f1": micro.tolist(),
                         "macro_f1": macro.tolist()}}
 
 
 def search_thresholds(probs, labels, mode="per_label", at_least_one=True,
-                      min_f1=MIN_F1_AUTO) -> dict:
-  """`tune_thresholds` with how the per-label floor was set: {"thresholds"}, and for
+                      min_f1=MIN_F1_AUTO, objective="micro") -> dict:
+  """`tune_thresholds` with how they were chosen: {"thresholds", "objective"}, and for
   per_label also "min_f1" (the floor used), "min_f1_chosen_by" ("config": `min_f1` as
-  given; "dev_cv" or "default": `choose_min_f1`, when `min_f1` is MIN_F1_AUTO or None)
-  and, when chosen, "min_f1_cv" (its cross-validation figures). thresholds.json and
+  given; "objective": 0, the per_label objective's; "dev_cv" or "default":
+  `choose_min_f1` for the objective, when `min_f1` is MIN_F1_AUTO or None) and, when
+  chosen, "min_f1_cv" (its cross-validation figures). thresholds.json and
   calibration.json record these keys."""
   if mode not in THRESHOLD_MODES:
     raise ValueError(f"multilabel_threshold={mode!r}: expected global or per_label")
+  if objective not in THRESHOLD_OBJECTIVES or objective == "auto":
+    raise ValueError(f"threshold_objective={objective!r}: expected micro, macro or "
+                     "per_label (objective.resolve resolves auto)")
   probs = np.asarray(probs)
   truth = np.asarray(labels) > 0.5
-  best_global = _best_global(probs, truth, at_least_one)
+  fallback = best_global(probs, truth, at_least_one, objective)
   if mode == "global":
-    return {"thresholds": best_global}
-  if min_f1 is None or min_f1 < 0:
-    out = choose_min_f1(probs, truth, at_least_one)
-  else:
+    return {"thresholds": fallback, "objective": objective}
+  if min_f1 is not None and min_f1 >= 0:
     out = {"min_f1": float(min_f1), "min_f1_chosen_by": "config"}
-  return {"thresholds": _best_per_label(probs, truth, best_global, out["min_f1"]).tolist(),
-          **out}
+  elif objective == "per_label":
+    out = {"min_f1": 0.0, "min_f1_chosen_by": "objective"}
+  else:
+    out = choose_min_f1(probs, truth, at_least_one, objective=objective)
+  return {"thresholds": _best_per_label(probs, truth, fallback, out["min_f1"]).tolist(),
+          "objective": objective, **out}
 
 
 def tune_thresholds(probs, labels, mode="per_label", at_least_one=True,
-                    min_f1=MIN_F1_AUTO):
-  """Thresholds that maximise dev F1: one global (micro-F1) or one per label.
+                    min_f1=MIN_F1_AUTO, objective="micro"):
+  """Thresholds that maximise dev F1 (`objective`: objective.py): one global or one per
+  label.
 
-  Searched exactly, on the dev probabilities themselves: every distinct value is a
-  candidate cut (F1 at all cuts from one sort), and the threshold is the midpoint
-  between the chosen cut's value and the next lower one. Per label, each label's F1
-  is maximised on its own (rare labels get thresholds as low as their positives
-  need); a label without dev positives, or whose best dev F1 is below `min_f1`, keeps
-  the global threshold. `min_f1` MIN_F1_AUTO (or None): the floor is chosen on dev by
-  cross-validation (`choose_min_f1`). Returns a float (global) or a list of floats
-  (per_label); `search_thresholds` also says which floor was used.
+  Searched on the dev probabilities themselves: every distinct value is a candidate
+  cut (F1 at all cuts from one sort; a global macro-F1 threshold: up to
+  objective.MACRO_CANDIDATES of them), and the threshold is the midpoint between the
+  chosen cut's value and the next lower one. Per label, each label's F1 is maximised on
+  its own (rare labels get thresholds as low as their positives need); a label without
+  dev positives, or whose best dev F1 is below `min_f1`, keeps the global threshold.
+  `min_f1` MIN_F1_AUTO (or None): the floor is chosen on dev by cross-validation for the
+  objective (`choose_min_f1`; per_label: no floor). Returns a float (global) or a list
+  of floats (per_label); `search_thresholds` also says which floor was used.
   """
-  return search_thresholds(probs, labels, mode, at_least_one, min_f1)["thresholds"]
+  return search_thresholds(probs, labels, mode, at_least_one, min_f1, objective)["thresholds"]
 
 
 def scores_by_threshold_mode(dev_probs, dev_labels, test_probs, test_labels, label_names,
-                             at_least_one=True, min_f1=MIN_F1_AUTO) -> dict:
+                             at_least_one=True, min_f1=MIN_F1_AUTO, objective="micro") -> dict:
   """{mode: {"dev": scalars, "test": scalars}} for every mode of THRESHOLD_MODES, each
-  with its own thresholds tuned on dev (per_label with the floor `min_f1`, as
-  `tune_thresholds`): one trained model compared under both."""
+  with its own thresholds tuned on dev (for `objective`, per_label with the floor
+  `min_f1`, as `tune_thresholds`): one trained model compared under both."""
   out = {}
   for mode in THRESHOLD_MODES:
-    thresholds = tune_thresholds(dev_probs, dev_labels, mode, at_least_one, min_f1)
+    thresholds = tune_thresholds(dev_probs, dev_labels, mode, at_least_one, min_f1, objective)
     out[mode] = {split: summary(multi_label_metrics(probs, labels, label_names, thresholds,
                                                     at_least_one))
                  for split, probs, labels in (("dev", dev_probs, dev_labels),

@@ -8,7 +8,7 @@ type; each tokenises with its own vocabulary, so CNNs, LSTMs and TF-IDF runs mix
 Each member's probabilities are temperature-scaled by its own calibration.json
 (`calibrated=False`, or a run without one: raw), then averaged with equal weights.
 Multi-label ensembles label at thresholds tuned (the first member's
-`multilabel_threshold` mode) on the mean of the members' saved dev predictions
+`multilabel_threshold` mode and threshold objective) on the mean of the members' saved dev predictions
 (predictions/dev_probs.npy, calibrated likewise), so members must share a dev set.
 """
 
@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from textclf_jax.scoring import calibration as calibration_lib
+from textclf_jax.scoring import objective as objective_lib
 from textclf_jax.scoring import metrics as metrics_lib
 from textclf_jax.run import compat, layout as rundir
 from textclf_jax.run import lock as runlock
@@ -147,7 +148,8 @@ def _dev_thresholds(runs_, loaded, names, calibrated: bool):
   config = loaded[0].config
   return metrics_lib.tune_thresholds(np.mean(probs, axis=0), labels,
                                      config.multilabel_threshold,
-                                     config.multilabel_at_least_one, config.multilabel_min_f1)
+                                     config.multilabel_at_least_one, config.multilabel_min_f1,
+                                     objective_lib.resolve(config, True))
 
 
 def mean_probs(loaded, member_probs, names, calibrated: bool = True) -> np.ndarray:

@@ -93,14 +93,48 @@ def calibration_report(loaded, probs, labels, calibrated: bool = True) -> dict:
   return out if record is None else {"temperature": record["temperature"], **out}
 
 
+def rethreshold(run: str, loaded, objective: str, calibrated: bool = True):
+  """Multi-label thresholds for `objective` searched anew on the run's saved dev
+  predictions (predictions/dev_probs.npy; calibrated, as `calibrated_view`), with its
+  own mode and floor setting: one trained model compared under each objective."""
+  saved = rundir.read_predictions(run, "dev")
+  if saved is None:
+    raise DataError(f"{rundir.prediction_file(run, 'dev', 'probs')}: missing (a run made "
+                    "before predictions were saved); --threshold_objective needs it")
+  config = loaded.config
+  return metrics_lib.tune_thresholds(calibrated_view(loaded, saved[0], calibrated)[0],
+                                     saved[1], config.multilabel_threshold,
+                                     config.multilabel_at_least_one, config.multilabel_min_f1,
+                                     objective)
+
+
 def evaluate_run(run: str, split: str = "test", data_dir: str = "",
-                 calibrated: bool = True) -> dict:
+                 calibrated: bool = True, objective: str = "") -> dict:
   """Recomputes `split` metrics from the tested checkpoint, and their calibration
-  before/after temperature scaling; compares both with results.json."""
+  before/after temperature scaling; compares both with results.json. Multi-label, the
+  metrics are of what `predict` labels with (`calibrated_view`) for a run whose
+  results.json says so (compat.headline_calibrated), else of the raw probabilities at
+  thresholds.json's (as such runs were scored). `objective` (micro, macro, per_label):
+  at thresholds searched anew for it (`rethreshold`), the objective used then recorded.
+  matches_results is None where the view is not results.json's (another objective, or
+  --no-calibrated on a run scored calibrated)."""
   loaded, probs, labels = split_probs(run, split, data_dir)
-  report = rundir.evaluation_report(run, split, score(loaded, probs, labels, loaded.thresholds))
+  results = rundir.read_results(run)
+  view, thresholds = probs, loaded.thresholds
+  if loaded.multi_label and (objective or compat.headline_calibrated(results)):
+    view, thresholds = calibrated_view(loaded, probs, calibrated)
+  if loaded.multi_label and objective:
+    thresholds = rethreshold(run, loaded, objective, calibrated)
+  report = rundir.evaluation_report(run, split, score(loaded, view, labels, thresholds))
+  if objective:
+    report["summary"] = {**report["summary"], "threshold_objective": objective}
+  headline = compat.headline_calibrated(results)
+  if loaded.multi_label and (
+      (headline and not calibrated) or (objective and (
+          not headline or objective != results.get("threshold_objective")))):
+    report["matches_results"] = None  # not the view results.json was scored in
   report["calibration"] = calibration_report(loaded, probs, labels, calibrated)
-  saved = ((rundir.read_results(run) or {}).get("calibration") or {}).get(split)
+  saved = ((results or {}).get("calibration") or {}).get(split)
   if saved is not None and report["matches_results"] is not None:
     recomputed = json.loads(json.dumps(report["calibration"]))  # results.json's float repr
     recomputed.pop("temperature", None)

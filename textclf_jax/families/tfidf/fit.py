@@ -23,6 +23,7 @@ import numpy as np
 
 from textclf_jax import config as config_lib
 from textclf_jax.scoring import metrics as metrics_lib
+from textclf_jax.scoring import objective as objective_lib
 from textclf_jax.runtime import parallel
 from textclf_jax.run import finish as finish_lib, layout as rundir, lock as runlock
 from textclf_jax.data import splits as splits_lib
@@ -193,7 +194,8 @@ def _fit(config, workdir, fold, raw, started) -> dict:
       search = metrics_lib.search_thresholds(dev_probs, labels["dev"],
                                              config.multilabel_threshold,
                                              config.multilabel_at_least_one,
-                                             config.multilabel_min_f1)
+                                             config.multilabel_min_f1,
+                                             objective_lib.resolve(config, True))
       thresholds = search["thresholds"]
     dev = metrics_lib.score(dev_probs, labels["dev"], label_names, multi, thresholds,
                             config.multilabel_at_least_one)
