@@ -118,6 +118,21 @@ def test_dev_label_unseen_in_training_names_file_line_and_writes_nothing(
   assert not run.exists()
 
 
+def test_test_fold_label_unseen_in_training_writes_no_cv_parent(tmp_path, capsys):
+  """Item 6 for cross-validation: a label only fold 0 holds is named by FILE:LINE before
+  the CV parent directory (its marker, its lock) is made."""
+  d = tmp_path / "data"
+  d.mkdir()
+  rows = make_rows(60, 1, with_fold=True)
+  rows[5]["label"], rows[5]["fold"] = "weather", 0
+  write_jsonl(d / "all.jsonl", rows)
+  run = tmp_path / "run"
+  code, _, err = run_textclf(["train", "--config", "cnn", f"--config.dataset={d}",
+                              "--config.wandb=disabled", "--workdir", str(run)], capsys)
+  assert code == 2 and f"{d / 'all.jsonl'}:6: test label 'weather'" in err, err
+  assert not run.exists()
+
+
 def test_ctrl_c_in_a_tune_trial_is_one_line_and_requeues_the_trial(tmp_path, capfd,
                                                                    monkeypatch):
   """Item 4: Ctrl-C while a trial trains (simulated: KeyboardInterrupt at its first dev

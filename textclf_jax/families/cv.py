@@ -62,6 +62,8 @@ def train_all_folds(config, workdir: str, resume: bool = False, checked: bool = 
   if not splits_lib.uses_cross_validation(raw):
     return family.train(config, workdir, resume=resume, raw=raw)
   folds = cv_folds(config, raw)
+  for k in folds:  # every fold's labels (FILE:LINE of one training never saw) before the
+    splits_lib.check_label_map(raw, config, k)  # CV parent is created: nothing is written
   rundir.check_can_start(workdir, resume, kind="cv")
   parallel.barrier("textclf:cv-workdir-checked")  # before process 0 writes into it
   is_main = parallel.is_main_process()
