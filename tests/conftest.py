@@ -144,3 +144,16 @@ def tiny_config(preset="cnn", **overrides):
     for k, v in small.items():
       config[k] = v
   return config
+
+
+def tiny_tfidf_run(data, workdir):
+  """A TF-IDF run fitted on `data` into `workdir` with one C (skips without
+  scikit-learn); returns workdir."""
+  pytest.importorskip("sklearn")
+  from textclf_jax import config as config_lib
+  from textclf_jax.families.tfidf import fit as linear
+  config = config_lib.load_preset("tfidf")
+  with config.unlocked():
+    config.dataset, config.wandb, config.tfidf_c_grid = data, "disabled", (1.0,)
+  linear.train_and_evaluate(config, workdir)
+  return workdir

@@ -11,11 +11,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import special
 
-from conftest import TOPICS, make_rows, run_textclf, tiny_config, write_jsonl
+from conftest import TOPICS, make_rows, run_textclf, tiny_config, tiny_tfidf_run, write_jsonl
 from textclf_jax.scoring import calibration as cal
 from textclf_jax.serve import ensemble, runs
 from textclf_jax.run import layout as rundir
-from textclf_jax import config as config_lib
 
 # --- the definitions -------------------------------------------------------------------
 
@@ -134,16 +133,6 @@ def _data(root, name, multi_label=False, labels=None):
   return d
 
 
-def _tfidf(data, workdir):
-  from textclf_jax.families.tfidf import fit as linear
-  pytest.importorskip("sklearn")
-  config = config_lib.load_preset("tfidf")
-  with config.unlocked():
-    config.dataset, config.wandb, config.tfidf_c_grid = data, "disabled", (1.0,)
-  linear.train_and_evaluate(config, workdir)
-  return workdir
-
-
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
   """A tiny CNN and a TF-IDF run on the same topics (different vocabularies), a
@@ -153,9 +142,9 @@ def made(tmp_path_factory):
   topics = _data(root, "topics")
   cnn = os.path.join(root, "cells", "seed_0")
   train.train_and_evaluate(tiny_config(dataset=topics, num_epochs=2, bucket_lengths=(24,)), cnn)
-  return {"cnn": cnn, "tfidf": _tfidf(topics, os.path.join(root, "cells", "seed_1")),
-          "multi": _tfidf(_data(root, "multi", multi_label=True), os.path.join(root, "multi_run")),
-          "two": _tfidf(_data(root, "two", labels=("money", "sport")), os.path.join(root, "two_run")),
+  return {"cnn": cnn, "tfidf": tiny_tfidf_run(topics, os.path.join(root, "cells", "seed_1")),
+          "multi": tiny_tfidf_run(_data(root, "multi", multi_label=True), os.path.join(root, "multi_run")),
+          "two": tiny_tfidf_run(_data(root, "two", labels=("money", "sport")), os.path.join(root, "two_run")),
           "cells": os.path.join(root, "cells")}
 
 

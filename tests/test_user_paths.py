@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import make_rows, run_textclf, tiny_config, write_jsonl
+from conftest import make_rows, run_textclf, tiny_config, tiny_tfidf_run, write_jsonl
 from textclf_jax import config as config_lib
 from textclf_jax.run import layout as rundir
 
@@ -21,16 +21,6 @@ def _data(root, name, test_suffix=""):
   return d
 
 
-def _tfidf(data, workdir):
-  from textclf_jax.families.tfidf import fit as linear
-  pytest.importorskip("sklearn")
-  config = config_lib.load_preset("tfidf")
-  with config.unlocked():
-    config.dataset, config.wandb, config.tfidf_c_grid = data, "disabled", (1.0,)
-  linear.train_and_evaluate(config, workdir)
-  return workdir
-
-
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
   """TF-IDF runs on two datasets whose test splits have the same labels, in the same
@@ -40,8 +30,8 @@ def made(tmp_path_factory):
   topics, other = _data(root, "topics"), _data(root, "other", test_suffix=" market")
   cnn = os.path.join(root, "cnn")
   train.train_and_evaluate(tiny_config(dataset=topics, num_epochs=1, bucket_lengths=(24,)), cnn)
-  return {"a": _tfidf(topics, os.path.join(root, "a")),
-          "b": _tfidf(other, os.path.join(root, "b")), "cnn": cnn, "root": root}
+  return {"a": tiny_tfidf_run(topics, os.path.join(root, "a")),
+          "b": tiny_tfidf_run(other, os.path.join(root, "b")), "cnn": cnn, "root": root}
 
 
 def test_eval_prints_only_json_on_stdout(made, capsys):
