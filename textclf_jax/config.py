@@ -24,7 +24,7 @@ import ml_collections
 
 from textclf_jax.errors import ConfigError
 
-PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb",
+PRESETS = ("cnn", "kim", "lstm", "hybrid", "tfidf", "fasttext", "fasttext_nb", "minilm",
            "fasttext_nb3", "cnn_doc", "bilstm_doc")
 
 

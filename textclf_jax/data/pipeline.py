@@ -38,7 +38,7 @@ class Prepared:
   @property
   def vocab(self) -> Vocab:
     """The word encoder's vocabulary (callers from before encoders; new code: `encoder`)."""
-    return self.encoder.vocab
+    return getattr(self.encoder, "vocab", None)
 
   @property
   def max_len(self) -> int:
@@ -148,7 +148,7 @@ def prepare(config, fold: int = -1, raw: RawDataset | None = None,
                  for name, split in split_data.items()}
     _require_tokens(raw.name, split_ids["train"])
   train_ids = split_ids["train"]
-  if config.embedding != "rand" and load_vectors_file and not config.vectors:
+  if config.embedding not in ("rand", "contextual") and load_vectors_file and not config.vectors:
     raise DataError(f"embedding={config.embedding!r} needs pretrained vectors: "
                     "set --config.vectors=PATH")
   if config.vectors and load_vectors_file and vectors is None:

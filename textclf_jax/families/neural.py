@@ -11,7 +11,7 @@ from textclf_jax.families import registry
 from textclf_jax.families.base import saved_model
 from textclf_jax.run import layout as rundir
 
-MODELS = ("cnn", "lstm", "hybrid", "fasttext")  # models.MODELS, without importing Flax
+MODELS = ("cnn", "lstm", "hybrid", "fasttext", "transformer")  # models.MODELS, without importing Flax
 
 
 class NeuralFamily:

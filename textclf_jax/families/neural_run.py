@@ -20,7 +20,8 @@ from flax import nnx
 from textclf_jax.data.batching import Encoded
 from textclf_jax.data.pipeline import encode_split
 from textclf_jax.errors import DataError
-from textclf_jax.models import FrozenEmbedding, build_model, extra_rows, model_class
+from textclf_jax.models import build_model, extra_rows, model_class, uses_vectors
+from textclf_jax.models.base import split_params
 from textclf_jax.run import layout as rundir, lock as runlock
 from textclf_jax.run.checkpoint import Checkpoints
 from textclf_jax.runtime import parallel
@@ -40,12 +41,12 @@ def predict_steps(config, vocab_size: int, num_labels: int, multi_label: bool, m
 
   def init(vectors=None):  # shapes only: the values come from the checkpoint
     model = build_model(config, rows, num_labels, vectors, seed=config.seed)
-    graphdef, params, frozen = nnx.split(model, nnx.Param, FrozenEmbedding)
+    graphdef, params, frozen = split_params(model)
     graphdefs.append(graphdef)
     return {"step": jnp.zeros((), jnp.int32), "params": params, "frozen": frozen}
 
   args = ()
-  if config.embedding != "rand":
+  if uses_vectors(config):
     args = (jax.ShapeDtypeStruct((rows, config.embed_dim), jnp.float32),)
   abstract = jax.eval_shape(init, *args)
   groups = model_class(config.model).param_groups

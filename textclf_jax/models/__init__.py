@@ -9,12 +9,14 @@ from textclf_jax.models.base import (MODELS, ParamGroups, TextClassifier, model_
                                      register_model)
 from textclf_jax.models.chunked import ChunkPool
 from textclf_jax.models.cnn import KimCNN
+from textclf_jax.models.encoders.classifier import ContextualEmbeddings, TransformerClassifier
 from textclf_jax.models.embeddings import Embeddings, FrozenEmbedding
 from textclf_jax.models.hybrid import CNNLSTM
 from textclf_jax.models.lstm import LSTMClassifier
 
 __all__ = ["BagOfNgrams", "CNNLSTM", "ChunkPool", "Embeddings", "FrozenEmbedding", "KimCNN",
-           "LSTMClassifier", "MODELS", "ParamGroups", "TextClassifier", "build_model",
+           "LSTMClassifier", "MODELS", "ParamGroups", "TextClassifier", "TransformerClassifier",
+           "build_model", "uses_vectors",
            "extra_rows", "fit_length", "fit_to_data", "min_length", "model_class",
            "register_model"]
 
@@ -22,6 +24,23 @@ register_model("cnn", KimCNN)
 register_model("lstm", LSTMClassifier)
 register_model("hybrid", CNNLSTM)
 register_model("fasttext", BagOfNgrams)
+register_model("transformer", TransformerClassifier)
+
+
+def uses_vectors(config) -> bool:
+  """Whether config's embeddings are built from a pretrained vectors matrix."""
+  return config.embedding in ("static", "non-static", "multichannel")
+
+
+def make_embeddings(config, vocab_size: int, vectors, rngs):
+  """The input layer config.embedding names: word Embeddings, or a pretrained encoder's
+  token states (`contextual`)."""
+  if config.embedding == "contextual":
+    from textclf_jax.models.encoders import classifier
+    return ContextualEmbeddings(classifier.encoder_config(config), config.encoder_layers,
+                                config.encoder_trainable, classifier.compute_dtype(config), rngs=rngs)
+  return Embeddings(vocab_size, config.embed_dim, config.embedding, vectors,
+                    config.get("embed_init_scale", 0.25), rngs=rngs)
 
 
 def build_model(config, vocab_size: int, num_classes: int, vectors=None, *, seed: int):
@@ -30,8 +49,8 @@ def build_model(config, vocab_size: int, num_classes: int, vectors=None, *, seed
 
   cls = model_class(config.model)
   rngs = nnx.Rngs(params=seed)
-  embeddings = Embeddings(vocab_size, config.embed_dim, config.embedding, vectors,
-                          config.get("embed_init_scale", 0.25), rngs=rngs)
+  embeddings = make_embeddings(config, vocab_size, vectors, rngs) if cls.word_embeddings \
+      else None
   model = cls.from_config(config, embeddings, num_classes, rngs=rngs)
   if config.get("chunk_len", 0):  # after the model's own params, which stay as without it
     if not cls.reads_windows:

@@ -37,6 +37,9 @@ class TextClassifier(nnx.Module):
   """tokens [B, L], lengths [B] -> logits [B, num_classes]; the protocol's defaults."""
 
   param_groups = ParamGroups()
+  # Whether `from_config` reads the word Embeddings build_model makes (a model with its
+  # own input layer, a transformer's, says False and is given None).
+  word_embeddings = True
   # Whether it reads long texts as windows (config.chunk_len): it then has `.chunks`
   # (None until build_model sets a chunked.ChunkPool) and a `.head` Linear.
   reads_windows = False
@@ -84,6 +87,21 @@ class TextClassifier(nnx.Module):
     checkpoint of a train state (its params and frozen tables), or a .npz or
     .safetensors file of named arrays. Returns name -> array (numpy where loaded)."""
     return load_named(params, read_named_arrays(path), path, dont_load)
+
+
+def split_params(model) -> tuple:
+  """(graphdef, params, frozen) of a model: `params` are what the optimiser trains (every
+  nnx.Param), `frozen` what it never sees: FrozenEmbedding tables and the params of any
+  submodule that says `freeze_params = True` (a frozen pretrained encoder)."""
+  from textclf_jax.models.embeddings import FrozenEmbedding
+  frozen_at = [tuple(path) for path, node in nnx.iter_graph(model)
+               if isinstance(node, nnx.Module) and getattr(node, "freeze_params", False)]
+
+  def frozen(path, value):
+    return isinstance(value, FrozenEmbedding) or (
+        isinstance(value, nnx.Param) and any(tuple(path[:len(p)]) == p for p in frozen_at))
+  graphdef, frozen_state, params = nnx.split(model, frozen, nnx.Param)
+  return graphdef, params, frozen_state
 
 
 MODELS: dict = {}  # config.model -> its TextClassifier subclass

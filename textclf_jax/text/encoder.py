@@ -189,6 +189,8 @@ class WordEncoder:
 
 
 ENCODERS: dict = {}
+# Built-in encoders whose module is imported when first named (tokenizers loads only then).
+BUILTIN = {"subword": ("textclf_jax.text.subword", "SubwordEncoder")}
 
 
 def register(cls):
@@ -203,9 +205,17 @@ def register(cls):
 register(WordEncoder)
 
 
+def _import_builtin(name: str):
+  if name in BUILTIN and name not in ENCODERS:
+    import importlib
+    module, attr = BUILTIN[name]
+    register(getattr(importlib.import_module(module), attr))
+
+
 def encoder_name(config) -> str:
   """The config's encoder (`encoder` key; "words" for a config without one)."""
   name = config["encoder"] if "encoder" in config else DEFAULT
+  _import_builtin(name)
   if name not in ENCODERS:
     raise DataError(f"config key \"encoder\": expected one of {', '.join(sorted(ENCODERS))}, "
                     f"found {name!r}")
@@ -220,6 +230,8 @@ def encoder_for(config) -> TextEncoder:
 def load_encoder(directory: str, config, name: str | None = None) -> TextEncoder:
   """The fitted encoder saved in `directory` (a run or an export directory); `name`
   overrides the config's (an export's manifest names it)."""
+  if name is not None:
+    _import_builtin(name)
   if name is not None and name not in ENCODERS:
     raise DataError(f"{directory}: encoder {name!r} is not one of "
                     f"{', '.join(sorted(ENCODERS))}")

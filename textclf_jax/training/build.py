@@ -20,7 +20,9 @@ from textclf_jax.training import steps as steps_lib
 from textclf_jax.data.batching import Batcher, padded_lengths
 from textclf_jax.models import (base as models_base, build_model, extra_rows, fit_length,
                                 fit_to_data, min_length, model_class)
+from textclf_jax.models.encoders import classifier
 from textclf_jax.run import layout as rundir
+from textclf_jax.text import subword
 from textclf_jax.text.vocab import Vocab
 
 
@@ -60,7 +62,11 @@ def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh
   vocabulary and the model's `extra_rows`: zero vectors there when pretrained).
   The trainable table gets the row-sparse update where `sparse_embed` allows it.
   """
-  tx = optim.make_optimizer(config, total_steps)
+  depth = None
+  if classifier.uses_encoder(config):  # layer-wise learning-rate decay over its layers
+    top = classifier.encoder_config(config).num_hidden_layers + 1
+    depth = (lambda names: classifier.layer_depth(names, top - 1), top)
+  tx = optim.make_optimizer(config, total_steps, depth)
   table_update = sparse_embed.make_table_update(config, total_steps)
   loss_fn = losses.make_loss_fn(config, multi_label, class_weights)
   rows = parallel.table_rows(vocab_size + extra_rows(config), mesh.shape["model"],
@@ -124,21 +130,37 @@ def check_same_vocab(config, vocab, names):
         f"words'; add {prefix[:-1]!r} to config.model_init_dont_load or train on the same texts")
 
 
+def init_source(config) -> str:
+  """What the new state is loaded from: config.model_init, or for a model with a
+  pretrained encoder (model=transformer, embedding=contextual) its model folder."""
+  if config.get("model_init", ""):
+    return config.model_init
+  if classifier.uses_encoder(config):
+    return subword.resolve_folder(config.encoder_path)
+  return ""
+
+
 def load_pretrained(config, state: dict, vocab=None) -> dict:
-  """`state` with its params and frozen tables loaded from config.model_init by the
-  model class's `load_pretrained`, except those config.model_init_dont_load names
-  (a new run's head, for another label set). vocab: this run's, checked against a
-  source run's (`check_same_vocab`). The optimiser state is left as built: the
-  optimisers' initial states do not depend on the parameters' values."""
-  if not config.get("model_init", ""):
+  """`state` with its params and frozen tables loaded from `init_source` by the model
+  class's `load_pretrained` (a transformer model folder: its encoder's weights only),
+  except those config.model_init_dont_load names (a new run's head, for another label
+  set). vocab: this run's, checked against a source run's (`check_same_vocab`). The
+  optimiser state is left as built: the optimisers' initial states do not depend on the
+  parameters' values."""
+  source = init_source(config)
+  if not source:
     return state
   variables = {**models_base.flat_names(state["params"]),
                **models_base.flat_names(state["frozen"])}
-  if vocab is not None:
+  if vocab is not None and config.get("model_init", ""):
     check_same_vocab(config, vocab, variables)
-  loaded = model_class(config.model).load_pretrained(
-      {name: v.get_value() for name, v in variables.items()},
-      pretrained_source(config.model_init), tuple(config.get("model_init_dont_load", ())))
+  values = {name: v.get_value() for name, v in variables.items()}
+  dont_load = tuple(config.get("model_init_dont_load", ()))
+  if classifier.is_model_folder(source):
+    loaded = classifier.load_encoder_weights(values, source, dont_load)
+  else:
+    loaded = model_class(config.model).load_pretrained(values, pretrained_source(source),
+                                                       dont_load)
   for name, variable in variables.items():
     value = loaded[name]
     if isinstance(value, np.ndarray):  # replaced: placed as the leaf it replaces
@@ -169,5 +191,5 @@ def build(config, prepared, mesh) -> Built:
                             prepared.multi_label, mesh, total_steps, prepared.vectors,
                             class_weights)
   state = fit_to_data(config, state, train, prepared.multi_label)
-  state = load_pretrained(config, state, prepared.vocab)
+  state = load_pretrained(config, state, getattr(prepared.encoder, "vocab", None))
   return Built(steps, state, steps_per_epoch, total_steps, class_weights)

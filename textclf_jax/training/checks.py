@@ -18,16 +18,21 @@ DEFAULT_EMBED_DIM = 128
 # The numeric keys the model presets add to configs/base.py (whose keys config.py checks).
 POSITIVE_INTS = ("num_filters", "lstm_hidden", "lstm_layers", "word_ngrams", "ngram_buckets")
 INTERVALS = {(0.0, float("inf"), True, False): ("embed_init_scale", "nb_prior"),
-             (0.0, 1.0, True, True): ("dropout",)}
+             (0.0, 1.0, True, True): ("dropout",), (0.0, 1.0, False, True): ("layer_decay",),
+             (0.0, 1.0, True, False): ("warmup_fraction",)}
 
 
 def choices() -> dict:
   """key -> the values it may take (imported here: importing this module loads no JAX)."""
   from textclf_jax.data import vectors
   from textclf_jax.models import MODELS, chunked, cnn, embeddings, lstm
+  from textclf_jax.models.encoders import classifier
+  from textclf_jax.text import encoder
   from textclf_jax.training import losses, optim, sparse_embed, steps
   return {
-      "model": tuple(MODELS), "embedding": embeddings.KINDS, "loss": losses.LOSSES,
+      "model": tuple(MODELS), "embedding": (*embeddings.KINDS, "contextual"),
+      "loss": losses.LOSSES, "pooling": classifier.POOLINGS,
+      "encoder": tuple(sorted({*encoder.ENCODERS, *encoder.BUILTIN})),
       "optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES,
       "weight_decay_mode": ("decoupled", "l2"), "embedding_update": sparse_embed.MODES,
       "conv_backward": cnn.CONV_BACKWARD, "compute_dtype": tuple(steps.COMPUTE_DTYPES),
@@ -45,7 +50,8 @@ def problems(config) -> list:
   for key, allowed in choices().items():
     if key in config and config[key] not in allowed:
       out.append(f"config.{key}={config[key]!r}: expected one of {', '.join(map(str, allowed))}")
-  if config.get("embedding", "rand") != "rand" and not config.get("vectors"):
+  out += _encoder_problems(config)
+  if config.get("embedding", "rand") not in ("rand", "contextual") and not config.get("vectors"):
     out.append(f"config.embedding={config.embedding!r} needs pretrained vectors: set "
                "config.vectors")
   ngrams = config.get("word_ngrams", 1)
@@ -59,6 +65,42 @@ def problems(config) -> list:
     if reasons:
       out.append("config.embedding_update='sparse' is exact only for Adadelta or plain SGD "
                  f"without clipping or weight decay on one model shard: {'; '.join(reasons)}")
+  return out
+
+
+def _encoder_problems(config) -> list:
+  """A pretrained encoder's keys: the subword encoder and a model folder where a model
+  reads the encoder, an encoder_layers spec, max_len within the model's positions."""
+  import re
+  from textclf_jax.errors import DataError
+  from textclf_jax.text import subword
+  out = []
+  needs = config.get("model") == "transformer" or config.get("embedding") == "contextual"
+  what = ("model='transformer'" if config.get("model") == "transformer"
+          else "embedding='contextual'")
+  if needs and config.get("encoder") != "subword":
+    out.append(f"config.{what} reads a pretrained encoder: set config.encoder=subword "
+               "(and config.encoder_path)")
+  layers = config.get("encoder_layers", "last")
+  if not re.fullmatch(r"last|mix|layer_\d+|mean_last_\d+", str(layers)):
+    out.append(f"config.encoder_layers={layers!r}: expected last, mix, layer_N or mean_last_K")
+  if config.get("encoder") != "subword":
+    return out
+  if config.get("chunk_len", 0) and needs:
+    out.append(f"config.chunk_len={config.chunk_len}: windows are not read through a "
+               "pretrained encoder yet; set chunk_len 0")
+  max_len = config.get("max_len", 0)
+  if not isinstance(max_len, int) or max_len < 2:
+    out.append(f"config.max_len={max_len!r}: the subword encoder needs max_len >= 2 (its "
+               "special tokens included; 0, from the data, is for the word encoder)")
+    return out
+  try:
+    limit = subword.positions_in_config(subword.resolve_folder(config.get("encoder_path", "")))
+  except (ConfigError, DataError) as e:
+    return out + [str(e)]
+  if max_len > limit:
+    out.append(f"config.max_len={max_len}: the model at config.encoder_path has positions "
+               f"for {limit} tokens; expected 2..{limit}")
   return out
 
 
@@ -150,7 +192,10 @@ def validate(config, where: str = ""):
 def resolve(config):
   """`config` with the values that depend on files filled in (so the run directory
   records what was trained): embed_dim 0 becomes the vectors file's dimension,
-  or DEFAULT_EMBED_DIM without vectors. A config with nothing to fill is returned as is."""
+  or DEFAULT_EMBED_DIM without vectors; encoder_config the model folder's (a run with a
+  pretrained encoder). A config with nothing to fill is returned as is."""
+  from textclf_jax.models.encoders import classifier
+  config = classifier.fill_encoder_config(config)
   if config.get("embed_dim", 1) != 0:
     return config
   dim = DEFAULT_EMBED_DIM

@@ -11,13 +11,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from textclf_jax.runtime import parallel
+
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta", "adagrad")
 ADAGRAD_EPS = 1e-7  # optax.adagrad's epsilon under the root
 SCHEDULES = ("constant", "warmup_cosine", "linear", "exponential", "plateau")
 
 
+def warmup_steps(config, total_steps: int) -> int:
+  """config.warmup_steps, or config.warmup_fraction of all steps when that is 0."""
+  if config.warmup_steps:
+    return config.warmup_steps
+  return int(round(config.get("warmup_fraction", 0.0) * total_steps))
+
+
 def make_schedule(config, total_steps: int):
-  lr, warmup = config.learning_rate, config.warmup_steps
+  lr, warmup = config.learning_rate, warmup_steps(config, total_steps)
   if config.schedule not in SCHEDULES:
     raise ValueError(f"config.schedule={config.schedule!r}: expected one of "
                      f"{', '.join(SCHEDULES)}")
@@ -34,8 +43,21 @@ def make_schedule(config, total_steps: int):
   return main
 
 
-def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
-  """clip -> [L2 decay] -> scale_by_<optimizer> -> [decoupled decay] -> -lr(schedule).
+def scale_by_depth(decay: float, top: int, depth_of) -> optax.GradientTransformation:
+  """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA): the update of a
+  parameter at depth d (`depth_of(names)`: 0 the encoder's embeddings ... `top` the
+  head) times decay^(top - d). Stateless; the factors are constants of the program."""
+  def update(updates, state, params=None):
+    del params
+    return jax.tree_util.tree_map_with_path(
+        lambda path, u: u * (decay ** (top - depth_of(parallel.path_names(path)))),
+        updates), state
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+def make_optimizer(config, total_steps: int, depth=None) -> optax.GradientTransformation:
+  """clip -> [L2 decay] -> scale_by_<optimizer> -> [decoupled decay] -> -lr(schedule)
+  -> [x layer_decay^(depth from the top): `depth` = (depth_of(names), top)].
 
   `adamw` is Adam with decoupled decay; `weight_decay_mode=decoupled` gives the
   same AdamW-style decay (w -= lr * decay * w) to every optimiser, `l2` adds
@@ -66,6 +88,8 @@ def make_optimizer(config, total_steps: int) -> optax.GradientTransformation:
   if decoupled:
     parts.append(optax.add_decayed_weights(decay))
   parts.append(optax.scale_by_learning_rate(make_schedule(config, total_steps)))
+  if depth is not None and config.get("layer_decay", 1.0) != 1.0:
+    parts.append(scale_by_depth(config.layer_decay, depth[1], depth[0]))
   if config.schedule == "plateau":
     # Driven by the dev metric between evaluations (train.py), not per step.
     parts.append(optax.inject_hyperparams(optax.scale)(step_size=1.0))

@@ -26,7 +26,8 @@ from flax import nnx
 from textclf_jax.training import losses, optim, sparse_embed
 from textclf_jax.runtime import parallel
 from textclf_jax.models.member_axis import per_member
-from textclf_jax.models import FrozenEmbedding, ParamGroups
+from textclf_jax.models import ParamGroups
+from textclf_jax.models.base import split_params
 
 NO_BAD_STEP = jnp.iinfo(jnp.int32).max
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -43,7 +44,7 @@ def cast_floats(tree, dtype):
 def init_state(model, tx: optax.GradientTransformation, seed: int, table_update=None) -> tuple:
   """table_update: a `sparse_embed.LazyAdadelta` (tx then sees the params without
   the trainable table) or None (tx sees every param)."""
-  graphdef, params, frozen = nnx.split(model, nnx.Param, FrozenEmbedding)
+  graphdef, params, frozen = split_params(model)
   state = {"step": jnp.zeros((), jnp.int32), "params": params, "frozen": frozen,
            "opt_state": tx.init(params), "rng": jax.random.PRNGKey(seed)}
   if table_update is not None:
