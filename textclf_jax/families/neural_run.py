@@ -15,7 +15,6 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from textclf_jax.data.batching import Encoded
 from textclf_jax.data.pipeline import encode_split
