@@ -48,8 +48,9 @@ def encoder_config(config) -> EncoderConfig:
 
 def fill_encoder_config(config):
   """`config` with encoder_config filled from the model folder (a run records the shape
-  of what it trained); as is when it is filled or the run has no encoder."""
-  if config.get("encoder_config", None) or not uses_encoder(config):
+  of what it trained, and its positions); as is when it is filled or the run's encoder
+  is not a model's (config.encoder "words")."""
+  if config.get("encoder_config", None) or config.get("encoder") != "subword":
     return config
   cfg = hf_load.load_config(subword.resolve_folder(config.encoder_path))
   config = config.copy_and_resolve_references()
