@@ -61,8 +61,8 @@ class Teacher:
                           "it to finish")
         try:
           family = registry.for_run(run)
-        except DataError as e:
-          raise DataError(f"{where}: {e}") from None
+        except DataError as e:  # its message names the run
+          raise DataError(f"config.teacher: {e}") from None
         file = rundir.path(run, rundir.CONFIG)
         validate_lib.validate(compat.read_config(file), file)
         loaded.append(family.load(run, self.batch_size))
