@@ -6,11 +6,11 @@
         --config.vectors=../shared/embeddings/glove.6B.100d.subset.txt.gz
 """
 
-from textclf_jax.configs import base
+from textclf_jax.configs import base, distill
 
 
 def get_config():
-  c = base.get_config()
+  c = distill.add(base.get_config())
   c.model = "cnn"  # the architecture: cnn | lstm | hybrid
   c.filter_widths = (3, 4, 5)  # convolution widths in tokens, one set of filters each
   c.num_filters = 100  # filters (feature maps) per width

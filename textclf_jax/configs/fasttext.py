@@ -10,11 +10,11 @@ dropout. Bigrams of vocabulary ids are hashed into `ngram_buckets` rows
 weighting as a prior (one epoch: 90.9%), `fasttext_nb3` word trigrams too (91.5%).
 """
 
-from textclf_jax.configs import base
+from textclf_jax.configs import base, distill
 
 
 def get_config():
-  c = base.get_config()
+  c = distill.add(base.get_config())
   c.model = "fasttext"  # the architecture: cnn | lstm | hybrid | fasttext
   c.word_ngrams = 2  # longest word n-gram read (1: words only; 2: + bigrams; 3: + trigrams)
   c.ngram_buckets = 1_000_000  # table rows the hashed n-grams share (fastText's -bucket)

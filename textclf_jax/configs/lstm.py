@@ -3,11 +3,11 @@
     textclf train --config lstm --config.dataset=sst2 --config.bidirectional=True
 """
 
-from textclf_jax.configs import base
+from textclf_jax.configs import base, distill
 
 
 def get_config():
-  c = base.get_config()
+  c = distill.add(base.get_config())
   c.model = "lstm"  # the architecture: cnn | lstm | hybrid
   c.lstm_hidden = 150  # LSTM units per direction
   c.lstm_layers = 1  # stacked LSTM layers

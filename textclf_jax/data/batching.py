@@ -23,10 +23,14 @@ POOL_BATCHES = 50  # training batches sorted by length together, then shuffled
 @dataclasses.dataclass
 class Encoded:
   """A split as arrays. ids [N, max_len] int32 (0-padded), lengths [N] int32,
-  labels [N] int32 (single-label) or [N, C] float32 (multi-hot)."""
+  labels [N] int32 (single-label) or [N, C] float32 (multi-hot). A distilled run's
+  training split also has soft [N, C] float32 (its teachers' probabilities) and
+  labelled [N] float32 (1; 0 for an unlabelled text, whose label is a placeholder)."""
   ids: np.ndarray
   lengths: np.ndarray
   labels: np.ndarray
+  soft: np.ndarray | None = None
+  labelled: np.ndarray | None = None
 
   def __len__(self):
     return len(self.lengths)
@@ -114,7 +118,9 @@ class Batcher:
     return round_up(max(self.batch_size, num_examples), self.pad_to_multiple)
 
   def make_batch(self, data: Encoded, index: np.ndarray, part: slice | None = None) -> dict:
-    """tokens [B, L] int32, lengths [B] int32, labels [B] or [B, C], weights [B] f32.
+    """tokens [B, L] int32, lengths [B] int32, labels [B] or [B, C], weights [B] f32;
+    with `data.soft` also soft [B, C] f32 (padding rows: uniform, so that every row's
+    loss is finite) and labelled [B] f32 (0 on padding rows).
 
     B = `num_rows(len(index))`; rows past the examples are padding with weight 0.
     `part`: build only these rows of the batch (a process's share); the padded
@@ -134,7 +140,14 @@ class Batcher:
     labels[:n] = data.labels[mine]
     weights = np.zeros(stop - start, dtype=np.float32)
     weights[:n] = 1.0
-    return {"tokens": tokens, "lengths": lengths, "labels": labels, "weights": weights}
+    batch = {"tokens": tokens, "lengths": lengths, "labels": labels, "weights": weights}
+    if data.soft is not None:
+      soft = np.full((stop - start, data.soft.shape[1]), 1.0 / data.soft.shape[1], np.float32)
+      soft[:n] = data.soft[mine]
+      labelled = np.zeros(stop - start, dtype=np.float32)
+      labelled[:n] = 1.0 if data.labelled is None else data.labelled[mine]
+      batch.update(soft=soft, labelled=labelled)
+    return batch
 
   def train_plan(self, data: Encoded, seed: int, epoch: int) -> list:
     """Index arrays, one per batch: a function of (seed, epoch) only.

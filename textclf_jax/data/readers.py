@@ -230,3 +230,30 @@ def find_split_file(directory: str, split: str) -> str | None:
       if os.path.isfile(path):
         return path
   return None
+
+
+def read_texts(path: str, text_key: str = "text") -> list:
+  """Unlabelled texts (a distilled run's config.distill_unlabelled): .jsonl[.gz], one
+  JSON object a line with the text under `text_key` (or a JSON string); any other file,
+  one text a line. Blank lines are skipped; a bad line is a DataError naming FILE:LINE."""
+  lines = _decode(path, _read_bytes(path)).splitlines()
+  jsonl = path.endswith((".jsonl", ".jsonl.gz"))
+  texts = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    if not jsonl:
+      texts.append(line)
+      continue
+    try:
+      row = json.loads(line)
+    except ValueError as e:
+      raise DataError(f"{path}:{number}: invalid JSON ({e})") from None
+    text = row.get(text_key) if isinstance(row, dict) else row
+    if not isinstance(text, str):
+      raise DataError(f"{path}:{number}: expected a JSON object with a string {text_key!r} "
+                      f"(or a JSON string), got {line.strip()[:60]!r}")
+    texts.append(text)
+  if not texts:
+    raise DataError(f"{path}: no texts found")
+  return texts

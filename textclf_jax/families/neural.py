@@ -26,8 +26,12 @@ class NeuralFamily:
   def train(self, config, workdir: str, *, resume: bool = False, fold: int = -1, raw=None,
             on_dev=None) -> dict:
     from textclf_jax.training import loop
+    teacher = None
+    if config.get("teacher", ""):  # loaded here: the training layer cannot load runs
+      from textclf_jax.families.distill import Teacher
+      teacher = Teacher(config.teacher)
     return loop.train_and_evaluate(config, workdir, resume=resume, fold=fold, raw=raw,
-                                   on_dev=on_dev, checked=True)
+                                   on_dev=on_dev, checked=True, teacher=teacher)
 
   def owns(self, run_dir: str) -> bool:
     """A run whose config.json names one of MODELS and that holds every file a neural

@@ -165,6 +165,19 @@ def write_array(file: str, array):
   os.replace(tmp, file)
 
 
+# A distilled run's soft targets: its teachers' mean calibrated probabilities [N, C] float32
+# on its training texts, then its unlabelled texts (config.distill_unlabelled), computed
+# once when it starts; `--resume` reads them, so it needs no teacher and trains on
+# exactly the same targets.
+TEACHER_PROBS = "teacher_probs.npy"
+
+
+def read_teacher_probs(workdir: str):
+  """RUN/teacher_probs.npy as float32 [N, C], or None when the run has none."""
+  file = path(workdir, TEACHER_PROBS)
+  return np.load(file, allow_pickle=False) if os.path.isfile(file) else None
+
+
 def write_predictions(workdir: str, predictions: dict):
   """{split: (probs [N, C], labels)} -> RUN/predictions/SPLIT_{probs,labels}.npy."""
   os.makedirs(path(workdir, PREDICTIONS), exist_ok=True)

@@ -89,7 +89,7 @@ def make_steps(config, vocab_size: int, num_labels: int, multi_label: bool, mesh
   state = jax.jit(init, out_shardings=sharding)(*args)
   steps = steps_lib.Steps(graphdefs[0], tx, loss_fn, multi_label, config.max_norm, mesh,
                           sharding, steps_lib.COMPUTE_DTYPES[config.compute_dtype],
-                          table_update, groups)
+                          table_update, groups, losses.distill_settings(config))
   return steps, state
 
 
@@ -180,10 +180,12 @@ class Built:
   class_weights: np.ndarray | None  # [C] or None
 
 
-def build(config, prepared, mesh) -> Built:
-  """Steps, initial state, epoch length and class weights of a run on `prepared` data."""
+def build(config, prepared, mesh, num_examples: int = 0) -> Built:
+  """Steps, initial state, epoch length and class weights of a run on `prepared` data.
+  num_examples: texts an epoch trains on (0: the training split's; a distilled run's
+  unlabelled texts add to it)."""
   train = prepared.splits["train"]
-  steps_per_epoch = math.ceil(len(train) / config.batch_size)
+  steps_per_epoch = math.ceil((num_examples or len(train)) / config.batch_size)
   total_steps = steps_per_epoch * config.num_epochs
   class_weights = losses.class_weights_from_config(
       config.class_weights, train.labels, len(prepared.label_names), prepared.multi_label)

@@ -58,7 +58,7 @@ def problems(config) -> list:
   if isinstance(ngrams, int) and ngrams > 1 and config.get("embedding") == "static":
     out.append(f"config.word_ngrams={config.word_ngrams} needs a trainable table (the n-gram "
                "rows have no pretrained vectors): embedding rand, non-static or multichannel")
-  out += _length_problems(config)
+  out += _length_problems(config) + _distill_problems(config)
   if not out and config.get("embedding_update") == "sparse":
     from textclf_jax.training import sparse_embed
     reasons = sparse_embed.dense_only(config)
@@ -110,6 +110,34 @@ def _encoder_problems(config) -> list:
     out.append(f"config.max_len={max_len}: the model at config.encoder_path has positions "
                f"for {limit} tokens; expected 2..{limit}")
   return out
+
+
+def _distill_problems(config) -> list:
+  """The distillation keys (configs/distill.py), where the config has them."""
+  out = []
+  for key in ("teacher", "distill_unlabelled"):
+    if not isinstance(config.get(key, ""), str):
+      out.append(f"config.{key}={config[key]!r}: expected a path (teacher: comma-separated "
+                 "run directories) or ''")
+  temperature, alpha = config.get("distill_temperature", 1.0), config.get("distill_alpha", 0.0)
+  if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or \
+      not temperature > 0:
+    out.append(f"config.distill_temperature={temperature!r}: expected a number > 0")
+  if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+    out.append(f"config.distill_alpha={alpha!r}: expected a number in [0, 1]")
+  if config.get("distill_unlabelled", "") and not config.get("teacher", ""):
+    out.append(f"config.distill_unlabelled={config.distill_unlabelled!r}: unlabelled texts "
+               "are trained on their teachers' probabilities; set config.teacher")
+  return out
+
+
+def group_problems(config) -> list:
+  """What a vmapped seed group (training/group) cannot train, one message each."""
+  if config.get("teacher", ""):
+    return [f"config.teacher={config.teacher!r}: a distilled run trains alone (its soft "
+            "targets travel in its own batches); vmapped groups (train_many) do not take a "
+            "teacher: train the runs one by one"]
+  return []
 
 
 # Lengths no batch can have: beyond these the int32 ids of one batch overflow their

@@ -24,6 +24,8 @@ import tqdm
 
 from textclf_jax.training import build as build_lib
 from textclf_jax.training import checks
+from textclf_jax.training import distill as distill_lib
+from textclf_jax.training import losses
 from textclf_jax.training import evaluate as evaluate_lib
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
@@ -71,12 +73,13 @@ def _already_finished(config, workdir: str) -> dict | None:
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -1,
-                       raw=None, on_dev=None, checked: bool = False) -> dict:
+                       raw=None, on_dev=None, checked: bool = False, teacher=None) -> dict:
   """Trains one model (one fold, if CV) and writes a complete run directory.
 
   on_dev(epoch, step, dev metrics): called after every dev evaluation (a search's
   pruner); raising progress.Pruned stops the run there, which then finishes normally.
   checked: the caller validated `config` (a command does, once: families.validate).
+  teacher: config.teacher's runs, loaded by the family layer (training/distill.py).
   """
   started = time.time()
   if resume:
@@ -84,19 +87,39 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
   if not checked:
     checks.validate(config)  # bad values fail before anything is written
   config = checks.resolve(config)
+  targets = None
   if not resume:  # the data's labels checked before the run directory exists
     raw = raw if raw is not None else load_source(config)
-    check_label_map(raw, config, fold)
+    if losses.distill_settings(config) is None:
+      check_label_map(raw, config, fold)
+    else:  # and the teachers' labels, and their probabilities computed
+      targets = distill_lib.compute(config, raw, fold, teacher)
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):
     finished = _already_finished(config, workdir) if resume else None
     if finished is not None:
       return finished
-    return _train(config, workdir, resume, fold, raw, started, on_dev)
+    return _train(config, workdir, resume, fold, raw, started, on_dev, targets, teacher)
 
 
-def _train(config, workdir, resume, fold, raw, started, on_dev=None) -> dict:
+def _soft_targets(config, workdir, prepared, fold, targets, teacher):
+  """A distilled run's soft targets: those computed before it started, else (resumed)
+  those it saved, else (killed before saving them) computed again; None without a teacher."""
+  if losses.distill_settings(config) is None:
+    return None
+  if targets is None:
+    targets = distill_lib.saved(config, workdir, len(prepared.splits["train"]),
+                                len(prepared.label_names))
+  if targets is None:
+    targets = distill_lib.compute(config, load_source(config), fold, teacher)
+  if targets.record is not None:
+    prepared.stats["distillation"] = targets.record  # data.json
+  return targets
+
+
+def _train(config, workdir, resume, fold, raw, started, on_dev=None, targets=None,
+           teacher=None) -> dict:
   # --- the run directory --------------------------------------------------------------
   prepared = prepare(config, fold, raw=raw)
   is_main = parallel.is_main_process()
@@ -107,18 +130,23 @@ def _train(config, workdir, resume, fold, raw, started, on_dev=None) -> dict:
   if is_main:
     for note in checks.resource_notes(config, prepared.encoder.vocab_size):
       print(note, file=sys.stderr, flush=True)
+  targets = _soft_targets(config, workdir, prepared, fold, targets, teacher)
   if is_main and not (resume and rundir.is_initialised(workdir)):
     rundir.init(config, workdir, prepared)
   elif is_main:  # a resumed run may train longer (`--resume RUN --config.num_epochs=N`)
     rundir.write_config(config, workdir)
+  if is_main and targets is not None and targets.record is not None:
+    distill_lib.save(workdir, targets)
 
   # --- model, optimiser, state ----------------------------------------------------------
   mesh = build_lib.make_mesh(config)
   batcher = build_lib.make_batcher(config, mesh)
   eval_batcher = build_lib.eval_batcher(config, mesh)
-  built = build_lib.build(config, prepared, mesh)
-  steps, state, steps_per_epoch = built.steps, built.state, built.steps_per_epoch
   train, dev = prepared.splits["train"], prepared.splits["dev"]
+  if targets is not None:  # the soft targets travel with each example, unlabelled texts too
+    train = distill_lib.training_set(train, targets, prepared.encoder, prepared.max_len)
+  built = build_lib.build(config, prepared, mesh, len(train))
+  steps, state, steps_per_epoch = built.steps, built.state, built.steps_per_epoch
 
   # --- resume ---------------------------------------------------------------------------
   ckpt = Checkpoints(workdir)

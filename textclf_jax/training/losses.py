@@ -117,3 +117,51 @@ def class_weights_from_config(spec: str, train_labels: np.ndarray, num_classes: 
   if len(weights) != num_classes:
     raise ValueError(f"config.class_weights: {len(weights)} weights for {num_classes} labels")
   return weights
+
+
+# --- knowledge distillation (docs/distillation.md) ----------------------------------------
+
+
+def tempered_targets(probs, temperature: float, multi_label: bool):
+  """A teacher's probabilities [B, C] softened by 1/T. Single-label: p^(1/T) renormalised,
+  i.e. softmax(log p / T) (the teacher's logits divided by T, up to a per-row constant,
+  so p = 0 stays 0); multi-label: each label's sigmoid(logit(p) / T). T = 1: p itself."""
+  if temperature == 1.0:
+    return probs
+  if multi_label:
+    return jax.nn.sigmoid((jnp.log(probs) - jnp.log1p(-probs)) / temperature)
+  return jax.nn.softmax(jnp.log(probs) / temperature, axis=-1)
+
+
+def soft_loss(logits, probs, temperature: float, multi_label: bool):
+  """[B]: T^2 x the student's loss against the teacher's tempered probabilities.
+
+  Single-label: KL(q || softmax(z / T)) with q = `tempered_targets` (0 log 0 = 0).
+  Multi-label: each label's sigmoid BCE against q_c, averaged over labels (as
+  `sigmoid_binary_cross_entropy`; it is the binary KL plus the teacher's entropy, a
+  constant: the same gradients). T^2 keeps the gradients' scale independent of T
+  (Hinton et al. 2015)."""
+  q = tempered_targets(probs, temperature, multi_label)
+  z = logits / temperature
+  if multi_label:
+    loss = -jnp.mean(q * jax.nn.log_sigmoid(z) + (1.0 - q) * jax.nn.log_sigmoid(-z), axis=-1)
+  else:
+    log_q = jnp.where(q > 0, jnp.log(jnp.where(q > 0, q, 1.0)), 0.0)
+    loss = jnp.sum(q * (log_q - jax.nn.log_softmax(z, axis=-1)), axis=-1)
+  return temperature ** 2 * loss
+
+
+def distill_settings(config) -> tuple | None:
+  """(temperature, alpha) of a config with a teacher; None without one (a config from
+  before the distillation keys too)."""
+  if not config.get("teacher", ""):
+    return None
+  return float(config.distill_temperature), float(config.distill_alpha)
+
+
+def distill_loss(hard, logits, probs, labelled, temperature: float, alpha: float,
+                 multi_label: bool):
+  """[B]: alpha x `hard` (the configured loss, [B]) where `labelled` [B] is 1, plus
+  (1 - alpha) x `soft_loss` on every example (unlabelled texts: the soft term only)."""
+  hard = jnp.where(labelled > 0, hard, 0.0)
+  return alpha * hard + (1.0 - alpha) * soft_loss(logits, probs, temperature, multi_label)

@@ -111,6 +111,9 @@ class Steps:
   dtype: object = jnp.float32  # compute dtype
   table_update: object = None  # sparse_embed.LazyAdadelta: the table's row-sparse update
   groups: ParamGroups = ParamGroups()  # the model's param_groups: its head and tables
+  # (temperature, alpha) of a distilled run (`losses.distill_loss` on batches that carry
+  # soft targets); None: the configured loss alone.
+  distill: tuple | None = None
 
   def __post_init__(self):
     rep, data = parallel.replicated(self.mesh), parallel.data_sharding(self.mesh)
@@ -156,6 +159,9 @@ class Steps:
           dropout_keep=member.dropout_keep)
       logits = logits.astype(jnp.float32)
       per_example = self.loss_fn(logits, batch["labels"], member.class_weights)
+      if "soft" in batch:  # a distilled run's batch (a run without a teacher: unchanged)
+        per_example = losses.distill_loss(per_example, logits, batch["soft"],
+                                          batch["labelled"], *self.distill, self.multi_label)
       return losses.weighted_mean(per_example, batch["weights"]), logits
 
     new_state = {}
@@ -170,6 +176,10 @@ class Steps:
       hit = jnp.all((logits > 0) == (batch["labels"] > 0.5), axis=-1)
     else:
       hit = jnp.argmax(logits, axis=-1) == batch["labels"]
+    if "soft" in batch:  # an unlabelled text's hit: agreeing with its teachers
+      hit = jnp.where(batch["labelled"] > 0, hit, jnp.all(
+          (logits > 0) == (batch["soft"] > 0.5), axis=-1) if self.multi_label else
+          jnp.argmax(logits, axis=-1) == jnp.argmax(batch["soft"], axis=-1))
     count = jnp.sum(weights)
     metrics = {
         "loss_sum": metrics["loss_sum"] + loss * count,

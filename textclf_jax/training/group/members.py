@@ -48,6 +48,9 @@ def check_group(configs: list, workdirs: list):
     raise ValueError(f"train_many: {len(configs)} configs for {len(workdirs)} workdirs")
   for config in configs:
     checks.validate(config)
+    refused = checks.group_problems(config)
+    if refused:
+      raise ValueError(refused[0])
   paths = [os.path.abspath(w) for w in workdirs]
   if len(set(paths)) != len(paths):
     raise ValueError(f"train_many: a workdir appears twice in {workdirs}")
