@@ -319,3 +319,14 @@ def test_eight_simulated_devices_match_one_with_soft_targets(data):
   assert all(np.isfinite(one["losses"]))
   np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-6, atol=1e-6)
   assert eight["correct"] == one["correct"]
+
+
+def test_transfer_set_is_seeded_and_new():
+  """experiments.augment: the same seed writes the same variants; none is a training
+  text or a duplicate, and the mask token is one no vocabulary holds."""
+  from experiments.augment import MASK, augment
+  texts = ["a fine film with a great cast", "dull and long", "great"]
+  one, two = augment(texts, 5, seed=3), augment(texts, 5, seed=3)
+  assert one == two and len(set(one)) == len(one)
+  assert not set(one) & set(texts)
+  assert any(MASK in t for t in augment(texts * 1, 20, seed=0, p_mask=0.5))

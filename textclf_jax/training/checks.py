@@ -133,11 +133,18 @@ def _distill_problems(config) -> list:
 
 def group_problems(config) -> list:
   """What a vmapped seed group (training/group) cannot train, one message each."""
+  out = []
   if config.get("teacher", ""):
-    return [f"config.teacher={config.teacher!r}: a distilled run trains alone (its soft "
-            "targets travel in its own batches); vmapped groups (train_many) do not take a "
-            "teacher: train the runs one by one"]
-  return []
+    out.append(f"config.teacher={config.teacher!r}: a distilled run trains alone (its soft "
+               "targets travel in its own batches); vmapped groups (train_many) do not take "
+               "a teacher: train the runs one by one")
+  if config.get("model") == "transformer" or (config.get("embedding") == "contextual"
+                                              and config.get("encoder_trainable")):
+    out.append("a fine-tuned pretrained encoder (model=transformer, or embedding=contextual "
+               "with encoder_trainable) trains alone: K copies of its weights and optimiser "
+               "state in one vmapped group are what groups exist to avoid; train the runs "
+               "one by one")
+  return out
 
 
 # Lengths no batch can have: beyond these the int32 ids of one batch overflow their
