@@ -105,10 +105,12 @@ class ContextualEmbeddings(nnx.Module):
     self.mix = ScalarMix(cfg.num_hidden_layers + 1) if self.select == "mix" else None
     self.out_features = cfg.hidden_size
 
-  def __call__(self, tokens, trainable_vectors=None):
+  def __call__(self, tokens, trainable_vectors=None, word_vectors=None):
+    """word_vectors [B, L, H]: in place of the encoder's word embeddings (explanations)."""
     del trainable_vectors  # no word table
     mask = tokens != 0
-    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask.astype(jnp.int32))
+    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask.astype(jnp.int32),
+                          word_vectors=word_vectors)
     x = self.mix(states) if self.mix is not None else self.select(states)
     return jnp.where(mask[..., None], x, 0.0)
 
@@ -141,15 +143,35 @@ class TransformerClassifier(base.TextClassifier):
     saved = config.get("encoder_config", None)
     return EncoderConfig(**dict(saved)).max_tokens if saved else None
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None,
+               word_vectors=None):
+    """word_vectors [B, L, H]: in place of the encoder's word embeddings (explanations)."""
     del trainable_vectors
     mask = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(jnp.int32)
     enc_key, drop_key = (None, None) if key is None else jax.random.split(key)
-    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask, rngs=enc_key)
+    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask, rngs=enc_key,
+                          word_vectors=word_vectors)
     pooled = pool(states[-1], mask, self.pooling)
     pooled = self.dropout(pooled, deterministic=key is None, rngs=drop_key,
                           keep_prob=dropout_keep)
     return self.head(pooled)
+
+
+def encoder_of(model):
+  """The Encoder inside a TransformerClassifier or a model reading ContextualEmbeddings
+  (as `embed`), or None."""
+  if isinstance(model, TransformerClassifier):
+    return model.encoder
+  embed = getattr(model, "embed", None)
+  return embed.encoder if isinstance(embed, ContextualEmbeddings) else None
+
+
+def logits_from_word_vectors(model, word_vectors, tokens, lengths):
+  """The eval-mode logits [B, C] of `model` (an `encoder_of` model) with word_vectors
+  [B, L, H] in place of its encoder's word embeddings of tokens [B, L]."""
+  if isinstance(model, TransformerClassifier):
+    return model(tokens, lengths, word_vectors=word_vectors)
+  return model.classify(model.embed(tokens, word_vectors=word_vectors), lengths)
 
 
 # --- weights ------------------------------------------------------------------------
