@@ -156,10 +156,10 @@ CANDIDATES = (
     Candidate("bag", "fasttext_nb", bag, takes_vectors=False,
               document_preset=("fasttext_nb3", ()),
               description="fastText's bag of word n-grams with NBSVM's Naive Bayes prior"),
+    Candidate("lr", "cnn", lr, description="any network: learning rate and dropout",
+              compared=False),
     # Opt-in (compared=False): it needs the encoders extra and weights, and is slow on CPU.
     Candidate("transformer", "minilm", transformer, takes_vectors=False,
               description="a pretrained transformer encoder, fine-tuned", compared=False,
               unavailable=encoder_unavailable),
-    Candidate("lr", "cnn", lr, description="any network: learning rate and dropout",
-              compared=False),
 )
