@@ -223,6 +223,9 @@ def test_versus_linear_takes_the_transformer(tiny):
   assert versus_linear.preset_params("transformer", base) == [
       {"learning_rate": 3e-5, "layer_decay": 1.0, "num_epochs": 2, "pooling": "mean",
        "warmup_fraction": 0.06}]
+  assert versus_linear.config_summary(base.to_dict()) == (
+      "adamw 3e-05 (wd 0.01), dropout 0.10, tinybert encoder, mean pooling, layer decay 1, "
+      "warm-up 0.06, 2 epoch(s), batch 32")
   bad = args[:-1] + [f"encoder_path={tiny['root'] / 'no-such-model'}"]
   with pytest.raises(SystemExit, match="--models transformer: not available here"):
     versus_linear.make_plan(versus_linear.parser().parse_args(bad))
