@@ -229,3 +229,28 @@ def test_versus_linear_takes_the_transformer(tiny):
   bad = args[:-1] + [f"encoder_path={tiny['root'] / 'no-such-model'}"]
   with pytest.raises(SystemExit, match="--models transformer: not available here"):
     versus_linear.make_plan(versus_linear.parser().parse_args(bad))
+
+
+def test_a_contextual_lstm_loads_the_pretrained_encoder(tiny):
+  """The LSTM calls its recurrent layers `encoder` too: the pretrained weights go to
+  embed/encoder (the one holding `embeddings`), the LSTM's stay as initialised."""
+  from safetensors.numpy import load_file
+
+  from textclf_jax import config as config_lib, models
+  from textclf_jax.models import base
+  from textclf_jax.models.encoders import classifier
+  from textclf_jax.training import checks
+  config = checks.resolve(config_lib.apply_overrides(config_lib.load_preset("lstm"), [
+      "embedding=contextual", "encoder=subword", f"encoder_path={tiny['model']}",
+      "lstm_hidden=4", "max_len=16"]))
+  model = models.build_model(config, 100, 2, seed=0)
+  _, trained, frozen = base.split_params(model)  # the LSTM's first, as build orders them
+  params = {**base.flat_names(trained), **base.flat_names(frozen)}
+  assert next(iter(params)).startswith("encoder/")  # the LSTM's, not the pretrained one
+  loaded = classifier.load_encoder_weights(params, tiny["model"])
+  weights = load_file(os.path.join(tiny["model"], "model.safetensors"))
+  np.testing.assert_array_equal(loaded["embed/encoder/embeddings/word_embeddings/embedding"],
+                                weights["bert.embeddings.word_embeddings.weight"])
+  for name, value in params.items():
+    if name.startswith("encoder/"):
+      np.testing.assert_array_equal(np.asarray(loaded[name]), np.asarray(value[...]))

@@ -208,8 +208,11 @@ def load_encoder_weights(params: dict, path: str, dont_load=()) -> dict:
   .npz/.safetensors file of the package's own names (TextClassifier.load_pretrained)."""
   if not is_model_folder(path):
     return base.load_named(params, base.read_named_arrays(path), path, dont_load)
-  encoder = next(("/".join(n.split("/")[:n.split("/").index(ENCODER) + 1]) for n in params
-                  if ENCODER in n.split("/")), None)
+  # The pretrained encoder's path: an `encoder` holding `embeddings` (an LSTM classifier
+  # calls its own recurrent layers `encoder` too: "encoder/forward_layers/...").
+  encoder = next(("/".join(parts[:i + 1]) for parts in (n.split("/") for n in params)
+                  for i in range(len(parts) - 1)
+                  if parts[i] == ENCODER and parts[i + 1] == "embeddings"), None)
   if encoder is None:
     raise ConfigError(f"{path}: a transformer model folder, but this model has no encoder")
   source = folder_arrays(path, tuple(encoder.split("/")))
