@@ -7,12 +7,13 @@ the multi-label path (sigmoid head, thresholds) trained and re-evaluated."""
 
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import make_rows, run_textclf, write_jsonl
+from conftest import REPO, make_rows, run_textclf, write_jsonl
 
 pytest.importorskip("tokenizers")
 pytest.importorskip("safetensors")
@@ -115,13 +116,16 @@ def test_explain_gives_one_attribution_per_word(tiny):
   assert "Café" in html and "zero word embeddings" in html
 
 
-def test_word_runs_explain_as_before(tiny):
-  """A word-level run takes integrated.Attributor, untouched (tests/test_explain.py holds
-  its exact values): no pieces, no per-piece attributions."""
-  from textclf_jax.serve.explain import integrated, through_encoder
-  assert not issubclass(integrated.Attributor, through_encoder.EncoderAttributor)
+def test_pieces_sum_into_words_spelled_as_the_text():
+  from textclf_jax.serve.explain import through_encoder
   assert through_encoder.merge_words([True, True, False, True], [1.0, 2.0, 3.0, 4.0]) == \
       [1.0, 5.0, 4.0]
+  text = "Unbelievable!! ok"
+  pieces = ["[CLS]", "un", "##believ", "##able", "!", "!", "ok", "[SEP]"]
+  starts = [True, True, False, False, True, True, True, True]
+  spans = [(0, 0), (0, 2), (2, 8), (8, 12), (12, 13), (13, 14), (15, 17), (0, 0)]
+  assert through_encoder.word_strings(pieces, starts, spans, text) == [
+      "[CLS]", "Unbelievable", "!", "!", "ok", "[SEP]"]
 
 
 def test_export_parity_and_serving_raw_text(tiny, capsys):
@@ -141,6 +145,16 @@ def test_export_parity_and_serving_raw_text(tiny, capsys):
       assert a.get("label") == b.get("label") and a.get("labels") == b.get("labels")
       for label, p in b["probabilities"].items():
         assert abs(a["probabilities"][label] - p) <= 1e-5
+  # Served in a fresh process: the exported tokenizer and ONNX model, no JAX.
+  script = ("import json, sys\nfrom textclf_jax.serve import serving\n"
+            "rows = serving.load(sys.argv[1]).predict(json.loads(sys.argv[2]))\n"
+            "print(json.dumps({'rows': rows, 'jax': sorted(m for m in sys.modules if m == 'jax' "
+            "or m.startswith(('jax.', 'jaxlib', 'flax')))}))\n")
+  done = subprocess.run([sys.executable, "-c", script, out, json.dumps(TEXTS)],
+                        capture_output=True, text=True, timeout=120,
+                        env=dict(os.environ, PYTHONPATH=REPO))
+  assert done.returncode == 0, done.stderr
+  assert json.loads(done.stdout) == {"rows": got, "jax": []}
   # An export of a subword run is replaced by --overwrite (its tokenizer files are ours).
   code, _, err = run_textclf(["export", tiny["cnn"], "--format", "onnx", "--out", out,
                               "--overwrite", "--max_examples", "2"], capsys)
