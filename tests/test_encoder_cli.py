@@ -109,7 +109,10 @@ def test_explain_gives_one_attribution_per_word(tiny):
         assert check["ok"], check
     if name == "cnn":
       assert all(f["ngram"] for f in row["explanations"][0].get("filters", []))
-  (row,) = explain.explain_texts(explain.load(tiny["cnn"], steps=8), ["Café au lait ✓"])
+  cnn = explain.load(tiny["cnn"], steps=8)
+  row, long = explain.explain_texts(cnn, ["Café au lait ✓", "the cat sat on " * 5 + "x"])
+  assert long["truncated"] == 7 and len(long["pieces"]) == 16  # 14 of the 21 pieces seen
+  assert "truncated" not in row
   assert row["tokens"] == ["[CLS]", "Café", "au", "lait", "✓", "[SEP]"]
   assert row["unknown"] == [4] and row["pieces"][4] == "[UNK]"  # ✓: not in the vocabulary
   html = render.page([row], tiny["cnn"], 8, "gausslegendre")

@@ -141,6 +141,8 @@ def _words(explainer: Explainer, text: str, seen: list, row: dict) -> list | Non
   words = through_encoder.word_strings(seen, starts, encoder.spans(text)[:len(seen)], text)
   owner = np.cumsum(starts) - 1
   row["pieces"], row["tokens"] = seen, words
+  if encoder.truncated(text):  # the tokenizer cut the text at max_len pieces
+    row["truncated"] = encoder.truncated(text)
   if "unknown" in row:
     row["unknown_pieces"] = row["unknown"]
     row["unknown"] = sorted({int(owner[i]) for i in row["unknown"]})
