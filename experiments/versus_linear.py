@@ -7,7 +7,9 @@ table in docs/versus_linear.md.
 
 The models are the model families' Candidates (families.registry.candidates(); the
 networks' are in textclf_jax/families/spaces.py): default --models, every candidate that
-comparisons take (cnn, lstm, hybrid, bag, and those of any family registered). For each:
+comparisons take (cnn, lstm, hybrid, bag, and those of any family registered); the
+pretrained `transformer` (preset minilm; `--set encoder_path=DIR` for another model
+folder) only when named, and only with the `encoders` extra and its weights. For each:
   1. tune   a `textclf tune` study of its space on the dev split (textclf_jax/tune/;
             CV datasets: fold 0's dev) from its preset (IMDB: its document_preset),
             ROOT/DATASET/MODEL/tune/; the preset's own settings are the first trial
@@ -115,6 +117,10 @@ def make_plan(args) -> Plan:
   if unknown:
     raise SystemExit(f"--set {' '.join(unknown)}: a key that none of the models "
                      f"({', '.join(models)}) has")
+  for model in models:  # packages or weights a candidate needs (the transformer's)
+    why = known[model].why_unavailable(network_base(plan, model)[1])
+    if why:
+      raise SystemExit(f"[versus_linear] --models {model}: not available here: {why}")
   return plan
 
 

@@ -39,8 +39,12 @@ def config_summary(config: dict, params: dict | None = None) -> str:
     layers = config.get("lstm_layers", 1)
     parts.append(("bi" if config.get("bidirectional") else "")
                  + f"LSTM {config['lstm_hidden']}" + (f" x {layers}" if layers > 1 else ""))
+  if config["model"] == "transformer":
+    parts.append(f"{os.path.basename(os.path.normpath(config['encoder_path']))} encoder, "
+                 f"{config['pooling']} pooling, layer decay {config['layer_decay']:g}, "
+                 f"warm-up {config['warmup_fraction']:g}, {config['num_epochs']} epoch(s)")
   parts.append(f"batch {config['batch_size']}")
-  if config["model"] != "fasttext":
+  if config["model"] not in ("fasttext", "transformer"):
     parts.append(config.get("embedding", "rand"))
   return ", ".join(parts)
 

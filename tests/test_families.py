@@ -325,7 +325,9 @@ def test_listing_families_imports_no_jax():
 def test_tune_spaces_are_the_families_candidates():
   from textclf_jax.tune import spaces
   candidates = registry.candidates()
-  assert spaces.names() == ["cnn", "lstm", "hybrid", "bag", "lr"]
+  # The transformer is offered only where its packages and default weights are installed.
+  offered = [] if candidates["transformer"].why_unavailable() else ["transformer"]
+  assert spaces.names() == ["cnn", "lstm", "hybrid", "bag", "lr", *offered]
   assert candidates["bag"].preset == "fasttext_nb" and not candidates["bag"].takes_vectors
   assert candidates["cnn"].document_preset == ("cnn_doc", ())
   assert math.isclose(len(candidates["hybrid"].document_preset[1]), 7)

@@ -80,7 +80,7 @@ def run(args):
   validate_lib.validate(config, "" if overrides or args.config in config_lib.PRESETS
                         else args.config)  # the base config, once; each trial's: search
   space = args.space or config.get("model", "")
-  tune_spaces.get(space)
+  tune_spaces.get(space, config)
   study = args.study or tune.default_study(config, space)
   directory = args.workdir or os.path.join("runs", f"tune-{study}")
   errors.CONTEXT["path"] = directory

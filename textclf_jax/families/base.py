@@ -27,7 +27,10 @@ class Candidate:
   document_preset: (preset, overrides) for whole documents (IMDB), where that differs;
   takes_vectors: whether --vectors (pretrained word vectors) applies to it;
   compared: whether comparisons (experiments.versus_linear) take it by default (False
-  for a space that is not a model of its own, such as `lr`: any network's rate).
+  for a space that is not a model of its own, such as `lr`: any network's rate);
+  unavailable: None, or (base config or None) -> why the candidate cannot be used there
+  (a package or weights it needs are missing), or None when it can; with None for the
+  config: with its preset's defaults (whether to offer it at all).
   """
   name: str
   preset: str
@@ -36,6 +39,10 @@ class Candidate:
   document_preset: tuple | None = None
   description: str = ""
   compared: bool = True
+  unavailable: Callable | None = None
+
+  def why_unavailable(self, config=None) -> str | None:
+    return self.unavailable(config) if self.unavailable is not None else None
 
 
 @runtime_checkable

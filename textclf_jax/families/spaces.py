@@ -20,6 +20,9 @@ names `vectors`.
             size (the optimiser stays the preset's: the row-sparse table needs adagrad,
             adadelta or sgd)
     lr      any network: the learning rate (for the preset's optimizer) and dropout
+    transformer  a pretrained encoder fine-tuned (preset minilm): learning rate, layer-wise
+            decay, epochs, pooling, warm-up; offered only with the `encoders` extra
+            (safetensors, tokenizers) and the weights config.encoder_path names installed
 
 Each candidate names its preset, and for whole documents (IMDB) the preset and overrides
 that read them as windows (docs/documents.md). Nothing here imports optuna or JAX.
@@ -109,6 +112,36 @@ def lr(trial, config) -> dict:
           "dropout": trial.suggest_float("dropout", 0.0, 0.7)}
 
 
+def transformer(trial, config) -> dict:
+  return {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-4, log=True),
+          "layer_decay": trial.suggest_categorical("layer_decay", [1.0, 0.9, 0.8]),
+          "num_epochs": trial.suggest_categorical("num_epochs", [2, 3, 4]),
+          "pooling": trial.suggest_categorical("pooling", ["mean", "cls"]),
+          "warmup_fraction": trial.suggest_categorical("warmup_fraction", [0.0, 0.06, 0.1])}
+
+
+ENCODER_PACKAGES = ("safetensors", "tokenizers")  # the `encoders` extra
+
+
+def encoder_unavailable(config=None) -> str | None:
+  """Why a pretrained encoder cannot be trained from `config` (its encoder_path; None:
+  the minilm preset's default weights): the `encoders` extra or the weights missing."""
+  import importlib.util
+
+  from textclf_jax.errors import ConfigError, DataError
+  from textclf_jax.text import subword
+  missing = [p for p in ENCODER_PACKAGES if importlib.util.find_spec(p) is None]
+  if missing:
+    return (f"the transformer needs {' and '.join(missing)}: pip install "
+            "'textclf_jax[encoders]'")
+  path = "minilm" if config is None else config.get("encoder_path", "") or "minilm"
+  try:
+    subword.resolve_folder(path)
+  except (ConfigError, DataError) as e:
+    return f"the transformer's weights are not installed: {e}"
+  return None
+
+
 CANDIDATES = (
     Candidate("cnn", "cnn", cnn, document_preset=("cnn_doc", ()),
               description="Kim's CNN"),
@@ -125,4 +158,8 @@ CANDIDATES = (
               description="fastText's bag of word n-grams with NBSVM's Naive Bayes prior"),
     Candidate("lr", "cnn", lr, description="any network: learning rate and dropout",
               compared=False),
+    # Opt-in (compared=False): it needs the encoders extra and weights, and is slow on CPU.
+    Candidate("transformer", "minilm", transformer, takes_vectors=False,
+              description="a pretrained transformer encoder, fine-tuned", compared=False,
+              unavailable=encoder_unavailable),
 )

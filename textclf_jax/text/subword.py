@@ -249,6 +249,18 @@ class SubwordEncoder:
     out = [w is None or i == 0 or w != words[i - 1] for i, w in enumerate(words)]
     return out[:max_len] if max_len else out
 
+  def truncated(self, text: str) -> int:
+    """Pieces of `text` past max_len, which the model does not see (special tokens not
+    counted; the tokenizer cut them off into its overflowing encodings)."""
+    rest = self.tokenizer.tokenizer.encode(text).overflowing
+    return sum(len(o.ids) - sum(o.special_tokens_mask) for o in rest)
+
+  def spans(self, text: str, max_len: int = 0) -> list:
+    """(start, end) character offsets in `text` of each piece of `pieces(text, max_len)`
+    ((0, 0) for a special token, which covers no text)."""
+    offsets = [tuple(o) for o in self.tokenizer.tokenizer.encode(text).offsets]
+    return offsets[:max_len] if max_len else offsets
+
   def settings(self) -> dict:
     return {"encoder": self.name, "max_len": self.max_len, "max_positions": self.max_positions}
 

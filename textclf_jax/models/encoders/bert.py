@@ -87,7 +87,9 @@ def _layer_norm(cfg, rngs):
 
 
 class Embeddings(nnx.Module):
-  """ids [B, T], mask [B, T], token types [B, T] or None -> [B, T, H]."""
+  """ids [B, T], mask [B, T], token types [B, T] or None -> [B, T, H]. `word_vectors`
+  [B, T, H], when given, stand in for the word-embedding lookup of `ids` (explanations
+  take gradients with respect to them); positions still come from `ids`."""
 
   def __init__(self, cfg: EncoderConfig, dtype, *, rngs: nnx.Rngs):
     self.cfg, self.dtype = cfg, dtype
@@ -107,8 +109,9 @@ class Embeddings(nnx.Module):
     not_pad = (ids != self.cfg.pad_token_id).astype(jnp.int32)
     return jnp.cumsum(not_pad, axis=1) * not_pad + self.cfg.pad_token_id
 
-  def __call__(self, ids, token_type_ids=None, *, rngs=None):
-    x = self.word_embeddings(ids) + self.position_embeddings(self.position_ids(ids))
+  def __call__(self, ids, token_type_ids=None, *, rngs=None, word_vectors=None):
+    words = self.word_embeddings(ids) if word_vectors is None else word_vectors
+    x = words + self.position_embeddings(self.position_ids(ids))
     if self.token_type_embeddings is not None:
       types = jnp.zeros_like(ids) if token_type_ids is None else token_type_ids
       x = x + self.token_type_embeddings(types)
@@ -170,6 +173,7 @@ class Encoder(nnx.Module):
   -> hidden states [L + 1, B, T, H] in `dtype`.
 
   `rngs`: a PRNG key for dropout (training); None (the default) is deterministic.
+  `word_vectors` [B, T, H]: in place of the word embeddings of `ids` (Embeddings).
   Padded positions get outputs too (they attend to the text), but no text position
   attends to them, so a text's outputs do not depend on how far it is padded.
   """
@@ -183,7 +187,7 @@ class Encoder(nnx.Module):
   def num_hidden_states(self) -> int:
     return self.cfg.num_hidden_layers + 1
 
-  def __call__(self, ids, mask, token_type_ids=None, *, rngs=None):
+  def __call__(self, ids, mask, token_type_ids=None, *, rngs=None, word_vectors=None):
     if ids.shape[1] > self.cfg.max_tokens:
       raise ValueError(f"{ids.shape[1]} tokens per text; the model has positions for "
                        f"{self.cfg.max_tokens} (max_position_embeddings="
@@ -192,7 +196,7 @@ class Encoder(nnx.Module):
             else list(jax.random.split(rngs, len(self.layers) + 1)))
     # HF's extended mask: the dtype's lowest value on padded keys, 0 elsewhere.
     bias = jnp.where(mask[:, None, None, :] > 0, 0.0, jnp.finfo(jnp.float32).min)
-    x = self.embeddings(ids, token_type_ids, rngs=keys[0])
+    x = self.embeddings(ids, token_type_ids, rngs=keys[0], word_vectors=word_vectors)
     states = [x]
     for layer, key in zip(self.layers, keys[1:]):
       x = layer(x, bias, rngs=key)

@@ -106,10 +106,12 @@ class ContextualEmbeddings(nnx.Module):
     self.mix = ScalarMix(cfg.num_hidden_layers + 1) if self.select == "mix" else None
     self.out_features = cfg.hidden_size
 
-  def __call__(self, tokens, trainable_vectors=None):
+  def __call__(self, tokens, trainable_vectors=None, word_vectors=None):
+    """word_vectors [B, L, H]: in place of the encoder's word embeddings (explanations)."""
     del trainable_vectors  # no word table
     mask = tokens != 0
-    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask.astype(jnp.int32))
+    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask.astype(jnp.int32),
+                          word_vectors=word_vectors)
     x = self.mix(states) if self.mix is not None else self.select(states)
     return jnp.where(mask[..., None], x, 0.0)
 
@@ -142,15 +144,35 @@ class TransformerClassifier(base.TextClassifier):
     saved = config.get("encoder_config", None)
     return EncoderConfig(**dict(saved)).max_tokens if saved else None
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None,
+               word_vectors=None):
+    """word_vectors [B, L, H]: in place of the encoder's word embeddings (explanations)."""
     del trainable_vectors
     mask = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(jnp.int32)
     enc_key, drop_key = (None, None) if key is None else jax.random.split(key)
-    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask, rngs=enc_key)
+    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask, rngs=enc_key,
+                          word_vectors=word_vectors)
     pooled = pool(states[-1], mask, self.pooling)
     pooled = self.dropout(pooled, deterministic=key is None, rngs=drop_key,
                           keep_prob=dropout_keep)
     return self.head(pooled)
+
+
+def encoder_of(model):
+  """The Encoder inside a TransformerClassifier or a model reading ContextualEmbeddings
+  (as `embed`), or None."""
+  if isinstance(model, TransformerClassifier):
+    return model.encoder
+  embed = getattr(model, "embed", None)
+  return embed.encoder if isinstance(embed, ContextualEmbeddings) else None
+
+
+def logits_from_word_vectors(model, word_vectors, tokens, lengths):
+  """The eval-mode logits [B, C] of `model` (an `encoder_of` model) with word_vectors
+  [B, L, H] in place of its encoder's word embeddings of tokens [B, L]."""
+  if isinstance(model, TransformerClassifier):
+    return model(tokens, lengths, word_vectors=word_vectors)
+  return model.classify(model.embed(tokens, word_vectors=word_vectors), lengths)
 
 
 # --- weights ------------------------------------------------------------------------
@@ -187,8 +209,11 @@ def load_encoder_weights(params: dict, path: str, dont_load=()) -> dict:
   .npz/.safetensors file of the package's own names (TextClassifier.load_pretrained)."""
   if not is_model_folder(path):
     return base.load_named(params, base.read_named_arrays(path), path, dont_load)
-  encoder = next(("/".join(n.split("/")[:n.split("/").index(ENCODER) + 1]) for n in params
-                  if ENCODER in n.split("/")), None)
+  # The pretrained encoder's path: an `encoder` holding `embeddings` (an LSTM classifier
+  # calls its own recurrent layers `encoder` too: "encoder/forward_layers/...").
+  encoder = next(("/".join(parts[:i + 1]) for parts in (n.split("/") for n in params)
+                  for i in range(len(parts) - 1)
+                  if parts[i] == ENCODER and parts[i + 1] == "embeddings"), None)
   if encoder is None:
     raise ConfigError(f"{path}: a transformer model folder, but this model has no encoder")
   source = folder_arrays(path, tuple(encoder.split("/")))

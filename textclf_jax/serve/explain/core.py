@@ -13,9 +13,11 @@ from textclf_jax.data.batching import padded_lengths
 from textclf_jax.errors import DataError
 from textclf_jax.text.encoder import TextEncoder
 from textclf_jax.errors import UsageError
+from textclf_jax.serve.explain import through_encoder
 from textclf_jax.serve.explain.integrated import Attributor, completeness
 from textclf_jax.serve.explain.ngrams import FilterWinners, is_cnn
 from textclf_jax.models import min_length
+from textclf_jax.models.encoders import classifier
 
 
 @dataclasses.dataclass
@@ -36,8 +38,10 @@ def load(run: str, steps: int = 50, rule: str = "gausslegendre") -> Explainer:
   loaded = runs.load(run)
   graphdef, params, frozen = (loaded.steps.graphdef, loaded.state["params"],
                               loaded.state["frozen"])
-  attributor = Attributor(graphdef, params, frozen, steps, rule)
   model = nnx.merge(graphdef, params, frozen)
+  through = classifier.encoder_of(model) is not None  # a pretrained encoder's pieces
+  attributor = (through_encoder.EncoderAttributor if through else Attributor)(
+      graphdef, params, frozen, steps, rule)
   # A chunked CNN (config.chunk_len) pools windows' features: no single winner per filter.
   winners = None
   if is_cnn(model) and not loaded.config.get("chunk_len", 0):
@@ -102,6 +106,7 @@ def explain_texts(explainer: Explainer, texts: list, label: str | None = None,
       row["unknown"] = unknown
     targets = _targets(explainer, row, label)
     result = explainer.attributor.attribute(ids[0], length, [t for t, _ in targets])
+    words = _words(explainer, text, seen, row)
     explanations = []
     for k, (target, predicted) in enumerate(targets):
       attributions = result["attributions"][k][:len(seen)]
@@ -112,6 +117,10 @@ def explain_texts(explainer: Explainer, texts: list, label: str | None = None,
                "completeness": _rounded(completeness(
                    result["attributions"][k], result["logits"][target],
                    result["baseline_logits"][target], tolerance))}
+      if words is not None:  # per word (the pieces' sums), the pieces' kept beside
+        entry["piece_attributions"] = entry["attributions"]
+        entry["attributions"] = [round(a, 6) for a in through_encoder.merge_words(
+            words, attributions)]
       if explainer.winners is not None:
         entry["filters"] = explainer.winners.top_filters(ids[0], length, seen, target,
                                                          top_filters)
@@ -119,6 +128,26 @@ def explain_texts(explainer: Explainer, texts: list, label: str | None = None,
     row["explanations"] = explanations
     out.append(row)
   return out
+
+
+def _words(explainer: Explainer, text: str, seen: list, row: dict) -> list | None:
+  """For a run through a pretrained encoder: the starts of its words among the `seen`
+  pieces, with `row` switched to words (tokens: the words, pieces: the pieces, unknown:
+  the words holding an unknown piece, baseline); None for a word-level run."""
+  if not isinstance(explainer.attributor, through_encoder.EncoderAttributor):
+    return None
+  encoder = explainer.encoder
+  starts = encoder.word_starts(text)[:len(seen)]
+  words = through_encoder.word_strings(seen, starts, encoder.spans(text)[:len(seen)], text)
+  owner = np.cumsum(starts) - 1
+  row["pieces"], row["tokens"] = seen, words
+  if encoder.truncated(text):  # the tokenizer cut the text at max_len pieces
+    row["truncated"] = encoder.truncated(text)
+  if "unknown" in row:
+    row["unknown_pieces"] = row["unknown"]
+    row["unknown"] = sorted({int(owner[i]) for i in row["unknown"]})
+  row["baseline"] = through_encoder.BASELINE
+  return starts
 
 
 def _rounded(check: dict) -> dict:

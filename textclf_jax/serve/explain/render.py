@@ -99,6 +99,7 @@ def _card(row: dict) -> str:
 
 def page(rows: list, run: str, steps: int, rule: str) -> str:
   """The whole HTML document for `explain`'s rows (one card per text)."""
+  baseline = next((row["baseline"] for row in rows if "baseline" in row), BASELINE)
   legend = (f'<span class="swatch" style="background: rgb{RED}"></span>towards the label '
             f'<span class="swatch" style="background: rgb{BLUE}"></span>against it; '
             "stronger colour, larger |attribution| (hover a token for its value)")
@@ -106,5 +107,5 @@ def page(rows: list, run: str, steps: int, rule: str) -> str:
           f"<title>textclf explain: {escape(run)}</title><style>{CSS}</style></head><body>"
           f"<h1>Why the model decided</h1><div class=\"meta\">run {escape(run)}; integrated "
           f"gradients over the embeddings, {steps} steps ({rule}), baseline "
-          f"{escape(BASELINE)}</div><div class=\"legend\">{legend}</div>"
+          f"{escape(baseline)}</div><div class=\"legend\">{legend}</div>"
           + "".join(_card(row) for row in rows) + "</body></html>\n")

@@ -25,6 +25,7 @@ from textclf_jax.errors import DataError
 from textclf_jax.errors import UsageError
 from textclf_jax.serve.export import formats
 from textclf_jax.serve.export import trace as trace_lib
+from textclf_jax.text import subword
 
 TOLERANCE = 1e-5  # the largest |exported - JAX| probability accepted
 SAMPLE_SEED = 0
@@ -42,7 +43,9 @@ def config_sha256(run: str) -> str:
 
 
 # Every name an export directory holds (besides its marker): replacing one deletes these.
-EXPORT_FILES = (serving.MANIFEST, serving.VOCAB, *formats.MODEL_FILES.values())
+# A subword run's export also carries its tokenizer (text/subword.SubwordEncoder.save).
+EXPORT_FILES = (serving.MANIFEST, serving.VOCAB, *formats.MODEL_FILES.values(),
+                subword.TOKENIZER_FILE, subword.SUBWORD_FILE)
 
 
 def _check_out(out: str, overwrite: bool):

@@ -77,9 +77,16 @@ def write_onnx(traced, file: str):
   from textclf_jax.serve.export.trace import plain_function
   # onnx_ir warns about every intermediate value whose shape it leaves unnamed.
   logging.getLogger("onnx_ir").setLevel(logging.ERROR)
-  with _symbolic_dims_named():
-    proto = to_onnx(plain_function(traced), list(traced.specs), model_name="textclf",
-                    opset=ONNX_OPSET, input_names=list(INPUTS), output_names=[OUTPUT])
+  try:
+    with _symbolic_dims_named():
+      proto = to_onnx(plain_function(traced), list(traced.specs), model_name="textclf",
+                      opset=ONNX_OPSET, input_names=list(INPUTS), output_names=[OUTPUT])
+  except Exception as e:  # noqa: BLE001 (jax2onnx raises many types for what it lacks)
+    from textclf_jax.errors import UsageError
+    first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    raise UsageError(f"--format onnx: jax2onnx {version('jax2onnx')} cannot express this "
+                     f"model ({type(e).__name__}: {first}); nothing was written. "
+                     "--format stablehlo exports any model JAX runs") from None
   with open(file, "wb") as f:
     f.write(proto.SerializeToString())
   return ONNX_OPSET
