@@ -75,6 +75,13 @@ class TextClassifier(nnx.Module):
     del config, train, multi_label
     return state
 
+  def embed_tokens(self, tokens, trainable_vectors=None, states=None):
+    """self.embed's [B, L, E]; `states`: a frozen encoder's precomputed token states
+    (ContextualEmbeddings only; training/encoder_cache.py), read instead of the encoder."""
+    if states is None:
+      return self.embed(tokens, trainable_vectors)
+    return self.embed(tokens, states=states)
+
   def table_ids(self, tokens, lengths):
     """The embedding-table rows a batch reads, [B, L'] (0: none): its tokens."""
     del lengths
