@@ -43,6 +43,9 @@ class TextClassifier(nnx.Module):
   # Whether it reads long texts as windows (config.chunk_len): it then has `.chunks`
   # (None until build_model sets a chunked.ChunkPool) and a `.head` Linear.
   reads_windows = False
+  # Whether `__call__` takes `states=`: a frozen encoder's cached token states
+  # (embedding=contextual; training/encoder_cache.py) read instead of running it.
+  reads_states = False
 
   @classmethod
   def from_config(cls, config, embeddings, num_classes: int, *, rngs: nnx.Rngs):

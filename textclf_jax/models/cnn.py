@@ -37,6 +37,7 @@ class KimCNN(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
 
   reads_windows = True
+  reads_states = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3, 4, 5),
                num_filters: int = 100, dropout: float = 0.5, conv_backward: str = "auto",

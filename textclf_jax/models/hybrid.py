@@ -18,6 +18,7 @@ class CNNLSTM(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
 
   reads_windows = True
+  reads_states = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3,),
                num_filters=128, hidden=128, layers=1, bidirectional=False, dropout=0.5,

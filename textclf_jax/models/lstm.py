@@ -214,6 +214,7 @@ class LSTMClassifier(TextClassifier):
   (pool final) or the max over time of the last layer's states (pool max)."""
 
   reads_windows = True
+  reads_states = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, hidden=150, layers=1,
                bidirectional=False, dropout=0.5, pool="final", *, rngs):

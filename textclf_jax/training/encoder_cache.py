@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from textclf_jax.data.batching import Batcher, Encoded, Ragged
+from textclf_jax.models import MODELS
 from textclf_jax.runtime import parallel
 from textclf_jax.training import steps as steps_lib
 from textclf_jax.training.build import device_batch
@@ -31,9 +32,10 @@ MODES = ("auto", "off")
 
 def enabled(config) -> bool:
   """Whether `config`'s training reads cached encoder states: encoder_cache auto with a
-  frozen contextual encoder."""
+  frozen contextual encoder under a model that reads them (`reads_states`)."""
   return (config.get("embedding") == "contextual" and not config.get("encoder_trainable", False)
-          and config.get("encoder_cache", "auto") == "auto")
+          and config.get("encoder_cache", "auto") == "auto"
+          and getattr(MODELS.get(config.get("model")), "reads_states", False))
 
 
 def compute(steps: steps_lib.Steps, state: dict, data: Encoded, batcher: Batcher) -> Ragged:
