@@ -17,7 +17,8 @@ import pytest
 pytest.importorskip("safetensors", reason="needs the `encoders` extra (safetensors)")
 pytest.importorskip("tokenizers", reason="needs the `encoders` extra (tokenizers)")
 
-from conftest import REPO, XLA_TEST_FLAGS, make_rows, tiny_config, write_jsonl  # noqa: E402
+from conftest import (REPO, XLA_TEST_FLAGS, make_rows, run_textclf, tiny_config,  # noqa: E402
+                      write_jsonl)
 from tiny_hf import DIMS, numpy_model  # noqa: E402
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -120,7 +121,8 @@ def test_only_a_frozen_contextual_encoder_is_cached(tiny):
 @pytest.mark.parametrize("layers", ["mean_last_2", "mix"])
 def test_cached_training_matches_the_encoder_in_every_step(tiny, tmp_path, capsys, layers):
   """Every step's loss within rtol 1e-5 of the uncached run's; the same dev and test
-  accuracy; the cache announced once, only when on."""
+  accuracy; the cache announced once, only when on; `textclf eval` of the cached run
+  (the encoder run on the fly) matches its results.json."""
   from textclf_jax.training import loop
   runs = {}
   for mode in ("auto", "off"):
@@ -133,6 +135,9 @@ def test_cached_training_matches_the_encoder_in_every_step(tiny, tmp_path, capsy
   np.testing.assert_allclose(cached, plain, rtol=RTOL, atol=ATOL)
   for split in ("dev", "test"):
     assert runs["auto"][split]["accuracy"] == runs["off"][split]["accuracy"]
+  if layers == "mix":  # `eval` runs the encoder on the fly, and reproduces results.json
+    code, out, err = run_textclf(["eval", str(tmp_path / "auto")], capsys)
+    assert code == 0 and "matches results.json test metrics exactly: yes" in out + err
 
 
 def test_resumed_cached_run_ends_bit_identical(tiny, tmp_path, monkeypatch, capsys):
