@@ -9,7 +9,7 @@ from textclf_jax.run import compat
 def test_presets_load_and_lock():
   for name in config_lib.PRESETS:
     config = config_lib.load_preset(name)
-    assert config.model in ("cnn", "lstm", "hybrid", "tfidf", "fasttext")
+    assert config.model in ("cnn", "lstm", "hybrid", "tfidf", "fasttext", "transformer")
     with pytest.raises(AttributeError):
       config.not_a_key = 1
 

@@ -76,6 +76,11 @@ def get_config() -> ml_collections.ConfigDict:
   # scalar mix of every hidden state, ELMo's).
   c.encoder_layers = "last"
   c.encoder_trainable = False  # contextual: fine-tune the encoder too (else it is frozen)
+  # A frozen encoder's (contextual, not encoder_trainable) states of the training texts,
+  # computed once before the first epoch and kept on the host (float32), so epochs cost
+  # what the CNN/LSTM costs. auto: on for a frozen contextual encoder | off: recomputed
+  # every step. Dev/test are always encoded on the fly. docs/encoders.md.
+  c.encoder_cache = "auto"
   c.pooling = "mean"  # model=transformer: the text's vector, mean (over its tokens) | cls
   c.layer_decay = 1.0  # learning rate x layer_decay^(depth from the top) per encoder layer
   c.warmup_fraction = 0.0  # warm-up steps as a fraction of all steps (when warmup_steps 0)

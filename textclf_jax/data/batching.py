@@ -21,16 +21,58 @@ POOL_BATCHES = 50  # training batches sorted by length together, then shuffled
 
 
 @dataclasses.dataclass
+class Ragged:
+  """Per-text float32 arrays of different lengths, back to back with no padding: text i's
+  rows are values[offsets[i]: offsets[i + 1]], [T_i, ...] (a frozen encoder's cached
+  token states, training/encoder_cache.py). values [sum T_i, ...], offsets [N + 1]."""
+  values: np.ndarray
+  offsets: np.ndarray
+
+  @classmethod
+  def zeros(cls, lengths: np.ndarray, shape: tuple) -> "Ragged":
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    return cls(np.zeros((int(offsets[-1]),) + tuple(shape), np.float32), offsets)
+
+  def spans(self, index: np.ndarray, length: int) -> tuple:
+    """(row, position, flat) int arrays: text index[row]'s first `length` rows, each at
+    `position` in it and at `flat` in values."""
+    index = np.asarray(index, np.int64)
+    counts = np.minimum(self.offsets[index + 1] - self.offsets[index], length)
+    row = np.repeat(np.arange(len(index)), counts)
+    position = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return row, position, np.repeat(self.offsets[index], counts) + position
+
+  def padded(self, index: np.ndarray, length: int, rows: int) -> np.ndarray:
+    """[rows, length, ...] float32: texts `index` in the first rows, zero elsewhere."""
+    out = np.zeros((rows, length) + self.values.shape[1:], np.float32)
+    row, position, flat = self.spans(index, length)
+    out[row, position] = self.values[flat]
+    return out
+
+  def put(self, index: np.ndarray, padded: np.ndarray):
+    """Writes texts `index`' rows from `padded` [len(index) or more, L, ...]."""
+    row, position, flat = self.spans(index, padded.shape[1])
+    self.values[flat] = padded[row, position]
+
+  @property
+  def nbytes(self) -> int:
+    return self.values.nbytes + self.offsets.nbytes
+
+
+@dataclasses.dataclass
 class Encoded:
   """A split as arrays. ids [N, max_len] int32 (0-padded), lengths [N] int32,
   labels [N] int32 (single-label) or [N, C] float32 (multi-hot). A distilled run's
   training split also has soft [N, C] float32 (its teachers' probabilities) and
-  labelled [N] float32 (1; 0 for an unlabelled text, whose label is a placeholder)."""
+  labelled [N] float32 (1; 0 for an unlabelled text, whose label is a placeholder);
+  states: None, or a frozen encoder's cached token states of each text (a Ragged of
+  lengths[i] rows)."""
   ids: np.ndarray
   lengths: np.ndarray
   labels: np.ndarray
   soft: np.ndarray | None = None
   labelled: np.ndarray | None = None
+  states: Ragged | None = None
 
   def __len__(self):
     return len(self.lengths)
@@ -120,7 +162,8 @@ class Batcher:
   def make_batch(self, data: Encoded, index: np.ndarray, part: slice | None = None) -> dict:
     """tokens [B, L] int32, lengths [B] int32, labels [B] or [B, C], weights [B] f32;
     with `data.soft` also soft [B, C] f32 (padding rows: uniform, so that every row's
-    loss is finite) and labelled [B] f32 (0 on padding rows).
+    loss is finite) and labelled [B] f32 (0 on padding rows); with `data.states`, states
+    [B, L, ...] f32 too.
 
     B = `num_rows(len(index))`; rows past the examples are padding with weight 0.
     `part`: build only these rows of the batch (a process's share); the padded
@@ -147,6 +190,8 @@ class Batcher:
       labelled = np.zeros(stop - start, dtype=np.float32)
       labelled[:n] = 1.0 if data.labelled is None else data.labelled[mine]
       batch.update(soft=soft, labelled=labelled)
+    if data.states is not None:  # [B, L, ...] cached encoder states, zero on padding
+      batch["states"] = data.states.padded(mine, length, stop - start)
     return batch
 
   def train_plan(self, data: Encoded, seed: int, epoch: int) -> list:

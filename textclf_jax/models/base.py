@@ -43,6 +43,9 @@ class TextClassifier(nnx.Module):
   # Whether it reads long texts as windows (config.chunk_len): it then has `.chunks`
   # (None until build_model sets a chunked.ChunkPool) and a `.head` Linear.
   reads_windows = False
+  # Whether `__call__` takes `states=`: a frozen encoder's cached token states
+  # (embedding=contextual; training/encoder_cache.py) read instead of running it.
+  reads_states = False
 
   @classmethod
   def from_config(cls, config, embeddings, num_classes: int, *, rngs: nnx.Rngs):
@@ -74,6 +77,13 @@ class TextClassifier(nnx.Module):
     (`train`, an Encoded split) filled in; as is by default."""
     del config, train, multi_label
     return state
+
+  def embed_tokens(self, tokens, trainable_vectors=None, states=None):
+    """self.embed's [B, L, E]; `states`: a frozen encoder's precomputed token states
+    (ContextualEmbeddings only; training/encoder_cache.py), read instead of the encoder."""
+    if states is None:
+      return self.embed(tokens, trainable_vectors)
+    return self.embed(tokens, states=states)
 
   def table_ids(self, tokens, lengths):
     """The embedding-table rows a batch reads, [B, L'] (0: none): its tokens."""

@@ -37,6 +37,7 @@ class KimCNN(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
 
   reads_windows = True
+  reads_states = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3, 4, 5),
                num_filters: int = 100, dropout: float = 0.5, conv_backward: str = "auto",
@@ -88,9 +89,12 @@ class KimCNN(TextClassifier):
       pooled.append(jnp.max(jnp.where(valid[..., None], h, 0.0), axis=1))  # ReLU >= 0
     return jnp.concatenate(pooled, axis=-1)
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
-    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
-    return self.classify(self.embed(tokens, trainable_vectors), lengths, key, dropout_keep)
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None,
+               states=None):
+    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's.
+    states: a frozen encoder's cached states (`TextClassifier.embed_tokens`), or None."""
+    return self.classify(self.embed_tokens(tokens, trainable_vectors, states), lengths, key,
+                         dropout_keep)
 
   def classify(self, x, lengths, key=None, dropout_keep=None):
     """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""

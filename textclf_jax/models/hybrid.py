@@ -18,6 +18,7 @@ class CNNLSTM(TextClassifier):
   """tokens [B, L], lengths [B] -> logits [B, num_classes]."""
 
   reads_windows = True
+  reads_states = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, filter_widths=(3,),
                num_filters=128, hidden=128, layers=1, bidirectional=False, dropout=0.5,
@@ -40,9 +41,12 @@ class CNNLSTM(TextClassifier):
     """At least the widest filter (kept from the CNN, so batch shapes are unchanged)."""
     return max(config.filter_widths)
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
-    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
-    return self.classify(self.embed(tokens, trainable_vectors), lengths, key, dropout_keep)
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None,
+               states=None):
+    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's.
+    states: a frozen encoder's cached states (`TextClassifier.embed_tokens`), or None."""
+    return self.classify(self.embed_tokens(tokens, trainable_vectors, states), lengths, key,
+                         dropout_keep)
 
   def classify(self, x, lengths, key=None, dropout_keep=None):
     """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""

@@ -214,6 +214,7 @@ class LSTMClassifier(TextClassifier):
   (pool final) or the max over time of the last layer's states (pool max)."""
 
   reads_windows = True
+  reads_states = True
 
   def __init__(self, embeddings: Embeddings, num_classes: int, hidden=150, layers=1,
                bidirectional=False, dropout=0.5, pool="final", *, rngs):
@@ -238,9 +239,12 @@ class LSTMClassifier(TextClassifier):
     top = jnp.max(jnp.where(valid, outputs, -jnp.inf), axis=1)
     return jnp.where(lengths[:, None] > 0, top, 0.0)
 
-  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None):
-    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's."""
-    return self.classify(self.embed(tokens, trainable_vectors), lengths, key, dropout_keep)
+  def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None,
+               states=None):
+    """dropout_keep: a group member's 1 - dropout rate (traced), or None: the config's.
+    states: a frozen encoder's cached states (`TextClassifier.embed_tokens`), or None."""
+    return self.classify(self.embed_tokens(tokens, trainable_vectors, states), lengths, key,
+                         dropout_keep)
 
   def classify(self, x, lengths, key=None, dropout_keep=None):
     """Embedded texts x [B, L, E] (zero past each length) -> logits [B, num_classes]."""

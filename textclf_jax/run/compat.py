@@ -37,15 +37,17 @@ KINDS = ("run", "cv", "group", "study", "export")
 # so that such runs resume bit for bit); before multilabel_min_f1, a fixed per-label F1
 # floor of 0.5 (kept so that re-tuning their thresholds, as an ensemble does, gives
 # theirs; a fact of the past, not scoring.metrics.PER_LABEL_MIN_F1, which may change);
-# before threshold_objective, thresholds for micro-F1. Other missing keys take the base
-# config's defaults.
+# before threshold_objective, thresholds for micro-F1; before encoder_cache, a frozen
+# encoder run on every step. Other missing keys take the base config's defaults.
 OLD_RUN_DEFAULTS = {"embedding_update": "dense", "conv_backward": "dense",
-                    "multilabel_min_f1": 0.5, "threshold_objective": "micro"}
+                    "multilabel_min_f1": 0.5, "threshold_objective": "micro",
+                    "encoder_cache": "off"}
 
 # Implementation choices a resumed run keeps from its saved config, whatever `auto`
-# means now: the table update decides the optimiser state it restores, both decide the
-# float rounding of every later step.
-KEPT_ON_RESUME = ("embedding_update", "conv_backward")
+# means now: the table update decides the optimiser state it restores; it, conv_backward
+# and encoder_cache (cached states vs the encoder run inside each step) decide the float
+# rounding of every later step.
+KEPT_ON_RESUME = ("embedding_update", "conv_backward", "encoder_cache")
 
 # Settings `train --resume` may change: how long a run trains and how it reports.
 RESUME_OVERRIDES = ("num_epochs", "early_stopping_patience", "log_every_steps",

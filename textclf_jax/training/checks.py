@@ -28,7 +28,7 @@ def choices() -> dict:
   from textclf_jax.models import MODELS, chunked, cnn, embeddings, lstm
   from textclf_jax.models.encoders import classifier
   from textclf_jax.text import encoder
-  from textclf_jax.training import losses, optim, sparse_embed, steps
+  from textclf_jax.training import encoder_cache, losses, optim, sparse_embed, steps
   return {
       "model": tuple(MODELS), "embedding": (*embeddings.KINDS, "contextual"),
       "loss": losses.LOSSES, "pooling": classifier.POOLINGS,
@@ -37,6 +37,7 @@ def choices() -> dict:
       "weight_decay_mode": ("decoupled", "l2"), "embedding_update": sparse_embed.MODES,
       "conv_backward": cnn.CONV_BACKWARD, "compute_dtype": tuple(steps.COMPUTE_DTYPES),
       "vectors_format": vectors.FORMATS, "chunk_pool": chunked.POOLS, "lstm_pool": lstm.POOLS,
+      "encoder_cache": encoder_cache.MODES,
   }
 
 

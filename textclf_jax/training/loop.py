@@ -30,6 +30,7 @@ from textclf_jax.training import evaluate as evaluate_lib
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
 from textclf_jax.training import steps as steps_lib
+from textclf_jax.training import encoder_cache
 from textclf_jax.run.checkpoint import Checkpoints
 from textclf_jax.data.batching import prefetch
 from textclf_jax.data.pipeline import prepare
@@ -162,6 +163,9 @@ def _train(config, workdir, resume, fold, raw, started, on_dev=None, targets=Non
           f"{meta['position']})"), flush=True)
   logger = runlog.RunLogger(workdir, config, resume_step=int(state["step"]) if resume else None)
   run = RunProgress(config, workdir, prepared, ckpt, logger, meta, steps.all_finite, on_dev)
+  # A frozen encoder's states of the training texts, computed from the initial state's
+  # frozen params (a resumed run computes the same bits again).
+  train = encoder_cache.attach(config, steps, built.state, train, eval_batcher)
   if is_main:
     _announce(prepared, config, mesh)
 

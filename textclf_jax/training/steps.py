@@ -154,9 +154,11 @@ class Steps:
     def loss_of(params, vectors=None):
       if vectors is not None:
         vectors = cast_floats(vectors, self.dtype)
+      cached = {} if "states" not in batch else {  # a frozen encoder's (encoder_cache)
+          "states": cast_floats(batch["states"], self.dtype)}
       logits = self.model(params, state["frozen"])(
           batch["tokens"], batch["lengths"], key, trainable_vectors=vectors,
-          dropout_keep=member.dropout_keep)
+          dropout_keep=member.dropout_keep, **cached)
       logits = logits.astype(jnp.float32)
       per_example = self.loss_fn(logits, batch["labels"], member.class_weights)
       if "soft" in batch:  # a distilled run's batch (a run without a teacher: unchanged)

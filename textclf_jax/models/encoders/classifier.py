@@ -106,14 +106,27 @@ class ContextualEmbeddings(nnx.Module):
     self.mix = ScalarMix(cfg.num_hidden_layers + 1) if self.select == "mix" else None
     self.out_features = cfg.hidden_size
 
-  def __call__(self, tokens, trainable_vectors=None, word_vectors=None):
-    """word_vectors [B, L, H]: in place of the encoder's word embeddings (explanations)."""
+  def __call__(self, tokens, trainable_vectors=None, states=None, word_vectors=None):
+    """states: `cached(tokens)` computed earlier (a frozen encoder's cache,
+    training/encoder_cache.py), read instead of running the encoder; zero-padded.
+    word_vectors [B, L, H]: in place of the encoder's word embeddings (explanations)."""
     del trainable_vectors  # no word table
     mask = tokens != 0
+    if states is not None:
+      x = self.mix(jnp.moveaxis(states, 2, 0)) if self.mix is not None else states
+      return jnp.where(mask[..., None], x, 0.0)
     states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask.astype(jnp.int32),
                           word_vectors=word_vectors)
     x = self.mix(states) if self.mix is not None else self.select(states)
     return jnp.where(mask[..., None], x, 0.0)
+
+  def cached(self, tokens):
+    """tokens [B, L] -> what a frozen encoder's cache keeps per token: the selected
+    states [B, L, H] (last, layer_N, mean_last_K), or every hidden state [B, L, L + 1, H]
+    for mix (the ScalarMix stays trainable and is applied in `__call__`)."""
+    mask = tokens != 0
+    states = self.encoder(to_model_ids(tokens, self.pad_token_id), mask.astype(jnp.int32))
+    return jnp.moveaxis(states, 0, 2) if self.mix is not None else self.select(states)
 
 
 class TransformerClassifier(base.TextClassifier):

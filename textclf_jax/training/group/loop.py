@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from textclf_jax.training import build as build_lib
-from textclf_jax.training import checks
+from textclf_jax.training import checks, encoder_cache
 from textclf_jax.runtime import parallel
 from textclf_jax.run import layout as rundir, lock as runlock, log as runlog
 from textclf_jax.training import optim, steps as steps_lib
@@ -46,6 +46,7 @@ class Member:
   built: build_lib.Built  # its solo steps (prediction, finish) and initial state
   abstract: object  # its solo state's shapes and shardings
   run: RunProgress = None
+  train: object = None  # its train split, with a frozen encoder's cached states (if any)
 
 
 def _read_group(group_dir: str) -> dict | None:
@@ -111,7 +112,7 @@ def train_many(configs: list, workdirs: list, group_dir: str, folds: list | None
 def _build_members(configs, workdirs, folds, raw, mesh) -> list:
   """Prepares each member's data, run directory and solo initial state."""
   raw = raw or load_source(configs[0])
-  members, cache = [], {}
+  members, cache, trains = [], {}, {}
   for config, workdir, fold in zip(configs, workdirs, folds):
     # Data depend on the fold, and on the seed only through the vectors' unknown-word init.
     key = (fold, config.seed if config.vectors else None)
@@ -119,8 +120,12 @@ def _build_members(configs, workdirs, folds, raw, mesh) -> list:
     config = checks.resolve_max_len(config, prepared.max_len)
     rundir.init(config, workdir, prepared)
     built = build_lib.build(config, prepared, mesh)
+    if key not in trains:  # members of one split share its cache (the same frozen encoder)
+      trains[key] = encoder_cache.attach(config, built.steps, built.state,
+                                         prepared.splits["train"],
+                                         build_lib.eval_batcher(config, mesh))
     members.append(Member(config, workdir, prepared, built,
-                          parallel.abstract_like(built.state)))
+                          parallel.abstract_like(built.state), train=trains[key]))
   members_lib.check_members(members)
   return members
 
@@ -180,7 +185,7 @@ def _train_group(configs, workdirs, group_dir, folds, raw) -> list:
   steps, values = members_lib.member_values(members)
   train_step, predict_step = compiled.compile_steps(steps)
   values = jax.device_put(values, sharding)
-  trains = [m.prepared.splits["train"] for m in members]
+  trains = [m.train for m in members]
   devs = [m.prepared.splits["dev"] for m in members]
   labels = trains[0].labels
   stacked = _set_plateau_scales(stacked, members)

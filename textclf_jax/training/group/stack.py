@@ -3,8 +3,9 @@
   state   every leaf [K, ...]; embedding tables padded with zero rows to the
           largest member's row count (folds have different vocabularies;
           rows past a member's vocabulary are never looked up)
-  batch   tokens [K, B, L], lengths/weights [K, B], labels [K, B(, C)]: each
-          member's own batch, padded to the longest member's length L
+  batch   tokens [K, B, L], lengths/weights [K, B], labels [K, B(, C)] (and a frozen
+          encoder's cached states [K, B, L, ...]): each member's own batch, padded to
+          the longest member's length L
 """
 
 from __future__ import annotations
@@ -50,10 +51,15 @@ def stack_batches(batches: list, labels_shape: tuple, labels_dtype) -> dict:
          "lengths": np.ones((k, rows), np.int32),
          "labels": np.zeros((k, rows) + labels_shape, labels_dtype),
          "weights": np.zeros((k, rows), np.float32)}
+  states = next((b["states"] for b in batches if b is not None and "states" in b), None)
+  if states is not None:  # training/encoder_cache.py
+    out["states"] = np.zeros((k, rows, length) + states.shape[2:], np.float32)
   for i, batch in enumerate(batches):
     if batch is None:
       continue
     out["tokens"][i, :, : batch["tokens"].shape[1]] = batch["tokens"]
+    if states is not None:
+      out["states"][i, :, : batch["tokens"].shape[1]] = batch["states"]
     for key in ("lengths", "labels", "weights"):
       out[key][i] = batch[key]
   return out
