@@ -94,41 +94,53 @@ def head_init(hidden, seed=0):
   return (rng.normal(0, 0.02, (hidden, 2)).astype(np.float32), np.zeros(2, np.float32))
 
 
+def jax_train_step(model, seed=0):
+  """The fine-tuning step on a textclf_jax Encoder: (step, params, opt_state), where
+  step(params, opt_state, key, ids [B, T], mask [B, T], labels [B]) -> (params,
+  opt_state, loss) is one jax.jit program with params and opt_state donated; params
+  hold the encoder's state and the head {w [H, 2], b [2]} (head_init)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax import nnx
+
+  from textclf_jax.models.encoders.pooling import mean_pool
+
+  graphdef, state = nnx.split(model)
+
+  def loss_fn(params, key, ids, mask, labels):
+    hidden = nnx.merge(graphdef, params["encoder"])(ids, mask, rngs=key)[-1]
+    pooled = mean_pool(hidden, mask).astype(jnp.float32)
+    logits = pooled @ params["head"]["w"] + params["head"]["b"]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  tx = optax.adamw(LR, b1=0.9, b2=0.999, eps=1e-8, weight_decay=WEIGHT_DECAY)
+
+  def step(params, opt_state, key, ids, mask, labels):
+    loss, grads = jax.value_and_grad(loss_fn)(params, key, ids, mask, labels)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  w, b = head_init(model.cfg.hidden_size, seed)
+  params = {"encoder": jax.tree.map(jnp.copy, state),
+            "head": {"w": jnp.asarray(w), "b": jnp.asarray(b)}}
+  return jax.jit(step, donate_argnums=(0, 1)), params, tx.init(params)
+
+
 class Ours:
-  """The Flax encoder: a jitted forward and a jitted fine-tuning step."""
+  """The Flax encoder: a jitted forward and the jitted fine-tuning step."""
 
   def __init__(self, model_dir, seed=0):
     import jax
-    import jax.numpy as jnp
-    import optax
     from flax import nnx
 
     from textclf_jax.models.encoders import load_encoder
-    from textclf_jax.models.encoders.pooling import mean_pool
 
     self.jax = jax
     model = load_encoder(model_dir)
-    graphdef, state = nnx.split(model)
-    w, b = head_init(model.cfg.hidden_size, seed)
-    self.fwd_state = state
+    graphdef, self.fwd_state = nnx.split(model)
     self.forward_fn = jax.jit(lambda s, ids, mask: nnx.merge(graphdef, s)(ids, mask)[-1])
-
-    def loss_fn(params, key, ids, mask, labels):
-      hidden = nnx.merge(graphdef, params["encoder"])(ids, mask, rngs=key)[-1]
-      logits = mean_pool(hidden, mask) @ params["head"]["w"] + params["head"]["b"]
-      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-    self.tx = optax.adamw(LR, b1=0.9, b2=0.999, eps=1e-8, weight_decay=WEIGHT_DECAY)
-
-    def step(params, opt_state, key, ids, mask, labels):
-      loss, grads = jax.value_and_grad(loss_fn)(params, key, ids, mask, labels)
-      updates, opt_state = self.tx.update(grads, opt_state, params)
-      return optax.apply_updates(params, updates), opt_state, loss
-
-    self.step_fn = jax.jit(step, donate_argnums=(0, 1))
-    self.params = {"encoder": jax.tree.map(jnp.copy, state),
-                   "head": {"w": jnp.asarray(w), "b": jnp.asarray(b)}}
-    self.opt_state = self.tx.init(self.params)
+    self.step_fn, self.params, self.opt_state = jax_train_step(model, seed)
     self.key = jax.random.key(seed)
     self.steps = 0
 
