@@ -6,7 +6,7 @@ the carried data and calls this file:
     bash bench/accelerator_check.sh [OUT]             # on the GPU: about 8 minutes
     bash bench/accelerator_check.sh [OUT] --dry-run   # on a CPU: tiny sizes, ~1 minute
 
-Five parts, each in its own processes with its own time limit, so that a part that
+Six parts, each in its own processes with its own time limit, so that a part that
 fails or runs out of time leaves the others' figures standing:
 
   1. env               jax.devices(), versions, measured matmul peaks, the trainer's mesh
@@ -20,13 +20,17 @@ fails or runs out of time leaves the others' figures standing:
                        512; model FLOP/s against the H200's peaks (PEAKS below) and the peaks
                        measured in part 1; bench/torch_reference.py on the same device
                        when torch imports
+  3b. encoder          bench/encoder_speed.py's BERT fine-tuning step (all-MiniLM-L6-v2's
+                       shape, batch 32 x 128, AdamW on every parameter, dropout on), float32
+                       and bfloat16 compute; its log goes into throughput.log
   4. many_models       bench/many_models.py: 10 seeds as one vmapped program vs 10 solo runs
   5. time_to_accuracy  seconds from process start to 0.80 dev on SST-2 (Kim CNN, as
                        bench/time_to_accuracy.py) and to 0.90 test on IMDB (issue 19's
                        CNN command), each with an empty and then a filled compilation cache
 
 Everything lands in OUT as at most 8 files (what the device tool brings back):
-summary.json, summary.md, check.log and one log per part (OUT_FILES). The part
+summary.json, summary.md, check.log and one log per part (OUT_FILES; the encoder's
+is throughput.log). The part
 budgets (BUDGETS) add up to the whole budget (--budget, default 465 s); time a
 part leaves unused passes to the next ones.
 
@@ -48,23 +52,24 @@ import sys  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # bench/: the accelerator package
 from accelerator.budget import Clock  # noqa: E402
-from accelerator.children import child_env, child_throughput, child_torch, child_tta  # noqa: E402
+from accelerator.children import (child_encoder, child_env, child_throughput,  # noqa: E402
+                                  child_torch, child_tta)
 from accelerator.runner import Check  # noqa: E402
 from accelerator.spec import (BUDGETS, DEFAULT_BUDGET, DETERMINISTIC_FLAG,  # noqa: E402
-                              FASTTEXT_IMDB, HERE, OUT_FILES, PARTS, PEAKS, REPO,
+                              ENCODER, FASTTEXT_IMDB, HERE, OUT_FILES, PARTS, PEAKS, REPO,
                               RERUN_DETERMINISTIC, TEST_GROUPS, THROUGHPUT)
 
-__all__ = ["BUDGETS", "DEFAULT_BUDGET", "DETERMINISTIC_FLAG", "FASTTEXT_IMDB", "HERE",
-           "OUT_FILES", "PARTS", "PEAKS", "REPO", "RERUN_DETERMINISTIC", "TEST_GROUPS",
-           "THROUGHPUT", "Check", "Clock", "SPAWNED", "child_env", "child_throughput",
-           "child_torch", "child_tta", "main"]
+__all__ = ["BUDGETS", "DEFAULT_BUDGET", "DETERMINISTIC_FLAG", "ENCODER", "FASTTEXT_IMDB",
+           "HERE", "OUT_FILES", "PARTS", "PEAKS", "REPO", "RERUN_DETERMINISTIC", "TEST_GROUPS",
+           "THROUGHPUT", "Check", "Clock", "SPAWNED", "child_encoder", "child_env",
+           "child_throughput", "child_torch", "child_tta", "main"]
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("child", nargs="?", default="",
-                      help=argparse.SUPPRESS)  # _env | _throughput | _torch | _tta
+                      help=argparse.SUPPRESS)  # _env | _throughput | _torch | _encoder | _tta
   parser.add_argument("--out", default=os.environ.get("OUT") or "accelerator_out")
   parser.add_argument("--dry-run", dest="dry_run", action="store_true",
                       help="tiny sizes on whatever device there is (the CPU in CI)")
@@ -93,7 +98,7 @@ def main():
     parser.add_argument(f"--{name}", type=kind, default=default, help=argparse.SUPPRESS)
   args = parser.parse_args()
   children = {"_env": child_env, "_throughput": child_throughput, "_torch": child_torch,
-              "_tta": child_tta}
+              "_encoder": child_encoder, "_tta": child_tta}
   args.spawned = args.spawned or SPAWNED
   if args.child:
     if args.child not in children:

@@ -44,6 +44,9 @@ def test_dry_run_runs_every_part_and_reports_in_at_most_eight_files(tmp_path):
   rows = parts["throughput"]["rows"]
   assert rows and all(r["examples_per_s"] > 0 and r["model_flops_per_step"] > 0 for r in rows)
   assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
+  encoder = parts["encoder"]["rows"]
+  assert [r["dtype"] for r in encoder] == ["float32", "bfloat16"]
+  assert all(r["examples_per_s"] > 0 and r["tokens_per_s"] > 0 for r in encoder)
   assert len(parts["many_models"]["seeds"]) == 2 and parts["many_models"]["speedup"] > 0
   runs = parts["time_to_accuracy"]["runs"]
   assert [(r["dataset"], r["cache"]) for r in runs] == [
@@ -53,6 +56,27 @@ def test_dry_run_runs_every_part_and_reports_in_at_most_eight_files(tmp_path):
   md = (out / "summary.md").read_text()
   assert "| throughput | ok |" in md and "19 s" in md
   print(f"dry run: {seconds:.1f} s")
+
+
+def test_encoder_child_times_the_fine_tuning_step_in_both_dtypes():
+  """The encoder part's child, in its dry-run size: one row per compute dtype, each a
+  finite loss from a step that ran, and the report's table with bf16 against f32."""
+  from accelerator import report
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_backend_optimization_level=0")
+  proc = subprocess.run([sys.executable, os.path.join(REPO, "bench", "accelerator_check.py"),
+                         "_encoder", "--spec", json.dumps(accelerator_check.ENCODER["dry"])],
+                        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = [json.loads(l[8:]) for l in proc.stdout.splitlines() if l.startswith("ENCODER ")]
+  assert [r["dtype"] for r in rows] == ["float32", "bfloat16"], proc.stdout[-3000:]
+  for r in rows:
+    assert "error" not in r, r
+    assert r["examples_per_s"] > 0 and r["step_ms"] > 0 and r["compile_s"] > 0
+    assert 0 < r["loss"] < 10  # cross entropy of 2 classes after a few steps
+  table = report.encoder_table(rows)
+  assert table.count("\n") == 3 and "| bfloat16 | 1 x 16 | 4 x 8 |" in table
+  assert "| 1.00x |" in table  # float32 against itself
 
 
 def _check(tmp_path, budget=60.0):
@@ -71,13 +95,14 @@ def test_a_part_that_fails_leaves_the_others_and_is_in_the_summary(tmp_path):
   check.part_env = lambda limit: {"status": "ok", "device_kind": "fake", "device_count": 1}
   check.part_tests = broken
   check.part_throughput = lambda limit: {"status": "ok", "rows_done": 0, "rows_planned": 0}
+  check.part_encoder = broken
   check.part_many_models = broken
   check.part_time_to_accuracy = lambda limit: {"status": "ok", "runs": []}
   assert check.main() == 1
   summary = json.loads((tmp_path / "out" / "summary.json").read_text())
   status = {name: p["status"] for name, p in summary["parts"].items()}
-  assert status == {"env": "ok", "tests": "failed", "throughput": "ok", "many_models": "failed",
-                    "time_to_accuracy": "ok"}
+  assert status == {"env": "ok", "tests": "failed", "throughput": "ok", "encoder": "failed",
+                    "many_models": "failed", "time_to_accuracy": "ok"}
   assert summary["parts"]["tests"]["error"] == "RuntimeError: no GPU here"
   assert "| tests | failed |" in (tmp_path / "out" / "summary.md").read_text()
 

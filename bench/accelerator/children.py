@@ -185,3 +185,54 @@ def child_tta(args):
                 scored_examples=len(scored), compilation_cache=bool(cache),
                 device=str(jax.devices()[0]))
   print("TTA " + json.dumps(result), flush=True)
+
+
+def child_encoder(args):
+  """bench/encoder_speed.py's fine-tuning step (BERT encoder, mean pooling, linear head,
+  cross entropy, AdamW on every parameter, dropout on) on random inputs, for each compute
+  dtype of the spec (float32 params either way): one `ENCODER {json}` line per dtype."""
+  spec = json.loads(args.spec)
+  sys.path.insert(0, HERE)
+  from textclf_jax.runtime import bootstrap
+  bootstrap.start(cache=False)  # compile_s is a compilation
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from flax import nnx
+
+  import encoder_speed
+  from textclf_jax.models.encoders.bert import Encoder, EncoderConfig
+  cfg = EncoderConfig(**spec["config"])
+  b, t, steps = spec["batch"], spec["length"], spec["steps"]
+  rng = np.random.default_rng(0)
+  batches = []
+  for _ in range(2):  # two distinct batches; lengths from t/2 to t, padded to t
+    lengths = rng.integers(max(1, t // 2), t + 1, b)
+    mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int32)
+    ids = rng.integers(1, cfg.vocab_size, (b, t)).astype(np.int32) * mask
+    batches.append(jax.device_put((ids, mask, rng.integers(0, 2, b).astype(np.int32))))
+  tokens = int(sum(int(x[1].sum()) for x in batches) * steps / 2)
+  for dtype in spec["dtypes"]:
+    row = {"dtype": dtype, "batch": b, "length": t, "steps": steps,
+           "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size}
+    try:
+      model = Encoder(cfg, jnp.dtype(dtype), rngs=nnx.Rngs(0))
+      step, params, opt_state = encoder_speed.jax_train_step(model)
+      key = jax.random.key(0)
+      start = time.perf_counter()
+      compiled = step.lower(params, opt_state, key, *batches[0]).compile()
+      row["compile_s"] = time.perf_counter() - start
+      params, opt_state, loss = compiled(params, opt_state, key, *batches[1])  # warm-up
+      jax.block_until_ready(loss)
+      start = time.perf_counter()
+      for i in range(steps):
+        params, opt_state, loss = compiled(params, opt_state, jax.random.fold_in(key, i),
+                                           *batches[i % 2])
+      jax.block_until_ready(loss)
+      seconds = time.perf_counter() - start
+      row.update(examples_per_s=steps * b / seconds, tokens_per_s=tokens / seconds,
+                 step_ms=1e3 * seconds / steps, loss=float(loss),
+                 device_kind=jax.devices()[0].device_kind)
+    except Exception as e:  # noqa: BLE001  (one dtype's failure is that row's figure)
+      row["error"] = f"{type(e).__name__}: {str(e)[:400]}"
+    print("ENCODER " + json.dumps(row), flush=True)

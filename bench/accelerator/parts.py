@@ -1,4 +1,4 @@
-"""The accelerator check's five parts, as methods of `runner.Check` (this mixin): each
+"""The accelerator check's six parts, as methods of `runner.Check` (this mixin): each
 starts its child processes through `Check.run` with its share of the time budget and
 returns its figures for summary.json."""
 
@@ -12,12 +12,13 @@ import subprocess
 import time
 
 from accelerator import report
-from accelerator.spec import (DETERMINISTIC_FLAG, FASTTEXT_IMDB, HERE, PEAKS,
+from accelerator.spec import (DETERMINISTIC_FLAG, ENCODER, FASTTEXT_IMDB, HERE, PEAKS,
                               RERUN_DETERMINISTIC, TEST_GROUPS, THROUGHPUT)
 
 
 class Parts:
-  """part_env, part_tests, part_throughput, part_many_models, part_time_to_accuracy."""
+  """part_env, part_tests, part_throughput, part_encoder, part_many_models,
+  part_time_to_accuracy."""
 
   # ---- 1. environment
   def part_env(self, limit: float) -> dict:
@@ -149,6 +150,24 @@ class Parts:
     return {"nominal": PEAKS if "H200" in kind.upper() else None,
             "measured": {"bf16": measured.get("bf16"), "fp32": measured.get("fp32_default"),
                          "fp32_highest": measured.get("fp32_highest")}}
+
+  # ---- 3b. the BERT encoder's fine-tuning step
+  def part_encoder(self, limit: float) -> dict:
+    spec = ENCODER[self.mode]
+    # The dry run compiles unoptimised, as the tests do on the CPU (tests/conftest.py).
+    env = self.child_env(XLA_FLAGS="--xla_backend_optimization_level=0"
+                         if self.mode == "dry" else None)
+    r = self.run(self.me("_encoder", "--spec", json.dumps(spec)), "throughput.log", limit,
+                 env=env, title="encoder fine-tuning step, float32 and bfloat16 compute")
+    rows = [json.loads(l[8:]) for l in r["output"].splitlines() if l.startswith("ENCODER ")]
+    table = report.encoder_table(rows)
+    with open(self.path("throughput.log"), "a", encoding="utf-8") as f:
+      f.write("\n### encoder table\n" + table + "\n")
+    done = [row for row in rows if "error" not in row]
+    status = ("ok" if len(done) == len(spec["dtypes"]) and r["rc"] == 0 else
+              "timeout" if r["timed_out"] else "failed")
+    return {"status": status, "log": "throughput.log", "rows": rows, "table": table,
+            "errors": [row["error"] for row in rows if "error" in row]}
 
   # ---- 4. many models
   def part_many_models(self, limit: float) -> dict:

@@ -46,6 +46,22 @@ def throughput_table(rows: list, torch_rows: list, peaks: dict) -> str:
   return "\n".join(lines)
 
 
+def encoder_table(rows: list) -> str:
+  """The encoder fine-tuning step's rows (children.child_encoder), bf16 against f32."""
+  f32 = next((r for r in rows if r["dtype"] == "float32" and "error" not in r), None)
+  lines = ["| dtype | layers x hidden | batch x length | compile s | step ms | examples/s "
+           "| tokens/s | vs float32 |", "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    shape = f"{r['layers']} x {r['hidden']} | {r['batch']} x {r['length']}"
+    if "error" in r:
+      lines.append(f"| {r['dtype']} | {shape} | error: {r['error'][:80]} | | | | |")
+      continue
+    ratio = f"{r['examples_per_s'] / f32['examples_per_s']:.2f}x" if f32 else "-"
+    lines.append(f"| {r['dtype']} | {shape} | {r['compile_s']:.1f} | {r['step_ms']:.2f} | "
+                 f"{r['examples_per_s']:,.0f} | {r['tokens_per_s']:,.0f} | {ratio} |")
+  return "\n".join(lines)
+
+
 def tta_table(runs: list) -> str:
   lines = ["| dataset | preset | target | cache | reached | seconds from process start | "
            "data s | first step s | steps | accuracy | best accuracy (at s) |",
@@ -111,6 +127,12 @@ def markdown(summary: dict) -> str:
               "(bf16 rows against bf16; float32 rows against TF32, which XLA's default "
               "precision uses, and plain fp32). Model FLOPs: XLA's cost analysis of the step "
               "with the dense convolution backward pass.", "", tp["table"]]
+  enc = parts.get("encoder")
+  if enc and enc.get("table"):
+    lines += ["", "## Encoder fine-tuning step", "", "bench/encoder_speed.py's step (BERT "
+              "encoder, mean pooling, linear head, cross entropy, AdamW on every parameter, "
+              "dropout 0.1) at all-MiniLM-L6-v2's shape, random weights, float32 params.", "",
+              enc["table"]]
   mm = parts.get("many_models")
   if mm and mm.get("seeds"):
     lines += ["", "## Many models", "", f"`bench/many_models.py {mm['args']}`: vmapped "
@@ -135,6 +157,10 @@ def figures_line(name: str, p: dict) -> str:
     return "; ".join(f"{g}: {r['status']} {r['counts']}" for g, r in p.get("groups", {}).items())
   if name == "throughput" and "rows_planned" in p:
     return f"{p.get('rows_done')} of {p.get('rows_planned')} rows; torch: {p.get('torch')}"
+  if name == "encoder" and p.get("rows"):
+    return "; ".join(f"{r['dtype']}: " + (f"{r['examples_per_s']:,.0f} examples/s"
+                                          if "error" not in r else "error")
+                     for r in p["rows"])
   if name == "many_models" and p.get("seeds"):
     return (f"speed-up {p.get('speedup')}x, {p.get('identical_seeds')} of "
             f"{len(p.get('seeds') or [])} seeds identical")

@@ -20,12 +20,12 @@ FASTTEXT_IMDB = ("fastText: 89.9% test on IMDB in 19 s of training on the projec
 
 OUT_FILES = ("summary.json", "summary.md", "check.log", "environment.txt", "tests.log",
              "throughput.log", "many_models.log", "time_to_accuracy.log")
-PARTS = ("env", "tests", "throughput", "many_models", "time_to_accuracy")
+PARTS = ("env", "tests", "throughput", "encoder", "many_models", "time_to_accuracy")
 DEFAULT_BUDGET = {"real": 465, "dry": 200}  # seconds for the whole check
 BUDGETS = {  # seconds per part, real run and dry run (shares of the whole)
-    "real": {"env": 35, "tests": 140, "throughput": 130, "many_models": 60,
-             "time_to_accuracy": 100},
-    "dry": {"env": 20, "tests": 25, "throughput": 35, "many_models": 30,
+    "real": {"env": 35, "tests": 125, "throughput": 120, "encoder": 35, "many_models": 55,
+             "time_to_accuracy": 95},
+    "dry": {"env": 20, "tests": 25, "throughput": 35, "encoder": 15, "many_models": 30,
             "time_to_accuracy": 40},
 }
 
@@ -56,4 +56,18 @@ THROUGHPUT = {  # shapes are tokens per example; steps are timed steps per shape
              "steps": {"imdb": 20, "sst2": 50}, "vocab": 20000, "embed_dim": 100},
     "dry": {"rows": [("cnn", "sst2", 4, "float32"), ("hybrid", "sst2", 4, "bfloat16")],
             "shapes": {"sst2": 8}, "steps": {"sst2": 2}, "vocab": 300, "embed_dim": 16},
+}
+
+# bench/encoder_speed.py's fine-tuning step at all-MiniLM-L6-v2's shape (random weights:
+# the speed does not depend on them), float32 and bfloat16 compute, float32 params.
+MINILM_L6 = {"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+             "num_attention_heads": 12, "intermediate_size": 1536,
+             "max_position_embeddings": 512}
+ENCODER = {
+    "real": {"config": MINILM_L6, "batch": 32, "length": 128, "steps": 50,
+             "dtypes": ["float32", "bfloat16"]},
+    "dry": {"config": {"vocab_size": 64, "hidden_size": 16, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "intermediate_size": 32,
+                       "max_position_embeddings": 16},
+            "batch": 4, "length": 8, "steps": 2, "dtypes": ["float32", "bfloat16"]},
 }
