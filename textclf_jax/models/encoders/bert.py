@@ -24,20 +24,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 MODEL_TYPES = ("bert", "roberta", "distilbert")
-
-
-def _gelu(x):
-  """The exact GELU as PyTorch computes it: x / 2 * (1 + erf(x / sqrt(2))). The same
-  function as jax.nn.gelu(approximate=False) (which is written with erfc) to float
-  rounding; erf is a short polynomial on XLA:CPU where erfc also needs exp and a select,
-  so this is about twice as fast forward."""
-  return 0.5 * x * (1.0 + jax.lax.erf(x * (1.0 / math.sqrt(2.0))))
-
-
 # HF's names (transformers.activations.ACT2FN) for the activations these checkpoints use.
 # "gelu" is the exact erf form; "gelu_new" / "gelu_pytorch_tanh" the tanh approximation.
 ACTIVATIONS = {
-    "gelu": _gelu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
     "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "relu": jax.nn.relu,
