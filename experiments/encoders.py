@@ -37,7 +37,7 @@ CELLS = {
                                        "encoder_layers=mix"], "sst2-hybrid", ""),
     "sst2-minilm_tuned-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL,
                                       "encoder_trainable=true", "optimizer=adamw",
-                                      "learning_rate=5e-5", "weight_decay=0.01",
+                                      "learning_rate=1e-4", "weight_decay=0.01",
                                       "schedule=linear", "warmup_fraction=0.06",
                                       "clip_norm=1.0", "num_epochs=3", "batch_size=32"],
                               "sst2-hybrid", ""),
