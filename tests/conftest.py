@@ -18,7 +18,7 @@ os.environ.setdefault("TEXTCLF_MALLOC_TUNING", "0")
 # One BLAS thread in the test process and the programs it starts. OpenBLAS's threads
 # busy-wait for each other, and on a loaded machine (CI: 2 cores, 2 test processes) they
 # mostly wait: the paired bootstraps of tests/test_ablations.py's quick studies took 97 CPU s
-# with 2 threads, 38 with 1. GEMM splits its output among threads, not its sums, so the
+# with 2 threads, 43 with 1. GEMM splits its output among threads, not its sums, so the
 # numbers are the same. numpy is loaded before this file (a pytest plugin imports it), so
 # the environment variable reaches only child processes; threadpoolctl (a dependency of
 # scikit-learn, in the `test` extra) limits this one.
