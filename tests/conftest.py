@@ -15,6 +15,19 @@ os.environ.setdefault("TEXTCLF_COMPILATION_CACHE", "off")
 # glibc's default malloc in the test process and the programs it starts: the CLI's
 # and the runner's malloc tuning (hostmem.py) is for speed, which tests do not measure.
 os.environ.setdefault("TEXTCLF_MALLOC_TUNING", "0")
+# One BLAS thread in the test process and the programs it starts. OpenBLAS's threads
+# busy-wait for each other, and on a loaded machine (CI: 2 cores, 2 test processes) they
+# mostly wait: the paired bootstraps of tests/test_ablations.py's quick studies took 97 CPU s
+# with 2 threads, 43 with 1. GEMM splits its output among threads, not its sums, so the
+# numbers are the same. numpy is loaded before this file (a pytest plugin imports it), so
+# the environment variable reaches only child processes; threadpoolctl (a dependency of
+# scikit-learn, in the `test` extra) limits this one.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+try:
+  import threadpoolctl
+  threadpoolctl.threadpool_limits(1, user_api="blas")
+except ImportError:
+  pass
 # XLA:CPU at LLVM optimisation level 0: the suite compiles hundreds of small programs and
 # runs each for a few steps, and compiling takes most of its time (a tiny run: 7 programs,
 # 5.3 s of compiling at the default level, 2.9 s at 0; the whole suite: 1,230 CPU s

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import tiny_config
+from conftest import XLA_TEST_FLAGS, tiny_config
 from textclf_jax.cli import main as cli
 from textclf_jax.run import log as runlog
 
@@ -89,12 +89,15 @@ def test_host_memory_tuning_is_glibc_only_and_can_be_turned_off():
 def test_compilation_cache_is_filled_then_used_with_identical_results(topic_dir, tmp_path):
   """Two `textclf train` processes sharing TEXTCLF_COMPILATION_CACHE: the first
   writes the compiled steps, the second loads them (no new entries) and its run
-  ends with exactly the same metrics; `off` writes nothing."""
+  ends with exactly the same metrics; `off` writes nothing. The processes compile at the
+  suite's optimisation level (conftest.XLA_TEST_FLAGS), as every program tests start does:
+  what is cached does not depend on it, and at XLA's default level the three runs took
+  53 CPU s instead of 32."""
   cache = tmp_path / "cache"
 
   def train_run(name, cache_setting):
     env = {**os.environ, "TEXTCLF_COMPILATION_CACHE": cache_setting, "JAX_PLATFORMS": "cpu",
-           "XLA_FLAGS": "", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+           "XLA_FLAGS": XLA_TEST_FLAGS, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     workdir = str(tmp_path / name)
     subprocess.run([sys.executable, "-m", "textclf_jax", "train", "--workdir", workdir,
                     f"--config.dataset={topic_dir}", "--config.num_epochs=2",

@@ -241,43 +241,47 @@ EIGHT_DEVICES = """
 import json, sys
 sys.path.insert(0, {tests!r})
 import jax
-from test_encoder_models import built, encoder_config
+from test_encoder_models import encoder_config
+from textclf_jax.data.pipeline import prepare
 from textclf_jax.runtime import parallel
-from textclf_jax.training import build, steps as steps_lib
+from textclf_jax.training import build, checks, steps as steps_lib
 out = {{}}
-for devices in (1, 8):
-  config = encoder_config({preset!r}, {folder!r}, {data!r}, batch_size=12)
-  steps, state, prepared, _ = built(config)
-  mesh = parallel.make_mesh(1, num_devices=devices)
-  steps, state = build.make_steps(config, prepared.encoder.vocab_size, 2, False, mesh, 100)
-  state = build.load_pretrained(config, state)
-  batcher = build.make_batcher(config, mesh)
-  data = prepared.splits["train"]
-  losses = []
-  for index in batcher.train_plan(data, seed=0, epoch=0)[:3]:
-    batch = build.device_batch(batcher, data, index, mesh)
-    state, m = steps.train_step(state, batch, steps_lib.init_metrics())
-    m = jax.device_get(m)
-    losses.append(float(m["loss_sum"] / m["count"]))
-  out[devices] = losses
+for preset in ("minilm", "cnn"):
+  config = encoder_config(preset, {folder!r}, {data!r}, batch_size=12)
+  prepared = prepare(checks.resolve(config))
+  for devices in (1, 8):
+    mesh = parallel.make_mesh(1, num_devices=devices)
+    steps, state = build.make_steps(config, prepared.encoder.vocab_size, 2, False, mesh, 100)
+    state = build.load_pretrained(config, state)
+    batcher = build.make_batcher(config, mesh)
+    data = prepared.splits["train"]
+    losses = []
+    for index in batcher.train_plan(data, seed=0, epoch=0)[:3]:
+      batch = build.device_batch(batcher, data, index, mesh)
+      state, m = steps.train_step(state, batch, steps_lib.init_metrics())
+      m = jax.device_get(m)
+      losses.append(float(m["loss_sum"] / m["count"]))
+    out[f"{{preset}}/{{devices}}"] = losses
 print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("preset", ["minilm", "cnn"])
-def test_eight_simulated_devices_match_one(folders, preset):
+def test_eight_simulated_devices_match_one(folders):
   """Data-parallel over 8 CPU devices: the same losses as 1 (dropout on: the encoder's
-  and the head's masks are drawn for the global batch)."""
+  and the head's masks are drawn for the global batch), for the fine-tuned transformer
+  and the contextual CNN. Both in one child process: each child imports JAX again."""
   bert, _, data = folders
-  script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), preset=preset, folder=bert,
-                                data=data)
+  script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), folder=bert, data=data)
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {XLA_TEST_FLAGS}",
              JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                         cwd=REPO, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
-  np.testing.assert_allclose(out["8"], out["1"], rtol=2e-5, atol=2e-6)
+  for preset in ("minilm", "cnn"):
+    assert len(out[f"{preset}/1"]) == 3, out
+    np.testing.assert_allclose(out[f"{preset}/8"], out[f"{preset}/1"], rtol=2e-5, atol=2e-6,
+                               err_msg=preset)
 
 
 def test_roberta_contextual_cnn_trains(folders, tmp_path, capsys):

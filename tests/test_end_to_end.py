@@ -28,9 +28,23 @@ def _run(args, **kw):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_train_eval_predict_single_label(topic_dir, tmp_path, capsys):
-  workdir = str(tmp_path / "run")
-  results = train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=4), workdir)
+@pytest.fixture(scope="module")
+def single_label_run(tmp_path_factory):
+  """(data directory, run directory) of the 3-topic task trained for 4 epochs, shared by
+  the tests that read a finished run (each of its runs compiles and trains ~8 CPU s)."""
+  root = tmp_path_factory.mktemp("e2e")
+  data = root / "topics"
+  data.mkdir()
+  write_jsonl(data / "train.jsonl", make_rows(300, 1))  # conftest.topic_dir's rows
+  write_jsonl(data / "dev.jsonl", make_rows(60, 2))
+  write_jsonl(data / "test.jsonl", make_rows(90, 3))
+  workdir = str(root / "run")
+  results = train.train_and_evaluate(tiny_config(dataset=str(data), num_epochs=4), workdir)
+  return str(data), workdir, results
+
+
+def test_train_eval_predict_single_label(single_label_run, capsys):
+  _, workdir, results = single_label_run
   assert results["test"]["accuracy"] >= 0.9, results["test"]
   assert results["test"]["num_examples"] == 90
   for name in ("config.json", "vocab.json", "labels.json", "data.json", "metrics.jsonl",
@@ -50,12 +64,11 @@ def test_train_eval_predict_single_label(topic_dir, tmp_path, capsys):
   assert list(rows[0]["probabilities"]) == ["sport", "tech"]  # top 2, most probable first
 
 
-def test_train_refuses_to_overwrite_a_run(topic_dir, tmp_path):
-  workdir = str(tmp_path / "run")
-  train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=1), workdir)
+def test_train_refuses_to_overwrite_a_run(single_label_run):
+  data, workdir, _ = single_label_run
   before = open(os.path.join(workdir, "results.json")).read()
   with pytest.raises(FileExistsError, match="already holds"):
-    train.train_and_evaluate(tiny_config(dataset=topic_dir, num_epochs=1), workdir)
+    train.train_and_evaluate(tiny_config(dataset=data, num_epochs=1), workdir)
   assert open(os.path.join(workdir, "results.json")).read() == before
 
 
