@@ -222,7 +222,7 @@ def test_fine_tuned_transformer_learns_and_eval_reproduces(folders, tmp_path, ca
   results = json.load(open(os.path.join(run, "results.json")))
   assert results["test"]["accuracy"] >= 0.9, results["test"]
   saved = json.load(open(os.path.join(run, "config.json")))
-  assert saved["encoder_config"]["hidden_size"] == 32
+  assert json.loads(saved["encoder_config"])["hidden_size"] == 32
   for name in ("tokenizer.json", "subword.json", "vocab.json"):
     assert os.path.isfile(os.path.join(run, name)), name
   os.rename(bert, bert + "_moved")  # the run must not read the folder again

@@ -84,9 +84,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.pooling = "mean"  # model=transformer: the text's vector, mean (over its tokens) | cls
   c.layer_decay = 1.0  # learning rate x layer_decay^(depth from the top) per encoder layer
   c.warmup_fraction = 0.0  # warm-up steps as a fraction of all steps (when warmup_steps 0)
-  # The encoder's shape (its config.json's fields), filled from encoder_path when a run
-  # starts, so that a saved run is rebuilt without the folder. {}: not yet read.
-  c.encoder_config = {}
+  # The encoder's shape: its config.json's fields as a JSON object, filled from
+  # encoder_path when a run starts, so that a saved run is rebuilt without the folder.
+  # "": not yet read.
+  c.encoder_config = ""
 
   # --- long documents: chunk-and-pool (cnn, lstm, hybrid) ----------------------
   # chunk_len > 0: a text longer than chunk_len tokens is read as windows of chunk_len

@@ -95,18 +95,16 @@ def _encoder_problems(config) -> list:
     out.append(f"config.max_len={max_len!r}: the subword encoder needs max_len >= 2 (its "
                "special tokens included; 0, from the data, is for the word encoder)")
     return out
-  saved = config.get("encoder_config", None)
+  from textclf_jax.models.encoders import classifier
   try:
+    saved = classifier.saved_encoder_config(config)
     if saved:  # a run's: it is rebuilt from this, without the folder
-      from textclf_jax.models.encoders.bert import EncoderConfig
-      limit = EncoderConfig(**dict(saved)).max_tokens
+      limit = classifier.encoder_config(config).max_tokens
     else:
       limit = subword.positions_in_config(subword.resolve_folder(config.get("encoder_path",
                                                                             "")))
   except (ConfigError, DataError) as e:
     return out + [str(e)]
-  except (TypeError, ValueError) as e:
-    return out + [f"config.encoder_config: not an encoder's config.json fields ({e})"]
   if max_len > limit:
     out.append(f"config.max_len={max_len}: the model at config.encoder_path has positions "
                f"for {limit} tokens; expected 2..{limit}")

@@ -17,6 +17,7 @@ is rebuilt without the folder.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 
@@ -37,12 +38,33 @@ POOLINGS = ("mean", "cls")
 ENCODER = "encoder"  # the encoder's attribute name in both modules (param paths, freezing)
 
 
+def saved_encoder_config(config) -> dict | None:
+  """config.encoder_config as a dict (a JSON object in a string; runs made before it was
+  a string hold the object itself), or None when it is not filled yet."""
+  saved = config.get("encoder_config", "")
+  if not saved:
+    return None
+  if isinstance(saved, str):
+    try:
+      saved = json.loads(saved)
+    except json.JSONDecodeError as e:
+      raise ConfigError(f"config.encoder_config: not a JSON object ({e.msg})") from None
+  if not hasattr(saved, "items"):
+    raise ConfigError(f"config.encoder_config: expected a JSON object of config.json fields, "
+                      f"got {type(saved).__name__}")
+  return dict(saved)
+
+
 def encoder_config(config) -> EncoderConfig:
   """The run's EncoderConfig: config.encoder_config (a saved run's) or the model folder's
   config.json (a new run's; `fill_encoder_config` records it)."""
-  saved = config.get("encoder_config", None)
+  saved = saved_encoder_config(config)
   if saved:
-    return EncoderConfig(**dict(saved))
+    try:
+      return EncoderConfig(**saved)
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"config.encoder_config: not an encoder's config.json fields ({e})") \
+          from None
   return hf_load.load_config(subword.resolve_folder(config.encoder_path))
 
 
@@ -50,12 +72,12 @@ def fill_encoder_config(config):
   """`config` with encoder_config filled from the model folder (a run records the shape
   of what it trained, and its positions); as is when it is filled or the run's encoder
   is not a model's (config.encoder "words")."""
-  if config.get("encoder_config", None) or config.get("encoder") != "subword":
+  if config.get("encoder_config", "") or config.get("encoder") != "subword":
     return config
   cfg = hf_load.load_config(subword.resolve_folder(config.encoder_path))
   config = config.copy_and_resolve_references()
   with config.unlocked():
-    config.encoder_config = dataclasses.asdict(cfg)
+    config.encoder_config = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
   return config
 
 
@@ -154,8 +176,8 @@ class TransformerClassifier(base.TextClassifier):
 
   @staticmethod
   def max_length(config) -> int | None:
-    saved = config.get("encoder_config", None)
-    return EncoderConfig(**dict(saved)).max_tokens if saved else None
+    saved = saved_encoder_config(config)
+    return EncoderConfig(**saved).max_tokens if saved else None
 
   def __call__(self, tokens, lengths, key=None, trainable_vectors=None, dropout_keep=None,
                word_vectors=None):
