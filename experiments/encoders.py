@@ -43,17 +43,21 @@ CELLS = {
                               "sst2-hybrid", ""),
     "sst2-cnn_distilled": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE],
                            "sst2-cnn", "sst2-minilm"),
+    "sst2-cnn_distilled8": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE,
+                                    "distill_alpha=0", "distill_temperature=1"],
+                            "sst2-cnn", "sst2-minilm"),
     "trec-cnn": ("kim", ["dataset=trec", *GLOVE], "", ""),
     "trec-minilm": ("minilm", ["dataset=trec", "max_len=64"], "trec-cnn", ""),
 }
-TRANSFER_COPIES = 4  # experiments.augment's variants per training text
+# A distilled cell's transfer set: experiments.augment's (variants per training text, seed).
+TRANSFER = {"sst2-cnn_distilled": (4, 0), "sst2-cnn_distilled8": (8, 1)}
 
 
-def transfer_set(runs: str, dataset: str, data_dir: str) -> str:
-  path = os.path.join(runs, f"{dataset}-transfer{TRANSFER_COPIES}.txt")
+def transfer_set(runs: str, dataset: str, data_dir: str, copies: int, seed: int) -> str:
+  path = os.path.join(runs, f"{dataset}-transfer{copies}_seed{seed}.txt")
   if not os.path.exists(path):
-    augment.main(["--dataset", dataset, "--data_dir", data_dir, "--copies",
-                  str(TRANSFER_COPIES), "--out", path])
+    augment.main(["--dataset", dataset, "--data_dir", data_dir, "--copies", str(copies),
+                  "--seed", str(seed), "--out", path])
   return path
 
 
@@ -62,7 +66,7 @@ def overrides_of(name: str, runs: str, data_dir: str) -> list:
   if teacher:
     dataset = overrides[0].split("=", 1)[1]
     overrides = [*overrides, f"teacher={os.path.join(runs, teacher)}",
-                 f"distill_unlabelled={transfer_set(runs, dataset, data_dir)}"]
+                 f"distill_unlabelled={transfer_set(runs, dataset, data_dir, *TRANSFER[name])}"]
   return overrides
 
 
