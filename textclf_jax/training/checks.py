@@ -87,6 +87,12 @@ def _encoder_problems(config) -> list:
     out.append(f"config.encoder_layers={layers!r}: expected last, mix, layer_N or mean_last_K")
   if config.get("encoder") != "subword":
     return out
+  import importlib.util
+  lacking = [m for m in ("tokenizers", "safetensors") if importlib.util.find_spec(m) is None]
+  if lacking:
+    return out + [f"config.encoder='subword' needs the `encoders` extra ({', '.join(lacking)} "
+                  "not installed): pip install \"textclf_jax[encoders]\" (or "
+                  "pip install -e \".[encoders]\" in a clone)"]
   if config.get("chunk_len", 0) and needs:
     out.append(f"config.chunk_len={config.chunk_len}: windows are not read through a "
                "pretrained encoder yet; set chunk_len 0")
