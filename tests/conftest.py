@@ -99,6 +99,17 @@ def make_rows(n, seed, multi_label=False, with_fold=False):
   return rows
 
 
+def run_on_eight_devices(script: str) -> dict:
+  """Runs `script` (Python source) in a child process with 8 simulated CPU devices at the
+  suite's XLA level; returns the JSON object its last stdout line prints."""
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {XLA_TEST_FLAGS}",
+             JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                        cwd=REPO, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def write_jsonl(path, rows):
   with open(path, "w", encoding="utf-8") as f:
     for row in rows:

@@ -4,15 +4,13 @@ unlabelled texts, the checks, resume, vmapped groups and device-count invariance
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import (REPO, XLA_TEST_FLAGS, make_rows, tiny_config, tiny_tfidf_run,
+from conftest import (REPO, make_rows, run_on_eight_devices, tiny_config, tiny_tfidf_run,
                       write_jsonl)
 from textclf_jax.data.readers import read_texts
 from textclf_jax.errors import ConfigError, DataError
@@ -308,12 +306,7 @@ def test_eight_simulated_devices_match_one_with_soft_targets(data):
   """Distilled steps (soft targets, a quarter of the texts unlabelled) give the same
   losses on 8 devices (a batch of 12 padded to 16 rows) as on 1."""
   script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), data=data)
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {XLA_TEST_FLAGS}",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                        cwd=REPO, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_eight_devices(script)
   one, eight = out["1"], out["8"]
   assert eight["rows"] == 16 and one["rows"] == 12
   assert all(np.isfinite(one["losses"]))

@@ -8,8 +8,6 @@ rtol 1e-5 (measured: every logged loss bit-equal, for mean_last_2 and mix)."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +15,8 @@ import pytest
 pytest.importorskip("safetensors", reason="needs the `encoders` extra (safetensors)")
 pytest.importorskip("tokenizers", reason="needs the `encoders` extra (tokenizers)")
 
-from conftest import (REPO, XLA_TEST_FLAGS, make_rows, run_textclf, tiny_config,  # noqa: E402
-                      write_jsonl)
+from conftest import (REPO, make_rows, run_on_eight_devices, run_textclf,  # noqa: E402
+                      tiny_config, write_jsonl)
 from tiny_hf import DIMS, numpy_model  # noqa: E402
 
 RTOL, ATOL = 1e-5, 1e-6
@@ -211,12 +209,7 @@ def test_eight_simulated_devices_match_one(tiny, tmp_path):
   gives one device's losses; both give the uncached run's, within rtol 1e-5."""
   folder, data = tiny
   script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), folder=folder, data=data)
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {XLA_TEST_FLAGS}",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                        cwd=REPO, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_eight_devices(script)
   one, eight, plain = out["1:auto"], out["8:auto"], out["1:off"]
   np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(one["losses"], plain["losses"], rtol=RTOL, atol=ATOL)

@@ -5,8 +5,6 @@ BERT / RoBERTa folders the tests write (tests/tiny_hf.py)."""
 import json
 import os
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ import pytest
 pytest.importorskip("safetensors", reason="needs the `encoders` extra (safetensors)")
 pytest.importorskip("tokenizers", reason="needs the `encoders` extra (tokenizers)")
 
-from conftest import REPO, XLA_TEST_FLAGS, run_textclf, write_jsonl  # noqa: E402
+from conftest import REPO, run_on_eight_devices, run_textclf, write_jsonl  # noqa: E402
 from tiny_hf import numpy_model  # noqa: E402
 
 from textclf_jax import config as config_lib  # noqa: E402
@@ -276,12 +274,7 @@ def test_eight_simulated_devices_match_one(folders):
   and the contextual CNN. Both in one child process: each child imports JAX again."""
   bert, _, data = folders
   script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), folder=bert, data=data)
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {XLA_TEST_FLAGS}",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                        cwd=REPO, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_eight_devices(script)
   for preset in ("minilm", "cnn"):
     assert len(out[f"{preset}/1"]) == 3, out
     np.testing.assert_allclose(out[f"{preset}/8"], out[f"{preset}/1"], rtol=2e-5, atol=2e-6,

@@ -1,15 +1,13 @@
 """The jitted, sharded train step: what it updates, and device-count invariance."""
 
 import os
-import subprocess
-import sys
 import textwrap
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, XLA_TEST_FLAGS, tiny_config
+from conftest import REPO, run_on_eight_devices, tiny_config
 from textclf_jax.training import build
 from textclf_jax.runtime import parallel
 from textclf_jax.training import steps as steps_lib
@@ -139,13 +137,7 @@ def test_eight_simulated_devices_match_one(topic_dir, tmp_path, preset, batch_si
   vectors.write_text("goal 1 0 0 0\nchip 0 1 0 0\nbank 0 0 1 0\nthe 1 1 1 1\n")
   script = EIGHT_DEVICES.format(tests=os.path.join(REPO, "tests"), preset=preset, data=topic_dir,
                                 batch_size=batch_size, vectors=str(vectors))
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count=8 {XLA_TEST_FLAGS}",
-             JAX_PLATFORMS="cpu")
-  proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                        cwd=REPO, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  import json
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_eight_devices(script)
   one = out["1x1"]
   assert one["count"] == 5 * batch_size  # padding rows carry no weight
   for layout in ("8x1", "8x2", "8x4"):
