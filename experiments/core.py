@@ -40,7 +40,7 @@ CELLS = {
 
 def cell_config(preset, overrides, data_dir, vectors):
   extra = [f"data_dir={data_dir}", "progress_bar=False"]
-  if any(o.startswith("embedding=") for o in overrides):
+  if "embedding=non-static" in overrides:  # GloVe cells (not contextual ones)
     extra.append(f"vectors={vectors}")
   return validate_lib.validate(
       config_lib.apply_overrides(config_lib.load_preset(preset), [*overrides, *extra]))
@@ -53,17 +53,23 @@ def command(preset, overrides):
   return f"textclf train --config {preset} {args}".strip()
 
 
-def main():
+def cells_parser(doc: str, runs: str) -> argparse.ArgumentParser:
+  """The arguments of a cell table script: --only, --runs (default `runs`), --data_dir,
+  --vectors (../shared's datasets and GloVe 100d by default)."""
   here = os.path.dirname(os.path.abspath(__file__))
   shared = os.path.join(here, "..", "..", "shared")
-  parser = argparse.ArgumentParser(description=__doc__,
+  parser = argparse.ArgumentParser(description=doc,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--only", default="", help="comma-separated cell names")
-  parser.add_argument("--runs", default="runs/core")
+  parser.add_argument("--runs", default=runs)
   parser.add_argument("--data_dir", default=os.path.normpath(os.path.join(shared, "datasets")))
   parser.add_argument("--vectors", default=os.path.normpath(os.path.join(
       shared, "embeddings", "glove.6B.100d.subset.txt.gz")))
-  args = parser.parse_args()
+  return parser
+
+
+def main():
+  args = cells_parser(__doc__, "runs/core").parse_args()
   names = args.only.split(",") if args.only else list(CELLS)
   rows = []
   for name in names:

@@ -16,7 +16,6 @@ beside the runs and prints it. Needs `pip install ".[encoders]"` and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -25,7 +24,7 @@ import time
 import numpy as np
 
 from experiments import augment
-from experiments.core import GLOVE, command
+from experiments.core import GLOVE, cell_config, cells_parser, command
 
 CONTEXTUAL = ["embedding=contextual", "encoder=subword", "encoder_path=minilm"]
 # name: (preset, overrides, the reference cell it is compared with, teacher cell or "")
@@ -68,17 +67,6 @@ def overrides_of(name: str, runs: str, data_dir: str) -> list:
     overrides = [*overrides, f"teacher={os.path.join(runs, teacher)}",
                  f"distill_unlabelled={transfer_set(runs, dataset, data_dir, *TRANSFER[name])}"]
   return overrides
-
-
-def cell_config(preset: str, overrides: list, data_dir: str, vectors: str):
-  """The cell's validated config (GloVe only where the embedding reads word vectors)."""
-  from textclf_jax import config as config_lib
-  from textclf_jax.families import validate as validate_lib
-  extra = [f"data_dir={data_dir}", "progress_bar=False"]
-  if "embedding=non-static" in overrides:
-    extra.append(f"vectors={vectors}")
-  return validate_lib.validate(
-      config_lib.apply_overrides(config_lib.load_preset(preset), [*overrides, *extra]))
 
 
 def test_predictions(run: str) -> tuple:
@@ -124,15 +112,7 @@ def predict_rate(run: str, batch: int = 64) -> float:
 
 
 def main():
-  here = os.path.dirname(os.path.abspath(__file__))
-  shared = os.path.join(here, "..", "..", "shared")
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--only", default="", help="comma-separated cell names")
-  parser.add_argument("--runs", default="runs/encoders")
-  parser.add_argument("--data_dir", default=os.path.normpath(os.path.join(shared, "datasets")))
-  parser.add_argument("--vectors", default=os.path.normpath(os.path.join(
-      shared, "embeddings", "glove.6B.100d.subset.txt.gz")))
+  parser = cells_parser(__doc__, "runs/encoders")
   parser.add_argument("--speed", action="store_true", help="measure predict examples/s")
   args = parser.parse_args()
   from textclf_jax.families import cv
