@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from textclf_jax.errors import ConfigError, DataError
+from textclf_jax.errors import ConfigError
 from textclf_jax.models import base
 from textclf_jax.models.dropout import Dropout
 from textclf_jax.models.encoders import hf_load
@@ -221,29 +221,15 @@ def is_model_folder(path: str) -> bool:
 def folder_arrays(folder: str, prefix: tuple) -> dict:
   """name -> float32 array of a model folder's weights under the package's param names
   (prefix + the Encoder's path, "/"-joined; kernels transposed from torch's [out, in])."""
-  cfg = hf_load.load_config(folder)
   path = os.path.join(folder, hf_load.WEIGHTS_FILE)
-  expected = hf_load.expected_weights(cfg)
-  out = {}
-  for name, array in hf_load.read_weights(path).items():
-    canon = hf_load.canonical_name(name)
-    if canon.startswith(hf_load.IGNORED):
-      continue
-    if canon not in expected:
-      raise DataError(f"{path}: unexpected weight {name!r} (not part of a "
-                      f"{cfg.model_type} encoder with {cfg.num_hidden_layers} layers)")
-    names, transpose = expected[canon]
-    array = np.asarray(array, np.float32)
-    out["/".join(map(str, prefix + names))] = array.T if transpose else array
-  return out
+  mapped = hf_load.mapped_weights(hf_load.load_config(folder), hf_load.read_weights(path), path)
+  return {"/".join(map(str, prefix + names)): np.asarray(array, np.float32)
+          for names, (_, array, _) in mapped.items()}
 
 
 def load_encoder_weights(params: dict, path: str, dont_load=()) -> dict:
-  """`params` with the encoder's weights from a model folder (every other parameter kept:
-  the head, a CNN, a scalar mix start fresh), or with everything from a run, checkpoint or
-  .npz/.safetensors file of the package's own names (TextClassifier.load_pretrained)."""
-  if not is_model_folder(path):
-    return base.load_named(params, base.read_named_arrays(path), path, dont_load)
+  """`params` with the encoder's weights from a model folder `path` (every other parameter
+  kept: the head, a CNN, a scalar mix start fresh; `dont_load` as load_named's)."""
   # The pretrained encoder's path: an `encoder` holding `embeddings` (an LSTM classifier
   # calls its own recurrent layers `encoder` too: "encoder/forward_layers/...").
   encoder = next(("/".join(parts[:i + 1]) for parts in (n.split("/") for n in params)

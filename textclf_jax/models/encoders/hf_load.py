@@ -179,36 +179,45 @@ def _param(model, path):
   return obj
 
 
-def assign_weights(model: Encoder, weights: dict, source: str = WEIGHTS_FILE) -> Encoder:
-  """Sets every param of `model` from `weights` (checkpoint names); DataError naming
-  `source` and the first unexpected, duplicated, missing or mis-shaped weight."""
-  expected = expected_weights(model.cfg)
-  seen = {}
+def mapped_weights(cfg: EncoderConfig, weights: dict, source: str = WEIGHTS_FILE) -> dict:
+  """{an Encoder param's path: (its checkpoint name, the array in the param's layout,
+  whether that is the checkpoint's transposed)}
+  from `weights` (checkpoint names; heads and buffers dropped); DataError naming `source`
+  and the first unexpected, duplicated, non-float or missing weight."""
+  expected = expected_weights(cfg)
+  seen, out = {}, {}
   for name in sorted(weights):
     canon = canonical_name(name)
     if canon.startswith(IGNORED):
       continue
     if canon not in expected:
       raise DataError(f"{source}: unexpected weight {name!r} (not part of a "
-                      f"{model.cfg.model_type} encoder with {model.cfg.num_hidden_layers} layers)")
+                      f"{cfg.model_type} encoder with {cfg.num_hidden_layers} layers)")
     if canon in seen:
       raise DataError(f"{source}: weights {seen[canon]!r} and {name!r} are the same parameter")
     seen[canon] = name
     path, transpose = expected[canon]
     array = weights[name]
-    array = array.T if transpose else array
-    param = _param(model, path)
-    if array.shape != tuple(param.shape):
-      shape = tuple(reversed(param.shape)) if transpose else tuple(param.shape)
-      raise DataError(f"{source}: weight {name!r} has shape {tuple(weights[name].shape)}, "
-                      f"the config ({CONFIG_FILE}) gives {shape}")
     if not jnp.issubdtype(array.dtype, jnp.floating):
       raise DataError(f"{source}: weight {name!r} has dtype {array.dtype}, expected floats")
-    param.set_value(jnp.asarray(array, jnp.float32))
+    out[path] = (name, array.T if transpose else array, transpose)
   missing = [n for n in expected if n not in seen]
   if missing:
     raise DataError(f"{source}: missing weight {missing[0]!r}"
                     + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+  return out
+
+
+def assign_weights(model: Encoder, weights: dict, source: str = WEIGHTS_FILE) -> Encoder:
+  """Sets every param of `model` from `weights` (checkpoint names); DataError naming
+  `source` and the first unexpected, duplicated, missing or mis-shaped weight."""
+  for path, (name, array, transposed) in mapped_weights(model.cfg, weights, source).items():
+    param = _param(model, path)
+    if array.shape != tuple(param.shape):
+      shape = tuple(reversed(param.shape)) if transposed else tuple(param.shape)
+      raise DataError(f"{source}: weight {name!r} has shape {tuple(weights[name].shape)}, "
+                      f"the config ({CONFIG_FILE}) gives {shape}")
+    param.set_value(jnp.asarray(array, jnp.float32))
   return model
 
 
