@@ -307,3 +307,19 @@ def test_frozen_source_is_not_the_folder_when_model_init_is_set(folders):
   with pytest.raises(DataError):
     from textclf_jax.text.subword import resolve_folder
     resolve_folder(bert + "_nowhere")
+
+
+def test_a_malformed_tokenizer_is_named_before_the_run_exists(folders, tmp_path, capsys):
+  """A model folder whose tokenizer.json does not parse: one error line naming the file,
+  exit status 2, and no run directory (the encoder is read before it is made)."""
+  bert, _, data = folders
+  broken = tmp_path / "broken"
+  broken.mkdir()
+  (broken / "config.json").write_text(open(os.path.join(bert, "config.json")).read())
+  (broken / "tokenizer.json").write_text("{not json")
+  run = tmp_path / "run"
+  code, _, err = run_textclf(["train", "--config", "minilm", f"--config.dataset={data}",
+                              f"--config.encoder_path={broken}", "--config.max_len=24",
+                              "--workdir", str(run)], capsys)
+  assert code == 2 and "tokenizer.json: not a readable tokenizer.json" in err, err
+  assert not run.exists()

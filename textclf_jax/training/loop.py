@@ -22,6 +22,7 @@ import jax
 import numpy as np
 import tqdm
 
+from textclf_jax.text.encoder import encoder_for
 from textclf_jax.training import build as build_lib
 from textclf_jax.training import checks
 from textclf_jax.training import distill as distill_lib
@@ -95,6 +96,7 @@ def train_and_evaluate(config, workdir: str, resume: bool = False, fold: int = -
       check_label_map(raw, config, fold)
     else:  # and the teachers' labels, and their probabilities computed
       targets = distill_lib.compute(config, raw, fold, teacher)
+    encoder_for(config)  # and its files (a subword tokenizer's) read
   rundir.check_can_start(workdir, resume)
   parallel.barrier("textclf:workdir-checked")  # before process 0 writes into it
   with runlock.writing(workdir):
