@@ -98,6 +98,7 @@ def test_compilation_cache_is_filled_then_used_with_identical_results(topic_dir,
   def train_run(name, cache_setting):
     env = {**os.environ, "TEXTCLF_COMPILATION_CACHE": cache_setting, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": XLA_TEST_FLAGS, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the suite's cache (conftest): not here
     workdir = str(tmp_path / name)
     subprocess.run([sys.executable, "-m", "textclf_jax", "train", "--workdir", workdir,
                     f"--config.dataset={topic_dir}", "--config.num_epochs=2",
