@@ -45,11 +45,23 @@ CELLS = {
     "sst2-cnn_distilled8": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE,
                                     "distill_alpha=0", "distill_temperature=1"],
                             "sst2-cnn", "sst2-minilm"),
+    # the teacher: both fine-tuned encoder runs' ensemble (test 89.2 against 88.3 alone)
+    "sst2-cnn_distilled_ens8": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3",
+                                        *GLOVE, "distill_alpha=0", "distill_temperature=1"],
+                                "sst2-cnn", "sst2-minilm,sst2-minilm_tuned-cnn"),
+    "sst2-cnn_distilled_ens16": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3",
+                                         *GLOVE, "distill_alpha=0", "distill_temperature=1"],
+                                 "sst2-cnn", "sst2-minilm,sst2-minilm_tuned-cnn"),
     "trec-cnn": ("kim", ["dataset=trec", *GLOVE], "", ""),
     "trec-minilm": ("minilm", ["dataset=trec", "max_len=64"], "trec-cnn", ""),
 }
 # A distilled cell's transfer set: experiments.augment's (variants per training text, seed).
-TRANSFER = {"sst2-cnn_distilled": (4, 0), "sst2-cnn_distilled8": (8, 1)}
+TRANSFER = {"sst2-cnn_distilled": (4, 0), "sst2-cnn_distilled8": (8, 1),
+            "sst2-cnn_distilled_ens8": (8, 1), "sst2-cnn_distilled_ens16": (16, 2)}
+# Ensembles of trained cells (the mean of their calibrated probabilities, as
+# `textclf eval RUN --ensemble RUN2` computes it), read from their saved predictions:
+# name: (members, the reference cell).
+ENSEMBLES = {"sst2-minilm_ensemble": (["sst2-minilm", "sst2-minilm_tuned-cnn"], "sst2-hybrid")}
 
 
 def transfer_set(runs: str, dataset: str, data_dir: str, copies: int, seed: int) -> str:
@@ -64,7 +76,8 @@ def overrides_of(name: str, runs: str, data_dir: str) -> list:
   preset, overrides, _, teacher = CELLS[name]
   if teacher:
     dataset = overrides[0].split("=", 1)[1]
-    overrides = [*overrides, f"teacher={os.path.join(runs, teacher)}",
+    teachers = ",".join(os.path.join(runs, t) for t in teacher.split(","))
+    overrides = [*overrides, f"teacher={teachers}",
                  f"distill_unlabelled={transfer_set(runs, dataset, data_dir, *TRANSFER[name])}"]
   return overrides
 
@@ -78,18 +91,46 @@ def test_predictions(run: str) -> tuple:
           np.load(os.path.join(pred, "test_labels.npy")), names)
 
 
-def against(run: str, reference: str) -> dict:
-  """Paired bootstrap of `run`'s test accuracy against `reference`'s (the same texts)."""
+def ensemble_predictions(runs: str, members: list) -> dict:
+  """{split: (probs [N, C], labels [N], label names)} of the members' ensemble on dev and
+  test: their mean calibrated probabilities from their saved predictions."""
+  from experiments.versus_linear_entries import ensemble_split
+  workdirs = [os.path.join(runs, m) for m in members]
+  results = []
+  for w in workdirs:
+    with open(os.path.join(w, "results.json")) as f:
+      results.append(json.load(f))
+  with open(os.path.join(workdirs[0], "labels.json")) as f:
+    names = json.load(f)["labels"]
+  return {split: (*ensemble_split(workdirs, results, split), names) for split in ("dev", "test")}
+
+
+def accuracy(predictions: tuple) -> float:
+  probs, labels, _ = predictions
+  return float(np.mean(np.asarray(probs).argmax(axis=1) == np.asarray(labels)))
+
+
+def against(predictions: tuple, reference: tuple) -> dict:
+  """Paired bootstrap of test accuracy, `predictions` against `reference` (the same texts;
+  each (probs [N, C], labels [N], label names))."""
   from textclf_jax.scoring.significance import example_counts, paired_bootstrap
-  probs_a, labels_a, names_a = test_predictions(run)
-  probs_b, labels_b, names_b = test_predictions(reference)
+  probs_a, labels_a, names_a = predictions
+  probs_b, labels_b, names_b = reference
   order = [names_b.index(n) for n in names_a]  # b's columns in a's label order
   probs_b = probs_b[:, order]
   labels_b = np.asarray(order).argsort()[labels_b]
   if not np.array_equal(labels_a, labels_b):
-    raise ValueError(f"{run} and {reference}: not the same test examples")
+    raise ValueError("not the same test examples")
   return paired_bootstrap(example_counts(probs_a, labels_a), example_counts(probs_b, labels_b),
                           ("accuracy",))["accuracy"]
+
+
+def delta_text(predictions: tuple, runs: str, reference: str) -> str:
+  if not (reference and os.path.exists(os.path.join(runs, reference, "results.json"))):
+    return "reference"
+  b = against(predictions, test_predictions(os.path.join(runs, reference)))
+  return (f"{100 * b['delta']:+.1f} [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}], "
+          f"p={b['p']:.4f} vs {reference}")
 
 
 def predict_rate(run: str, batch: int = 64) -> float:
@@ -116,12 +157,12 @@ def main():
   parser.add_argument("--speed", action="store_true", help="measure predict examples/s")
   args = parser.parse_args()
   from textclf_jax.families import cv
-  names = args.only.split(",") if args.only else list(CELLS)
+  names = args.only.split(",") if args.only else [*CELLS, *ENSEMBLES]
   lines = ["| cell | test accuracy | Δ [95% CI], p | train s (wall) |"
            + (" predict examples/s (per CPU s) |" if args.speed else "") + " command |",
            "|---|---|---|---|" + ("---|" if args.speed else "") + "---|"]
   rates = {}
-  for name in names:
+  for name in [n for n in names if n not in ENSEMBLES]:
     preset, _, reference, teacher = CELLS[name]
     overrides = overrides_of(name, args.runs, args.data_dir)
     workdir = os.path.join(args.runs, name)
@@ -131,11 +172,7 @@ def main():
                          resume=os.path.exists(os.path.join(workdir, "config.json")))
     with open(os.path.join(workdir, "results.json")) as f:
       results = json.load(f)
-    delta = "reference"
-    if reference and os.path.exists(os.path.join(args.runs, reference, "results.json")):
-      b = against(workdir, os.path.join(args.runs, reference))
-      delta = (f"{100 * b['delta']:+.1f} [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}], "
-               f"p={b['p']:.4f} vs {reference}")
+    delta = delta_text(test_predictions(workdir), args.runs, reference)
     speed = ""
     if args.speed:
       rates[name] = predict_rate(workdir)
@@ -144,6 +181,16 @@ def main():
       speed = f" {rates[name][0]:.0f} ({rates[name][1]:.0f}){ratio} |"
     lines.append(f"| {name} | {100 * results['test']['accuracy']:.1f} | {delta} | "
                  f"{results['train_seconds']:.0f} |{speed} `{command(preset, overrides)}` |")
+  for name, (members, reference) in ENSEMBLES.items():
+    if (args.only and name not in names) or not all(
+        os.path.exists(os.path.join(args.runs, m, "results.json")) for m in members):
+      continue
+    got = ensemble_predictions(args.runs, members)
+    lines.append(f"| {name} (dev {100 * accuracy(got['dev']):.1f}) | "
+                 f"{100 * accuracy(got['test']):.1f} | "
+                 f"{delta_text(got['test'], args.runs, reference)} | – |"
+                 + (" – |" if args.speed else "")
+                 + f" `textclf eval {members[0]} --ensemble {','.join(members[1:])}` |")
   table = "\n".join(lines)
   os.makedirs(args.runs, exist_ok=True)
   with open(os.path.join(args.runs, "table.md"), "w") as f:
