@@ -3,7 +3,6 @@ trained): an ensemble row is the mean of its members' calibrated probabilities, 
 `textclf eval RUN --ensemble RUN2` computes it, compared with its reference by the paired
 bootstrap; a cell taught by several runs names each of them in `teacher`."""
 
-import json
 import os
 
 import numpy as np
