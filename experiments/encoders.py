@@ -190,7 +190,8 @@ def main():
                  f"{100 * accuracy(got['test']):.1f} | "
                  f"{delta_text(got['test'], args.runs, reference)} | – |"
                  + (" – |" if args.speed else "")
-                 + f" `textclf eval {members[0]} --ensemble {','.join(members[1:])}` |")
+                 + f" `textclf eval {os.path.join(args.runs, members[0])} --ensemble "
+                 f"{','.join(os.path.join(args.runs, m) for m in members[1:])}` |")
   table = "\n".join(lines)
   os.makedirs(args.runs, exist_ok=True)
   with open(os.path.join(args.runs, "table.md"), "w") as f:
