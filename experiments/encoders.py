@@ -27,6 +27,10 @@ from experiments import augment
 from experiments.core import GLOVE, cell_config, cells_parser, command
 
 CONTEXTUAL = ["embedding=contextual", "encoder=subword", "encoder_path=minilm"]
+# The encoder fine-tuned under the CNN: the minilm preset's recipe at the CNN's rate.
+TUNED = ["encoder_trainable=true", "optimizer=adamw", "learning_rate=1e-4", "weight_decay=0.01",
+         "schedule=linear", "warmup_fraction=0.06", "clip_norm=1.0", "num_epochs=3",
+         "batch_size=32"]
 # name: (preset, overrides, the reference cell it is compared with, teacher cell or "")
 CELLS = {
     "sst2-cnn": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE], "", ""),
@@ -34,11 +38,7 @@ CELLS = {
     "sst2-minilm": ("minilm", ["dataset=sst2", "eval_every_steps=72"], "sst2-hybrid", ""),
     "sst2-minilm_frozen-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL,
                                        "encoder_layers=mix"], "sst2-hybrid", ""),
-    "sst2-minilm_tuned-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL,
-                                      "encoder_trainable=true", "optimizer=adamw",
-                                      "learning_rate=1e-4", "weight_decay=0.01",
-                                      "schedule=linear", "warmup_fraction=0.06",
-                                      "clip_norm=1.0", "num_epochs=3", "batch_size=32"],
+    "sst2-minilm_tuned-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL, *TUNED],
                               "sst2-hybrid", ""),
     "sst2-cnn_distilled": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE],
                            "sst2-cnn", "sst2-minilm"),
@@ -54,10 +54,17 @@ CELLS = {
                                  "sst2-cnn", "sst2-minilm,sst2-minilm_tuned-cnn"),
     "trec-cnn": ("kim", ["dataset=trec", *GLOVE], "", ""),
     "trec-minilm": ("minilm", ["dataset=trec", "max_len=64"], "trec-cnn", ""),
+    "trec-minilm_frozen-cnn": ("cnn", ["dataset=trec", "max_len=64", *CONTEXTUAL,
+                                       "encoder_layers=mix"], "trec-cnn", ""),
+    "trec-minilm_tuned-cnn": ("cnn", ["dataset=trec", "max_len=64", *CONTEXTUAL, *TUNED],
+                              "trec-cnn", ""),
+    "trec-cnn_distilled16": ("kim", ["dataset=trec", *GLOVE, "distill_alpha=0",
+                                     "distill_temperature=1"], "trec-cnn", "trec-minilm"),
 }
 # A distilled cell's transfer set: experiments.augment's (variants per training text, seed).
 TRANSFER = {"sst2-cnn_distilled": (4, 0), "sst2-cnn_distilled8": (8, 1),
-            "sst2-cnn_distilled_ens8": (8, 1), "sst2-cnn_distilled_ens16": (16, 2)}
+            "sst2-cnn_distilled_ens8": (8, 1), "sst2-cnn_distilled_ens16": (16, 2),
+            "trec-cnn_distilled16": (16, 0)}
 # Ensembles of trained cells (the mean of their calibrated probabilities, as
 # `textclf eval RUN --ensemble RUN2` computes it), read from their saved predictions:
 # name: (members, the reference cell).
