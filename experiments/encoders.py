@@ -113,8 +113,9 @@ def ensemble_predictions(runs: str, members: list) -> dict:
 
 
 def accuracy(predictions: tuple) -> float:
-  probs, labels, _ = predictions
-  return float(np.mean(np.asarray(probs).argmax(axis=1) == np.asarray(labels)))
+  """Single-label accuracy of (probs [N, C], labels [N], label names)."""
+  from experiments.versus_linear_entries import accuracy as accuracy_of
+  return accuracy_of(*predictions[:2])
 
 
 def against(predictions: tuple, reference: tuple) -> dict:

@@ -26,7 +26,7 @@ def _member(workdir: str):
                                calibration=rundir.read_calibration(workdir), thresholds=None)
 
 
-def _accuracy(probs, labels) -> float:
+def accuracy(probs, labels) -> float:
   return float(np.mean(np.asarray(probs).argmax(axis=1) == np.asarray(labels)))
 
 
@@ -36,7 +36,7 @@ def saved_predictions(workdir: str, split: str, results: dict) -> tuple:
   saved = rundir.read_predictions(workdir, split)
   if saved is None:
     raise SystemExit(f"[versus_linear] {workdir}: no saved {split} predictions")
-  if abs(_accuracy(*saved) - results[split][METRIC]) > 1e-6:
+  if abs(accuracy(*saved) - results[split][METRIC]) > 1e-6:
     raise SystemExit(f"[versus_linear] {workdir}: its saved {split} predictions do not "
                      "match results.json")
   return saved[0], saved[1], list(rundir.read_labels(workdir)["labels"])
@@ -121,7 +121,7 @@ def ensemble_entry(model: str, per_fold: list) -> Entry:
     workdirs, results = [w for w, _ in runs], [r for _, r in runs]
     dev_probs, dev_labels = ensemble_split(workdirs, results, "dev")
     test_probs, test_labels = ensemble_split(workdirs, results, "test")
-    units_.append((_accuracy(dev_probs, dev_labels), _accuracy(test_probs, test_labels)))
+    units_.append((accuracy(dev_probs, dev_labels), accuracy(test_probs, test_labels)))
     counts.append((fold, significance.example_counts(test_probs, test_labels)))
   return Entry(model, "ensemble", units_, [f for f, _ in counts], counts)
 
