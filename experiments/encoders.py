@@ -31,35 +31,30 @@ CONTEXTUAL = ["embedding=contextual", "encoder=subword", "encoder_path=minilm"]
 TUNED = ["encoder_trainable=true", "optimizer=adamw", "learning_rate=1e-4", "weight_decay=0.01",
          "schedule=linear", "warmup_fraction=0.06", "clip_norm=1.0", "num_epochs=3",
          "batch_size=32"]
-# name: (preset, overrides, the reference cell it is compared with, teacher cell or "")
+SST2_CNN = ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE]  # the core table's
+SOFT_ONLY = ["distill_alpha=0", "distill_temperature=1"]  # the teachers' probabilities alone
+BOTH_TUNED = "sst2-minilm,sst2-minilm_tuned-cnn"  # both fine-tuned runs as one teacher
+# name: (preset, overrides, the reference cell it is compared with, teacher cell(s) or "")
 CELLS = {
-    "sst2-cnn": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE], "", ""),
+    "sst2-cnn": ("cnn", SST2_CNN, "", ""),
     "sst2-hybrid": ("hybrid", ["dataset=sst2", "max_len=64", *GLOVE], "", ""),
     "sst2-minilm": ("minilm", ["dataset=sst2", "eval_every_steps=72"], "sst2-hybrid", ""),
     "sst2-minilm_frozen-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL,
                                        "encoder_layers=mix"], "sst2-hybrid", ""),
     "sst2-minilm_tuned-cnn": ("cnn", ["dataset=sst2", "max_len=64", *CONTEXTUAL, *TUNED],
                               "sst2-hybrid", ""),
-    "sst2-cnn_distilled": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE],
-                           "sst2-cnn", "sst2-minilm"),
-    "sst2-cnn_distilled8": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3", *GLOVE,
-                                    "distill_alpha=0", "distill_temperature=1"],
-                            "sst2-cnn", "sst2-minilm"),
-    # the teacher: both fine-tuned encoder runs' ensemble (test 89.2 against 88.3 alone)
-    "sst2-cnn_distilled_ens8": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3",
-                                        *GLOVE, "distill_alpha=0", "distill_temperature=1"],
-                                "sst2-cnn", "sst2-minilm,sst2-minilm_tuned-cnn"),
-    "sst2-cnn_distilled_ens16": ("cnn", ["dataset=sst2", "max_len=64", "learning_rate=1e-3",
-                                         *GLOVE, "distill_alpha=0", "distill_temperature=1"],
-                                 "sst2-cnn", "sst2-minilm,sst2-minilm_tuned-cnn"),
+    "sst2-cnn_distilled": ("cnn", SST2_CNN, "sst2-cnn", "sst2-minilm"),
+    "sst2-cnn_distilled8": ("cnn", [*SST2_CNN, *SOFT_ONLY], "sst2-cnn", "sst2-minilm"),
+    "sst2-cnn_distilled_ens8": ("cnn", [*SST2_CNN, *SOFT_ONLY], "sst2-cnn", BOTH_TUNED),
+    "sst2-cnn_distilled_ens16": ("cnn", [*SST2_CNN, *SOFT_ONLY], "sst2-cnn", BOTH_TUNED),
     "trec-cnn": ("kim", ["dataset=trec", *GLOVE], "", ""),
     "trec-minilm": ("minilm", ["dataset=trec", "max_len=64"], "trec-cnn", ""),
     "trec-minilm_frozen-cnn": ("cnn", ["dataset=trec", "max_len=64", *CONTEXTUAL,
                                        "encoder_layers=mix"], "trec-cnn", ""),
     "trec-minilm_tuned-cnn": ("cnn", ["dataset=trec", "max_len=64", *CONTEXTUAL, *TUNED],
                               "trec-cnn", ""),
-    "trec-cnn_distilled16": ("kim", ["dataset=trec", *GLOVE, "distill_alpha=0",
-                                     "distill_temperature=1"], "trec-cnn", "trec-minilm"),
+    "trec-cnn_distilled16": ("kim", ["dataset=trec", *GLOVE, *SOFT_ONLY], "trec-cnn",
+                             "trec-minilm"),
 }
 # A distilled cell's transfer set: experiments.augment's (variants per training text, seed).
 TRANSFER = {"sst2-cnn_distilled": (4, 0), "sst2-cnn_distilled8": (8, 1),
