@@ -161,6 +161,10 @@ def main():
   args = parser.parse_args()
   from textclf_jax.families import cv
   names = args.only.split(",") if args.only else [*CELLS, *ENSEMBLES]
+  unknown = [n for n in names if n not in CELLS and n not in ENSEMBLES]
+  if unknown:
+    parser.error(f"--only: unknown cell {', '.join(unknown)}; known: "
+                 f"{', '.join([*CELLS, *ENSEMBLES])}")
   lines = ["| cell | test accuracy | Δ [95% CI], p | train s (wall) |"
            + (" predict examples/s (per CPU s) |" if args.speed else "") + " command |",
            "|---|---|---|---|" + ("---|" if args.speed else "") + "---|"]
@@ -185,8 +189,11 @@ def main():
     lines.append(f"| {name} | {100 * results['test']['accuracy']:.1f} | {delta} | "
                  f"{results['train_seconds']:.0f} |{speed} `{command(preset, overrides)}` |")
   for name, (members, reference) in ENSEMBLES.items():
-    if (args.only and name not in names) or not all(
-        os.path.exists(os.path.join(args.runs, m, "results.json")) for m in members):
+    if name not in names:
+      continue
+    missing = [m for m in members if not os.path.exists(os.path.join(args.runs, m, "results.json"))]
+    if missing:  # an ensemble trains nothing: its members are cells of their own
+      print(f"[encoders] {name}: left out, {', '.join(missing)} not trained yet", flush=True)
       continue
     got = ensemble_predictions(args.runs, members)
     lines.append(f"| {name} (dev {100 * accuracy(got['dev']):.1f}) | "

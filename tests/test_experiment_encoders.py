@@ -65,3 +65,17 @@ def test_a_cell_taught_by_an_ensemble_names_every_teacher_run(tmp_path, monkeypa
   assert "distill_unlabelled=R/t8.txt" in overrides and made == [("sst2", 8, 1)]
   for name, (members, reference) in encoders.ENSEMBLES.items():
     assert set(members) <= set(encoders.CELLS) and reference in encoders.CELLS, name
+
+
+def test_unknown_cells_are_refused_and_an_untrained_ensemble_is_left_out(tmp_path, monkeypatch,
+                                                                          capsys):
+  runs = str(tmp_path / "runs")
+  monkeypatch.setattr("sys.argv", ["encoders", "--runs", runs, "--only", "sst2-minlm"])
+  with pytest.raises(SystemExit) as stop:
+    encoders.main()
+  assert stop.value.code == 2 and "unknown cell sst2-minlm" in capsys.readouterr().err
+  monkeypatch.setattr("sys.argv", ["encoders", "--runs", runs, "--only", "sst2-minilm_ensemble"])
+  encoders.main()  # trains nothing: an ensemble's members are cells of their own
+  out = capsys.readouterr().out
+  assert "sst2-minilm_ensemble: left out, sst2-minilm, sst2-minilm_tuned-cnn not trained" in out
+  assert os.listdir(runs) == ["table.md"]
